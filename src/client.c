@@ -1,0 +1,683 @@
+/* vt.client: options, the handle (close/__gc/__close/__tostring), the shared
+ * request plumbing, and the v3 look-ups. */
+#include "client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_BASE_URL "https://www.virustotal.com"
+#define MAX_WINDOWS 16
+
+/* ------------------------------------------------------------ small tools */
+
+const char *vt_trim(const char *s, size_t len, size_t *out_len)
+{
+    while (len > 0 && isspace((unsigned char)*s))
+        s++, len--;
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
+    *out_len = len;
+    return s;
+}
+
+void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            luaL_addchar(b, (char)ch);
+        else {
+            luaL_addchar(b, '%');
+            luaL_addchar(b, hex[ch >> 4]);
+            luaL_addchar(b, hex[ch & 15]);
+        }
+    }
+}
+
+/* Pushes "k=v", both escaped. */
+static void push_query_pair(lua_State *L, const char *k, size_t kl, const char *v, size_t vl)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    vt_add_escaped(&b, k, kl);
+    luaL_addchar(&b, '=');
+    vt_add_escaped(&b, v, vl);
+    luaL_pushresult(&b);
+}
+
+void vt_push_query(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushliteral(L, "");
+        return;
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_newtable(L); /* the pairs, concatenated below */
+    int parts = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "query keys must be strings");
+        int t = lua_type(L, -1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+            luaL_error(L, "query value for '%s' must be a string, number or boolean", lua_tostring(L, -2));
+        size_t kl, vl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        const char *v = luaL_tolstring(L, -1, &vl); /* copy: never convert the key in place */
+        push_query_pair(L, k, kl, v, vl);
+        lua_rawseti(L, parts, ++n);
+        lua_pop(L, 2); /* the converted value and the value */
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '&');
+        lua_rawgeti(L, parts, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, parts);
+}
+
+/* --------------------------------------------------------------- options */
+
+static const char *const client_options[] = {
+    "apikey", "base_url", "api", "requests_per_minute", "requests_per_day", "requests_per_month",
+    "rate", "quota_state", "max_wait", "timeout", "connect_timeout", "retries", "proxy", "cainfo",
+    "insecure", "user_agent", "poll_interval", "poll_timeout", NULL,
+};
+
+/* Reads opts[key]; raises naming the key when present with another type. */
+static bool opt_field(lua_State *L, int opts, const char *key, int type)
+{
+    int t = lua_getfield(L, opts, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return false;
+    }
+    if (t != type)
+        luaL_error(L, "vt.client: option '%s' must be a %s (got %s)", key, lua_typename(L, type), luaL_typename(L, -1));
+    return true;
+}
+
+static char *opt_string(lua_State *L, int opts, const char *key, const char *dflt)
+{
+    const char *v = dflt;
+    size_t len = v ? strlen(v) : 0;
+    bool present = opt_field(L, opts, key, LUA_TSTRING);
+    if (present)
+        v = lua_tolstring(L, -1, &len);
+    char *copy = NULL;
+    if (v) {
+        if (memchr(v, '\0', len) || memchr(v, '\r', len) || memchr(v, '\n', len))
+            luaL_error(L, "vt.client: option '%s' must not contain NUL or line breaks", key);
+        copy = strndup(v, len);
+        if (!copy)
+            luaL_error(L, "vt.client: out of memory");
+    }
+    if (present)
+        lua_pop(L, 1);
+    return copy;
+}
+
+static double opt_number(lua_State *L, int opts, const char *key, double dflt, double min)
+{
+    if (!opt_field(L, opts, key, LUA_TNUMBER))
+        return dflt;
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (!(v >= min))
+        luaL_error(L, "vt.client: option '%s' must be >= %g", key, min);
+    return v;
+}
+
+static lua_Integer opt_count(lua_State *L, int opts, const char *key)
+{
+    if (!opt_field(L, opts, key, LUA_TNUMBER))
+        return 0;
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    lua_pop(L, 1);
+    if (!isint || v < 1)
+        luaL_error(L, "vt.client: option '%s' must be a positive integer", key);
+    return v;
+}
+
+/* requests_per_* and rate = {{n =, per =}, ...} into windows. */
+static size_t read_windows(lua_State *L, int opts, vt_window *w)
+{
+    size_t count = 0;
+    lua_Integer v;
+    if ((v = opt_count(L, opts, "requests_per_minute")))
+        w[count++] = (vt_window){VT_WIN_SLIDING, v, 60};
+    if ((v = opt_count(L, opts, "requests_per_day")))
+        w[count++] = (vt_window){VT_WIN_DAY, v, 86400};
+    if ((v = opt_count(L, opts, "requests_per_month")))
+        w[count++] = (vt_window){VT_WIN_MONTH, v, 0};
+    if (opt_field(L, opts, "rate", LUA_TTABLE)) {
+        int rate = lua_gettop(L);
+        lua_Integer len = luaL_len(L, rate);
+        for (lua_Integer i = 1; i <= len; i++) {
+            if (lua_rawgeti(L, rate, i) != LUA_TTABLE)
+                luaL_error(L, "vt.client: option 'rate' must be a list of {n = N, per = SECONDS}");
+            static const char *const window_keys[] = {"n", "per", NULL};
+            vt_check_option_keys(L, -1, "vt.client: rate window", window_keys);
+            lua_getfield(L, -1, "n");
+            lua_getfield(L, -2, "per");
+            int isint;
+            lua_Integer n = lua_tointegerx(L, -2, &isint);
+            double per = lua_tonumber(L, -1);
+            if (!isint || n < 1 || !lua_isnumber(L, -1) || !(per > 0))
+                luaL_error(L, "vt.client: rate[%d] needs n (a positive integer) and per (seconds > 0)", (int)i);
+            if (count == MAX_WINDOWS)
+                luaL_error(L, "vt.client: at most %d rate windows", MAX_WINDOWS);
+            w[count++] = (vt_window){VT_WIN_SLIDING, n, per};
+            lua_pop(L, 3);
+        }
+        lua_pop(L, 1);
+    }
+    return count;
+}
+
+/* $XDG_STATE_HOME/vt (or ~/.local/state/vt) /quota-<sha256(key)[:16]>.state */
+static char *default_quota_path(lua_State *L, const char *key, size_t keylen)
+{
+    char digest[65];
+    vt_sha256_hex(key, keylen, digest);
+    digest[16] = '\0';
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    lua_pushfstring(L, xdg && *xdg ? "%s/vt/quota-%s.state" : "%s/.local/state/vt/quota-%s.state",
+                    xdg && *xdg ? xdg : (home && *home ? home : "/tmp"), digest);
+    char *path = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return path;
+}
+
+/* ---------------------------------------------------------------- handle */
+
+static void client_release(vt_client *c)
+{
+    if (c->engine) {
+        vt_engine_free(c->engine);
+        c->engine = NULL;
+    }
+    if (c->limiter) {
+        vt_limiter_free(c->limiter);
+        c->limiter = NULL;
+    }
+    if (c->apikey) {
+        memset(c->apikey, 0, c->apikey_len);
+        free(c->apikey);
+        c->apikey = NULL;
+    }
+    free(c->base_url);
+    free(c->quota_path);
+    free(c->transport.proxy);
+    free(c->transport.cainfo);
+    free(c->transport.user_agent);
+    c->base_url = c->quota_path = c->transport.proxy = c->transport.cainfo = c->transport.user_agent = NULL;
+}
+
+vt_client *vt_client_check(lua_State *L, int idx)
+{
+    vt_client *c = luaL_checkudata(L, idx, VT_CLIENT_MT);
+    if (!c->engine)
+        luaL_error(L, "attempt to use a closed vt client");
+    return c;
+}
+
+static int client_new(lua_State *L)
+{
+    lua_settop(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    vt_check_option_keys(L, 1, "vt.client", client_options);
+
+    /* The handle exists (closed) before anything is acquired, so a raise
+     * below leaves nothing unowned: __gc releases what was set. */
+    vt_client *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, VT_CLIENT_MT);
+    int self = lua_gettop(L);
+
+    c->apikey = opt_string(L, 1, "apikey", getenv("VT_API_KEY"));
+    if (!c->apikey || !*c->apikey)
+        return luaL_error(L, "vt.client: option 'apikey' is required (or set VT_API_KEY)");
+    c->apikey_len = strlen(c->apikey);
+
+    c->base_url = opt_string(L, 1, "base_url", DEFAULT_BASE_URL);
+    size_t bl = strlen(c->base_url);
+    while (bl > 0 && c->base_url[bl - 1] == '/')
+        c->base_url[--bl] = '\0';
+    if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0)
+        return luaL_error(L, "vt.client: option 'base_url' must start with http:// or https://");
+
+    char *api = opt_string(L, 1, "api", "v3");
+    bool api_ok = strcmp(api, "v3") == 0 || strcmp(api, "v2") == 0;
+    if (api_ok)
+        memcpy(c->api, api, 3);
+    free(api);
+    if (!api_ok)
+        return luaL_error(L, "vt.client: option 'api' must be \"v3\" or \"v2\"");
+
+    c->policy.max_wait = opt_number(L, 1, "max_wait", 60, 0);
+    c->policy.retries = (int)opt_number(L, 1, "retries", 3, 0);
+    c->transport.timeout = opt_number(L, 1, "timeout", 60, 0.001);
+    c->transport.connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001);
+    c->transport.proxy = opt_string(L, 1, "proxy", NULL);
+    c->transport.cainfo = opt_string(L, 1, "cainfo", NULL);
+    c->transport.user_agent = opt_string(L, 1, "user_agent", "vt-lua/" VT_VERSION);
+    if (opt_field(L, 1, "insecure", LUA_TBOOLEAN)) {
+        c->transport.insecure = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    c->poll_interval = opt_number(L, 1, "poll_interval", 15, 0);
+    c->poll_timeout = opt_number(L, 1, "poll_timeout", 600, 0);
+
+    vt_window windows[MAX_WINDOWS + 3];
+    size_t nwin = read_windows(L, 1, windows);
+
+    int qt = lua_getfield(L, 1, "quota_state");
+    if (qt == LUA_TSTRING) {
+        size_t ql;
+        const char *q = lua_tolstring(L, -1, &ql);
+        if (ql == 0 || memchr(q, '\0', ql))
+            return luaL_error(L, "vt.client: option 'quota_state' must be a path, or false");
+        c->quota_path = strdup(q);
+    } else if (qt == LUA_TNIL)
+        c->quota_path = default_quota_path(L, c->apikey, c->apikey_len);
+    else if (!(qt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
+        return luaL_error(L, "vt.client: option 'quota_state' must be a path (string) or false");
+    lua_pop(L, 1);
+
+    vt_err e;
+    c->limiter = vt_limiter_new(windows, nwin, c->quota_path, &e);
+    if (!c->limiter)
+        return luaL_error(L, "vt.client: %s", e.message);
+    c->policy.limiter = c->limiter;
+    c->engine = vt_engine_new(&e);
+    if (!c->engine)
+        return luaL_error(L, "vt.client: %s", e.message);
+    lua_pushvalue(L, self);
+    return 1;
+}
+
+static int client_close(lua_State *L)
+{
+    vt_client *c = luaL_checkudata(L, 1, VT_CLIENT_MT);
+    client_release(c);
+    return 0;
+}
+
+static int client_tostring(lua_State *L)
+{
+    vt_client *c = luaL_checkudata(L, 1, VT_CLIENT_MT);
+    if (!c->engine)
+        lua_pushliteral(L, "vt.client (closed)");
+    else
+        lua_pushfstring(L, "vt.client (%s %s, %d requests) %p", c->api, c->base_url, c->requests, (void *)c);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+static int job_gc(lua_State *L)
+{
+    vt_job_reset(luaL_checkudata(L, 1, VT_JOB_MT));
+    return 0;
+}
+
+vt_job *vt_job_push(lua_State *L)
+{
+    vt_job *j = lua_newuserdatauv(L, sizeof *j, 1);
+    vt_job_init(j);
+    luaL_setmetatable(L, VT_JOB_MT);
+    return j;
+}
+
+/* Duplicates a Lua string into malloc'd memory (raises on OOM before owning). */
+static char *dup_or_raise(lua_State *L, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        luaL_error(L, "out of memory");
+    return d;
+}
+
+void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method, const char *path, const char *query)
+{
+    snprintf(j->method, sizeof j->method, "%s", method);
+    bool v2 = strncmp(path, "/vtapi/v2/", 10) == 0;
+    lua_pushfstring(L, "%s%s%s%s%s", c->base_url, v2 ? "" : "/api/v3", path,
+                    query && *query ? "?" : "", query ? query : "");
+    j->url = dup_or_raise(L, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    j->counts_quota = true;
+    j->v2 = v2;
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (!v2 && h) {
+        lua_pushfstring(L, "x-apikey: %s", c->apikey);
+        struct curl_slist *h2 = curl_slist_append(h, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!h2)
+            curl_slist_free_all(h), h = NULL;
+        else
+            h = h2;
+    }
+    if (!h)
+        luaL_error(L, "out of memory");
+    j->headers = h;
+}
+
+void vt_client_run(vt_client *c, vt_job *const *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        vt_job_submit(c->engine, jobs[i], &c->transport, &c->policy);
+        c->requests++;
+    }
+    vt_engine_wait_all(c->engine, jobs, n);
+}
+
+/* ----------------------------------------------------- results and errors */
+
+static bool is_json(const vt_job *j)
+{
+    return strncasecmp(j->content_type, "application/json", 16) == 0;
+}
+
+/* Copies a printable excerpt of a non-JSON body for an error message. */
+static void body_excerpt(const vt_job *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->resp_len && n + 1 < cap && n < 160; i++) {
+        unsigned char ch = (unsigned char)j->resp[i];
+        out[n++] = (ch >= 32 && ch < 127) ? (char)ch : ' ';
+    }
+    out[n] = '\0';
+}
+
+bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
+{
+    if (j->err.code[0]) {
+        *e = j->err;
+    } else if (j->status >= 200 && j->status < 300 && !(j->v2 && j->status == 204)) {
+        if (j->sink == VT_SINK_FILE || is_json(j) || j->resp_len == 0)
+            return false;
+        vt_err_set(e, "InvalidResponse", "expected JSON from %s, got '%s' (HTTP %ld)",
+                   j->v2 ? "v2" : "v3", j->content_type[0] ? j->content_type : "no Content-Type", j->status);
+        e->http = j->status;
+    } else if (j->v2 && j->status == 204) {
+        vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
+        e->http = 204;
+    } else {
+        char excerpt[200];
+        vt_err_set(e, j->status >= 500 ? "ServerError" : "ClientError", "HTTP %ld", j->status);
+        if (is_json(j) && j->resp_len > 0) {
+            vt_err jerr;
+            int top = lua_gettop(L);
+            if (vt_json_decode(L, j->resp, j->resp_len, &jerr) && lua_istable(L, -1) &&
+                lua_getfield(L, -1, "error") == LUA_TTABLE) {
+                if (lua_getfield(L, -1, "code") == LUA_TSTRING)
+                    snprintf(e->code, sizeof e->code, "%s", lua_tostring(L, -1));
+                if (lua_getfield(L, -2, "message") == LUA_TSTRING)
+                    snprintf(e->message, sizeof e->message, "%s", lua_tostring(L, -1));
+            }
+            lua_settop(L, top);
+        } else if (j->resp_len > 0) {
+            body_excerpt(j, excerpt, sizeof excerpt);
+            snprintf(e->message, sizeof e->message, "HTTP %ld: %s", j->status, excerpt);
+        }
+        e->http = j->status;
+        if (j->retry_after_hdr >= 0)
+            e->retry_after = j->retry_after_hdr;
+    }
+    vt_redact(e->message, sizeof e->message, c->apikey, c->apikey_len);
+    return true;
+}
+
+int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
+{
+    vt_err e;
+    if (vt_client_job_error(L, c, j, &e))
+        return vt_err_return(L, &e);
+    if (j->resp_len == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (!vt_json_decode(L, j->resp, j->resp_len, &e)) {
+        e.http = j->status;
+        return vt_err_return(L, &e);
+    }
+    return 1;
+}
+
+int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
+{
+    int n = vt_client_result(L, c, j);
+    if (n == 2)
+        return 2;
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") == LUA_TNIL) {
+        vt_err e;
+        vt_err_set(&e, "InvalidResponse", "the answer has no 'data' member");
+        e.http = j->status;
+        return vt_err_return(L, &e);
+    }
+    if (keep_meta && lua_istable(L, -1)) {
+        lua_getfield(L, -2, "meta");
+        lua_setfield(L, -2, "meta");
+    }
+    return 1;
+}
+
+/* -------------------------------------------------------------- look-ups */
+
+static void quote_for_message(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 4 < cap; i++)
+        out[n++] = isprint((unsigned char)s[i]) ? s[i] : '?';
+    if (n + 4 >= cap && len > n)
+        memcpy(out + n - 3, "...", 3);
+    out[n] = '\0';
+}
+
+static int malformed(vt_err *e, const char *what, const char *s, size_t len)
+{
+    char shown[80];
+    quote_for_message(shown, sizeof shown, s, len);
+    vt_err_set(e, "InvalidArgument", "not %s: '%s'", what, shown);
+    return 0;
+}
+
+static const char *const kind_names[] = {"file", "url", "domain", "ip", "analysis", NULL};
+static const char *const kind_collections[] = {"files", "urls", "domains", "ip_addresses", "analyses"};
+
+vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
+{
+    const char *name = luaL_checkstring(L, idx);
+    for (int k = 0; kind_names[k]; k++)
+        if ((strcmp(name, kind_names[k]) == 0 || strcmp(name, kind_collections[k]) == 0) &&
+            (allow_analysis || k != VT_KIND_ANALYSIS))
+            return (vt_kind)k;
+    return luaL_error(L, "bad kind '%s' (expected %s)", name,
+                      allow_analysis ? "file, url, domain, ip or analysis" : "file, url, domain or ip");
+}
+
+/* The id part of each kind's path, normalised, pushed; 0 with e on bad data. */
+static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
+{
+    if (!vt_hash_kind_of(h, len))
+        return malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)h[i]));
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* A sha256 id or a bare URL identifier (URL-safe base64: no dot, slash or
+ * colon) is used as is; anything else is a URL, refanged, whose id is computed. */
+static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
+{
+    if (vt_hash_kind_of(u, len) == VT_HASH_SHA256)
+        return push_file_id(L, u, len, e);
+    bool is_id = len >= 8;
+    for (size_t i = 0; i < len && is_id; i++)
+        is_id = isalnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
+    if (is_id) {
+        lua_pushlstring(L, u, len);
+        return 1;
+    }
+    vt_push_refanged(L, u, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    for (size_t i = 0; i < rl; i++)
+        if (isspace((unsigned char)r[i]) || (unsigned char)r[i] < 32)
+            return lua_pop(L, 1), malformed(e, "a URL", u, len);
+    luaL_Buffer b;
+    char *id = luaL_buffinitsize(L, &b, 4 * (rl / 3 + 1) + 1);
+    luaL_pushresultsize(&b, vt_base64url(r, rl, id));
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
+{
+    vt_push_refanged(L, d, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    if (rl > 0 && r[rl - 1] == '.')
+        rl--;
+    if (!vt_is_domain(r, rl))
+        return lua_pop(L, 1), malformed(e, "a domain name", d, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < rl; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)r[i]));
+    luaL_pushresult(&b);
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
+{
+    vt_push_refanged(L, a, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    if (!vt_ip_version_of(r, rl))
+        return lua_pop(L, 1), malformed(e, "an IP address", a, len);
+    return 1;
+}
+
+static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
+{
+    if (len > 512)
+        return malformed(e, "an analysis id", id, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    vt_add_escaped(&b, id, len);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
+{
+    static const char *const what[] = {"hash", "URL", "domain", "IP address", "analysis id"};
+    size_t raw, len;
+    const char *s = luaL_checklstring(L, idx, &raw);
+    s = vt_trim(s, raw, &len);
+    if (len == 0) {
+        vt_err_set(e, "InvalidArgument", "empty %s", what[kind]);
+        return 0;
+    }
+    if (memchr(s, '\0', len)) {
+        vt_err_set(e, "InvalidArgument", "%s contains a NUL byte", what[kind]);
+        return 0;
+    }
+    switch (kind) {
+    case VT_KIND_FILE: return push_file_id(L, s, len, e);
+    case VT_KIND_URL: return push_url_id(L, s, len, e);
+    case VT_KIND_DOMAIN: return push_domain_id(L, s, len, e);
+    case VT_KIND_IP: return push_ip_id(L, s, len, e);
+    default: return push_analysis_id(L, s, len, e);
+    }
+}
+
+int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e)
+{
+    if (!vt_push_object_id(L, kind, idx, e))
+        return 0;
+    lua_pushfstring(L, "/%s/%s", kind_collections[kind], lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int lookup(lua_State *L, vt_kind kind)
+{
+    vt_client *c = vt_client_check(L, 1);
+    vt_err e;
+    if (!vt_push_object_path(L, kind, 2, &e))
+        return vt_err_return(L, &e);
+    vt_job *j = vt_job_push(L);
+    vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
+    vt_client_run(c, &j, 1);
+    return vt_client_data_result(L, c, j, kind == VT_KIND_ANALYSIS);
+}
+
+static int client_file(lua_State *L) { return lookup(L, VT_KIND_FILE); }
+static int client_url(lua_State *L) { return lookup(L, VT_KIND_URL); }
+static int client_domain(lua_State *L) { return lookup(L, VT_KIND_DOMAIN); }
+static int client_ip(lua_State *L) { return lookup(L, VT_KIND_IP); }
+static int client_analysis(lua_State *L) { return lookup(L, VT_KIND_ANALYSIS); }
+
+static int client_quota_status(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    vt_err e;
+    if (!vt_limiter_push_status(L, c->limiter, vt_now(), &e))
+        return vt_err_return(L, &e);
+    return 1;
+}
+
+void vt_client_open(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"file", client_file},
+        {"url", client_url},
+        {"domain", client_domain},
+        {"ip", client_ip},
+        {"analysis", client_analysis},
+        {"quota_status", client_quota_status},
+        {"close", client_close},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, VT_CLIENT_MT)) {
+        lua_pushcfunction(L, client_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, client_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, client_tostring);
+        lua_setfield(L, -2, "__tostring");
+        luaL_newlib(L, methods);
+        vt_calls_register(L);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, VT_JOB_MT)) {
+        lua_pushcfunction(L, job_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, client_new);
+    lua_setfield(L, -2, "client");
+}

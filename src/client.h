@@ -1,0 +1,65 @@
+/* The client handle, shared by the files that implement its methods
+ * (client.c: options, handle, look-ups; calls.c: submissions, downloads,
+ * collections, batch, raw and v2). */
+#ifndef VT_CLIENT_H
+#define VT_CLIENT_H
+
+#include "vt.h"
+
+#define VT_JOB_MT "vt.job"
+
+typedef struct vt_client {
+    vt_engine *engine;          /* NULL once closed */
+    vt_limiter *limiter;
+    char *apikey;               /* never printed */
+    size_t apikey_len;
+    char *base_url;             /* no trailing slash */
+    char *quota_path;           /* NULL when kept in memory */
+    char api[3];                /* "v3" or "v2" */
+    vt_transport transport;
+    vt_retry_policy policy;
+    double poll_interval, poll_timeout;
+    int requests;               /* transfers started, for tostring */
+} vt_client;
+
+/* Raises "attempt to use a closed vt client" for a closed one. */
+vt_client *vt_client_check(lua_State *L, int idx);
+
+/* A job userdata (VT_JOB_MT, its __gc frees everything the job owns), pushed. */
+vt_job *vt_job_push(lua_State *L);
+/* Prepares a request to the API: method, path under the base URL (already
+ * escaped, starting with '/'), an optional query (escaped, without '?').
+ * v3 puts the key in x-apikey; v2 jobs get it from vt_client_v2_job. */
+void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method,
+                       const char *path, const char *query);
+/* Runs the jobs to completion (blocking the calling thread on the engine). */
+void vt_client_run(vt_client *c, vt_job *const *jobs, size_t n);
+/* Turns a finished job into Lua values: the decoded body (1 value) or nil, err
+ * (2 values). Errors carry the service's code where it sent one; the key is
+ * scrubbed from every message. */
+int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
+/* Same, but returns body.data (and keeps body.meta in it when keep_meta). */
+int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
+/* Fills e from a failed job (transport error, HTTP error, not JSON); false if it succeeded. */
+bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
+
+/* Percent-encodes s for a path segment or query component into a Lua buffer. */
+void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len);
+/* Pushes a query string built from the table at idx (nil: pushes ""). */
+void vt_push_query(lua_State *L, int idx);
+/* Trims ASCII whitespace; returns the trimmed view. */
+const char *vt_trim(const char *s, size_t len, size_t *out_len);
+
+typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_ANALYSIS } vt_kind;
+/* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
+vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis);
+/* Validates and normalises the indicator at idx (trim, refang, lowercase) and
+ * pushes its id / its path ("/files/<sha256>"); on malformed data returns 0 with
+ * e filled (InvalidArgument) and pushes nothing. Non-strings raise. */
+int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e);
+int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
+
+/* calls.c */
+void vt_calls_register(lua_State *L); /* adds its methods to the table at the top */
+
+#endif

@@ -1,0 +1,632 @@
+/* The engine: one curl multi handle driven through epoll, and the life of a job
+ * (wait for quota, run, retry transient failures with backoff and jitter, all
+ * within the job's deadline). No Lua here: curl's callbacks only touch C data,
+ * so no Lua error can ever longjmp through libcurl. */
+#include "vt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
+#define BACKOFF_BASE 1.0
+#define BACKOFF_CAP 30.0
+#define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
+
+/* epoll data tags: curl's sockets and sources' fds share one epoll set. */
+#define TAG_CURL   1u
+#define TAG_SOURCE 2u
+
+struct vt_engine {
+    CURLM *multi;
+    int epfd;
+    double curl_deadline; /* monotonic; < 0 = none */
+    vt_job *jobs;         /* every linked job */
+    unsigned jitter_state;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static double jitter(vt_engine *eng)
+{
+    /* xorshift: enough to spread retries of processes started together */
+    unsigned x = eng->jitter_state;
+    x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+    eng->jitter_state = x;
+    return 0.5 + (x % 1000) / 2000.0; /* [0.5, 1.0) */
+}
+
+static void job_fail(vt_job *j, const vt_err *e)
+{
+    j->err = *e;
+    j->state = VT_JOB_DONE;
+}
+
+static uint64_t tag(unsigned kind, int fd) { return ((uint64_t)kind << 32) | (uint32_t)fd; }
+
+/* ------------------------------------------------------- curl callbacks */
+
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    vt_engine *eng = userp;
+    struct epoll_event ev = {0};
+    ev.data.u64 = tag(TAG_CURL, s);
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(eng->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (epoll_ctl(eng->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+        epoll_ctl(eng->epfd, EPOLL_CTL_ADD, s, &ev);
+    return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    vt_engine *eng = userp;
+    eng->curl_deadline = timeout_ms < 0 ? -1 : vt_monotonic() + timeout_ms / 1000.0;
+    return 0;
+}
+
+static bool sink_memory(vt_job *j, const char *data, size_t n)
+{
+    size_t cap = j->max_bytes > 0 ? (size_t)j->max_bytes : DEFAULT_BODY_CAP;
+    if (j->resp_len + n > cap) {
+        vt_err_set(&j->err, "TooLarge", "response body exceeds %zu bytes", cap);
+        return false;
+    }
+    if (j->resp_len + n + 1 > j->resp_cap) {
+        size_t want = j->resp_cap ? j->resp_cap : 16384;
+        while (want < j->resp_len + n + 1)
+            want *= 2;
+        char *grown = realloc(j->resp, want);
+        if (!grown) {
+            vt_err_set(&j->err, "InvalidResponse", "out of memory buffering the response");
+            return false;
+        }
+        j->resp = grown;
+        j->resp_cap = want;
+    }
+    memcpy(j->resp + j->resp_len, data, n);
+    j->resp_len += n;
+    j->resp[j->resp_len] = '\0';
+    return true;
+}
+
+static bool sink_file(vt_job *j, const char *data, size_t n)
+{
+    if (j->max_bytes > 0 && j->resp_total + (int64_t)n > j->max_bytes) {
+        vt_err_set(&j->err, "TooLarge", "download exceeds max_bytes (%lld bytes)", (long long)j->max_bytes);
+        return false;
+    }
+    if (j->digest)
+        vt_digest_update(j->digest, data, n);
+    while (n > 0) {
+        ssize_t w = write(j->sink_fd, data, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            vt_err_set(&j->err, "ConnectionError", "writing the download failed: %s", strerror(errno));
+            return false;
+        }
+        data += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    vt_job *j = userp;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    /* Only a successful download goes to the file; an error body is kept in
+     * memory so that it can be reported. */
+    bool to_file = j->sink == VT_SINK_FILE && status >= 200 && status < 300;
+    bool ok = to_file ? sink_file(j, data, n) : sink_memory(j, data, n);
+    if (!ok)
+        return CURL_WRITEFUNC_ERROR;
+    j->resp_total += (int64_t)n;
+    return n;
+}
+
+/* Copies the value of header `name` (case-insensitive) from the raw line. */
+static bool header_value(const char *line, size_t len, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return false;
+    const char *v = line + nl + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vl = (size_t)(end - v) < cap - 1 ? (size_t)(end - v) : cap - 1;
+    memcpy(out, v, vl);
+    out[vl] = '\0';
+    return true;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    vt_job *j = userp;
+    size_t n = size * nmemb;
+    char value[64];
+    if (n > 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 100-continue) */
+        j->content_type[0] = j->location[0] = '\0';
+        j->retry_after_hdr = -1;
+    } else if (header_value(data, n, "Retry-After", value, sizeof value)) {
+        char *end;
+        double secs = strtod(value, &end);
+        if (end != value && secs >= 0)
+            j->retry_after_hdr = secs;
+    } else if (!header_value(data, n, "Content-Type", j->content_type, sizeof j->content_type))
+        header_value(data, n, "Location", j->location, sizeof j->location);
+    return n;
+}
+
+/* Upload body: multipart head, then the source, then the tail. */
+static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
+{
+    vt_job *j = userp;
+    size_t cap = size * nmemb, out = 0;
+    int64_t pos = j->sent;
+    int64_t src_end = (int64_t)j->mp_head_len + (j->source ? j->source->size : 0);
+
+    if (pos < (int64_t)j->mp_head_len) {
+        size_t n = j->mp_head_len - (size_t)pos;
+        if (n > cap) n = cap;
+        memcpy(buf, j->mp_head + pos, n);
+        out = n;
+    } else if (pos < src_end) {
+        int fd = -1, events = 0;
+        size_t want = cap;
+        if ((int64_t)want > src_end - pos)
+            want = (size_t)(src_end - pos);
+        ptrdiff_t r = j->source->ops->read(j->source, buf, want, &fd, &events, &j->err);
+        if (r == VT_SOURCE_AGAIN) {
+            j->src_fd = fd;
+            j->src_events = events;
+            struct epoll_event ev = {0};
+            ev.events = (events & VT_WANT_READ ? EPOLLIN : 0) | (events & VT_WANT_WRITE ? EPOLLOUT : 0);
+            ev.data.u64 = tag(TAG_SOURCE, fd);
+            if (epoll_ctl(j->engine->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+                epoll_ctl(j->engine->epfd, EPOLL_CTL_MOD, fd, &ev);
+            return CURL_READFUNC_PAUSE;
+        }
+        if (r == VT_SOURCE_ERROR)
+            return CURL_READFUNC_ABORT;
+        if (r == 0) {
+            vt_err_set(&j->err, "InvalidArgument", "the file to upload ended early (%lld of %lld bytes)",
+                       (long long)(pos - (int64_t)j->mp_head_len), (long long)j->source->size);
+            return CURL_READFUNC_ABORT;
+        }
+        out = (size_t)r;
+    } else {
+        size_t off = (size_t)(pos - src_end);
+        size_t n = j->mp_tail_len - off;
+        if (n > cap) n = cap;
+        memcpy(buf, j->mp_tail + off, n);
+        out = n;
+    }
+    j->sent += (int64_t)out;
+    return out;
+}
+
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    vt_job *j = userp;
+    if (origin != SEEK_SET || offset != 0)
+        return CURL_SEEKFUNC_CANTSEEK;
+    if (j->source && j->source->ops->rewind(j->source) != 0)
+        return CURL_SEEKFUNC_FAIL;
+    j->sent = 0;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* ------------------------------------------------------------- engine */
+
+vt_engine *vt_engine_new(vt_err *e)
+{
+    vt_engine *eng = calloc(1, sizeof *eng);
+    if (!eng) {
+        vt_err_set(e, "InvalidArgument", "out of memory");
+        return NULL;
+    }
+    eng->epfd = epoll_create1(EPOLL_CLOEXEC);
+    eng->multi = curl_multi_init();
+    if (eng->epfd < 0 || !eng->multi) {
+        vt_err_set(e, "ConnectionError", "cannot create the transfer engine");
+        vt_engine_free(eng);
+        return NULL;
+    }
+    eng->curl_deadline = -1;
+    eng->jitter_state = ((unsigned)getpid() ^ (unsigned)(vt_monotonic() * 1e6)) | 1u;
+    curl_multi_setopt(eng->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(eng->multi, CURLMOPT_SOCKETDATA, eng);
+    curl_multi_setopt(eng->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(eng->multi, CURLMOPT_TIMERDATA, eng);
+    curl_multi_setopt(eng->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    return eng;
+}
+
+static void unlink_job(vt_job *j)
+{
+    vt_engine *eng = j->engine;
+    if (!eng)
+        return;
+    if (j->easy) {
+        curl_multi_remove_handle(eng->multi, j->easy);
+        curl_easy_cleanup(j->easy);
+        j->easy = NULL;
+    }
+    if (j->src_fd >= 0) {
+        epoll_ctl(eng->epfd, EPOLL_CTL_DEL, j->src_fd, NULL);
+        j->src_fd = -1;
+    }
+    if (j->prev) j->prev->next = j->next;
+    else eng->jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    j->next = j->prev = NULL;
+    j->engine = NULL;
+}
+
+void vt_engine_free(vt_engine *eng)
+{
+    if (!eng)
+        return;
+    while (eng->jobs) {
+        vt_job *j = eng->jobs;
+        unlink_job(j);
+        if (j->state != VT_JOB_DONE) {
+            vt_err e;
+            vt_err_set(&e, "ConnectionError", "the client was closed");
+            job_fail(j, &e);
+        }
+    }
+    if (eng->multi)
+        curl_multi_cleanup(eng->multi);
+    if (eng->epfd >= 0)
+        close(eng->epfd);
+    free(eng);
+}
+
+int vt_engine_fd(vt_engine *eng) { return eng->epfd; }
+
+/* ---------------------------------------------------------------- jobs */
+
+void vt_job_init(vt_job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->sink_fd = j->src_fd = -1;
+    j->retry_after_hdr = -1;
+    j->err.retry_after = -1;
+}
+
+void vt_job_reset(vt_job *j)
+{
+    vt_job_release(j);
+    free(j->url);
+    curl_slist_free_all(j->headers);
+    free(j->body);
+    free(j->mp_head);
+    free(j->mp_tail);
+    free(j->resp);
+    if (j->digest)
+        vt_digest_free(j->digest);
+    vt_job_init(j);
+}
+
+void vt_job_release(vt_job *j)
+{
+    unlink_job(j);
+}
+
+static void clear_response(vt_job *j)
+{
+    j->status = 0;
+    j->resp_len = 0;
+    j->resp_total = 0;
+    if (j->resp)
+        j->resp[0] = '\0';
+    j->content_type[0] = j->location[0] = '\0';
+    j->retry_after_hdr = -1;
+    j->curl_errbuf[0] = '\0';
+    memset(&j->err, 0, sizeof j->err);
+    j->err.retry_after = -1;
+    j->sent = 0;
+}
+
+static CURL *make_easy(vt_job *j, const vt_transport *t)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, j->url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, j->curl_errbuf);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, j);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(t->connect_timeout * 1000));
+    if (j->streaming) {
+        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t->timeout > 1 ? t->timeout : 1));
+    } else
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
+    if (t->user_agent)
+        curl_easy_setopt(c, CURLOPT_USERAGENT, t->user_agent);
+    if (t->proxy)
+        curl_easy_setopt(c, CURLOPT_PROXY, t->proxy);
+    if (t->cainfo)
+        curl_easy_setopt(c, CURLOPT_CAINFO, t->cainfo);
+    if (t->insecure) {
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (j->mp_head) {
+        curl_off_t total = (curl_off_t)(j->mp_head_len + j->mp_tail_len) + (j->source ? j->source->size : 0);
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, j);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, j);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, total);
+    } else if (j->body || strcmp(j->method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->body ? j->body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
+    }
+    if (strcmp(j->method, "GET") != 0 && strcmp(j->method, "POST") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, j->method);
+    return c;
+}
+
+static void start_transfer(vt_job *j)
+{
+    clear_response(j);
+    j->easy = make_easy(j, j->transport);
+    if (!j->easy) {
+        vt_err e;
+        vt_err_set(&e, "ConnectionError", "cannot create a transfer");
+        job_fail(j, &e);
+        return;
+    }
+    j->attempts++;
+    j->state = VT_JOB_RUNNING;
+    if (curl_multi_add_handle(j->engine->multi, j->easy) != CURLM_OK) {
+        curl_easy_cleanup(j->easy);
+        j->easy = NULL;
+        vt_err e;
+        vt_err_set(&e, "ConnectionError", "cannot start a transfer");
+        job_fail(j, &e);
+    }
+}
+
+/* A job whose wake time has come asks the limiter for a slot. */
+static void try_quota(vt_job *j, double mono)
+{
+    vt_limiter *lim = j->policy->limiter;
+    double wait = 0;
+    if (lim && j->counts_quota) {
+        vt_err e;
+        int got = vt_limiter_acquire(lim, vt_now(), &wait, &e);
+        if (got < 0) {
+            job_fail(j, &e);
+            return;
+        }
+        if (!got) {
+            if (mono + wait > j->deadline) {
+                vt_err_set(&e, "RateLimited",
+                           "local quota is spent; the next slot opens in %.1fs, beyond max_wait", wait);
+                e.retry_after = wait;
+                job_fail(j, &e);
+            } else
+                j->wake_at = mono + wait;
+            return;
+        }
+    }
+    start_transfer(j);
+}
+
+void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p)
+{
+    double mono = vt_monotonic();
+    j->engine = eng;
+    j->transport = t;
+    j->policy = p;
+    j->next = eng->jobs;
+    j->prev = NULL;
+    if (eng->jobs)
+        eng->jobs->prev = j;
+    eng->jobs = j;
+    j->attempts = 0;
+    j->deadline = mono + p->max_wait;
+    j->state = VT_JOB_QUOTA;
+    j->wake_at = mono;
+    try_quota(j, mono);
+}
+
+/* Seconds to wait before the next attempt, or < 0 when the failure is final. */
+static double retry_delay(vt_job *j, bool *quota_spent)
+{
+    long s = j->status;
+    *quota_spent = false;
+    if (j->err.code[0] && strcmp(j->err.code, "ConnectionError") != 0 && strcmp(j->err.code, "Timeout") != 0)
+        return -1; /* TooLarge, a source error, ...: retrying cannot help */
+    if (!j->err.code[0]) {
+        bool v2_quota = j->v2 && s == 204;
+        bool quota = v2_quota || (s == 429 && j->resp && strstr(j->resp, "QuotaExceededError"));
+        if (quota) {
+            *quota_spent = true;
+            return j->retry_after_hdr >= 0 ? j->retry_after_hdr : QUOTA_HOLD_DEFAULT;
+        }
+        if (s != 429 && s < 500)
+            return -1;
+    }
+    if (j->retry_after_hdr >= 0 && !j->err.code[0])
+        return j->retry_after_hdr;
+    double d = BACKOFF_BASE * pow(2, j->attempts - 1);
+    return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
+}
+
+static void describe_curl_failure(vt_job *j, CURLcode rc)
+{
+    if (j->err.code[0])
+        return; /* a callback already said why */
+    const char *code = "ConnectionError";
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        code = "Timeout";
+    else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
+             rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
+             rc == CURLE_SSL_CIPHER || rc == CURLE_SSL_ISSUER_ERROR)
+        code = "TLSError";
+    vt_err_set(&j->err, code, "%s", j->curl_errbuf[0] ? j->curl_errbuf : curl_easy_strerror(rc));
+    snprintf(j->err.curl, sizeof j->err.curl, "%s", curl_easy_strerror(rc));
+}
+
+static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
+{
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
+    curl_multi_remove_handle(j->engine->multi, j->easy);
+    curl_easy_cleanup(j->easy);
+    j->easy = NULL;
+    if (rc != CURLE_OK)
+        describe_curl_failure(j, rc);
+
+    bool quota_spent;
+    double delay = retry_delay(j, &quota_spent);
+    if (quota_spent && j->policy->limiter) {
+        vt_err e;
+        vt_limiter_mark_spent(j->policy->limiter, vt_now(), delay, &e);
+    }
+    if (delay < 0 || j->attempts > j->policy->retries) {
+        j->state = VT_JOB_DONE;
+        return;
+    }
+    if (mono + delay > j->deadline) {
+        /* Waiting would pass max_wait: keep the failure, say when to come back. */
+        j->err.retry_after = delay;
+        j->retry_after_hdr = delay;
+        j->state = VT_JOB_DONE;
+        return;
+    }
+    if (j->sink == VT_SINK_FILE && j->sink_fd >= 0) {
+        /* start the file again */
+        if (ftruncate(j->sink_fd, 0) != 0 || lseek(j->sink_fd, 0, SEEK_SET) != 0) {
+            j->state = VT_JOB_DONE;
+            return;
+        }
+        if (j->digest) {
+            vt_digest_free(j->digest);
+            j->digest = vt_digest_new();
+        }
+    }
+    if (j->source && j->source->ops->rewind(j->source) != 0) {
+        j->state = VT_JOB_DONE;
+        return;
+    }
+    memset(&j->err, 0, sizeof j->err);
+    j->err.retry_after = -1;
+    j->state = VT_JOB_QUOTA;
+    j->wake_at = mono + delay;
+}
+
+static void read_finished(vt_engine *eng)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(eng->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        vt_job *j = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+        if (j)
+            on_transfer_done(j, msg->data.result, vt_monotonic());
+    }
+}
+
+static void resume_source(vt_engine *eng, int fd)
+{
+    for (vt_job *j = eng->jobs; j; j = j->next)
+        if (j->src_fd == fd && j->easy) {
+            epoll_ctl(eng->epfd, EPOLL_CTL_DEL, fd, NULL);
+            j->src_fd = -1;
+            curl_easy_pause(j->easy, CURLPAUSE_CONT);
+        }
+}
+
+double vt_engine_timeout(vt_engine *eng)
+{
+    double mono = vt_monotonic(), soonest = -1;
+    if (eng->curl_deadline >= 0)
+        soonest = eng->curl_deadline;
+    for (vt_job *j = eng->jobs; j; j = j->next)
+        if (j->state == VT_JOB_QUOTA && (soonest < 0 || j->wake_at < soonest))
+            soonest = j->wake_at;
+    if (soonest < 0)
+        return -1;
+    return soonest > mono ? soonest - mono : 0;
+}
+
+int vt_engine_step(vt_engine *eng, double max_block)
+{
+    double wait = vt_engine_timeout(eng);
+    if (wait < 0 || wait > max_block)
+        wait = max_block;
+    struct epoll_event evs[32];
+    int n = epoll_wait(eng->epfd, evs, 32, (int)ceil(wait * 1000));
+    int running;
+    for (int i = 0; i < n; i++) {
+        unsigned kind = (unsigned)(evs[i].data.u64 >> 32);
+        int fd = (int)(uint32_t)evs[i].data.u64;
+        if (kind == TAG_SOURCE) {
+            resume_source(eng, fd);
+            continue;
+        }
+        int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                    (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                    (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(eng->multi, fd, flags, &running);
+    }
+    double mono = vt_monotonic();
+    if (eng->curl_deadline >= 0 && mono >= eng->curl_deadline) {
+        eng->curl_deadline = -1;
+        curl_multi_socket_action(eng->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    read_finished(eng);
+    mono = vt_monotonic();
+    int pending = 0;
+    for (vt_job *j = eng->jobs; j; j = j->next) {
+        if (j->state == VT_JOB_QUOTA && j->wake_at <= mono)
+            try_quota(j, mono);
+        /* start_transfer may add handles; curl asks for a timer to kick them */
+        if (j->state != VT_JOB_DONE)
+            pending++;
+    }
+    return pending;
+}
+
+void vt_engine_wait_all(vt_engine *eng, vt_job *const *jobs, size_t n)
+{
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < n && all; i++)
+            all = jobs[i]->state == VT_JOB_DONE;
+        if (all)
+            return;
+        vt_engine_step(eng, 1.0);
+    }
+}

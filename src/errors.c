@@ -1,0 +1,124 @@
+/* The error value of SPEC 3.3: a table {code, message, http, retry_after,
+ * curl, analysis_id} whose __tostring gives one readable line. */
+#include "vt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void vt_err_set(vt_err *e, const char *code, const char *fmt, ...)
+{
+    memset(e, 0, sizeof *e);
+    e->retry_after = -1;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len)
+{
+    if (secret_len == 0)
+        return;
+    char *hit;
+    while ((hit = memmem(s, strnlen(s, cap), secret, secret_len)) != NULL) {
+        size_t tail = strlen(hit + secret_len);
+        memmove(hit + 3, hit + secret_len, tail + 1);
+        memcpy(hit, "***", 3);
+    }
+}
+
+void vt_err_push(lua_State *L, const vt_err *e)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, e->code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, e->message);
+    lua_setfield(L, -2, "message");
+    if (e->http > 0) {
+        lua_pushinteger(L, e->http);
+        lua_setfield(L, -2, "http");
+    }
+    if (e->retry_after >= 0) {
+        lua_pushnumber(L, e->retry_after);
+        lua_setfield(L, -2, "retry_after");
+    }
+    if (e->curl[0]) {
+        lua_pushstring(L, e->curl);
+        lua_setfield(L, -2, "curl");
+    }
+    if (e->analysis_id[0]) {
+        lua_pushstring(L, e->analysis_id);
+        lua_setfield(L, -2, "analysis_id");
+    }
+    luaL_setmetatable(L, VT_ERROR_MT);
+}
+
+int vt_err_return(lua_State *L, const vt_err *e)
+{
+    lua_pushnil(L);
+    vt_err_push(L, e);
+    return 2;
+}
+
+int vt_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+    vt_err e;
+    vt_err_set(&e, code, "%s", "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    return vt_err_return(L, &e);
+}
+
+/* "NotFoundError (HTTP 404): File "x" not found; retry after 3s" */
+static int error_tostring(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_getfield(L, 1, "code");
+    luaL_addvalue(&b);
+    if (lua_getfield(L, 1, "http") == LUA_TNUMBER) {
+        lua_pushfstring(L, " (HTTP %d)", (int)lua_tointeger(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    } else
+        lua_pop(L, 1);
+    if (lua_getfield(L, 1, "curl") == LUA_TSTRING) {
+        lua_pushfstring(L, " [%s]", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    } else
+        lua_pop(L, 1);
+    luaL_addstring(&b, ": ");
+    lua_getfield(L, 1, "message");
+    luaL_addvalue(&b);
+    if (lua_getfield(L, 1, "retry_after") == LUA_TNUMBER) {
+        lua_pushfstring(L, " (retry after %.1fs)", lua_tonumber(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    } else
+        lua_pop(L, 1);
+    if (lua_getfield(L, 1, "analysis_id") == LUA_TSTRING) {
+        lua_pushfstring(L, " (analysis %s)", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+    } else
+        lua_pop(L, 1);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+void vt_errors_open(lua_State *L)
+{
+    if (luaL_newmetatable(L, VT_ERROR_MT)) {
+        lua_pushcfunction(L, error_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "vt.error");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+}

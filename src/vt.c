@@ -1,0 +1,102 @@
+/* Module entry: luaopen_vt, one-time library set-up, vt.versions. */
+#include "vt.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <libssh2.h>
+
+void vt_client_open(lua_State *L); /* client.c */
+
+/* curl_global_init and libssh2_init are not thread-safe and must run once per
+ * process, however many Lua states load the module (busted re-opens it per spec
+ * file). pthread_once gives both guarantees. */
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_status;
+
+static void global_init(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        global_status = -1;
+    else if (libssh2_init(0) != 0)
+        global_status = -2;
+}
+
+double vt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double vt_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *const allowed[])
+{
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option keys must be strings (got %s)", what, luaL_typename(L, -1));
+        const char *key = lua_tostring(L, -1);
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i])
+            luaL_error(L, "%s: unknown option '%s'", what, key);
+    }
+}
+
+static int vt_versions(lua_State *L)
+{
+    const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, VT_VERSION);
+    lua_setfield(L, -2, "vt");
+    lua_pushstring(L, cv->version);
+    lua_setfield(L, -2, "libcurl");
+    lua_pushstring(L, cv->ssl_version ? cv->ssl_version : "none");
+    lua_setfield(L, -2, "tls");
+    lua_pushstring(L, libssh2_version(0));
+    lua_setfield(L, -2, "libssh2");
+    lua_pushliteral(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua");
+    lua_pushboolean(L, (cv->features & CURL_VERSION_HTTP2) != 0);
+    lua_setfield(L, -2, "http2");
+#ifdef VT_HAVE_SMB
+    lua_pushboolean(L, 1);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    lua_setfield(L, -2, "smb");
+    return 1;
+}
+
+LUALIB_API int luaopen_vt(lua_State *L)
+{
+    luaL_checkversion(L);
+    pthread_once(&global_once, global_init);
+    if (global_status != 0)
+        return luaL_error(L, "vt: %s failed", global_status == -1 ? "curl_global_init" : "libssh2_init");
+
+    lua_newtable(L);
+    lua_pushliteral(L, "vt " VT_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    lua_pushcfunction(L, vt_versions);
+    lua_setfield(L, -2, "versions");
+    vt_json_open(L);
+    vt_json_push_null(L);
+    lua_setfield(L, -2, "null");
+    vt_errors_open(L);
+    vt_indicators_open(L);
+    vt_client_open(L);
+    return 1;
+}
