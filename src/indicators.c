@@ -1,0 +1,326 @@
+/* Indicator helpers: vt.url_id, vt.hash_type, vt.refang, vt.ip_version,
+ * vt.is_private_ip, and the C checks the client runs before any request.
+ *
+ * Every input is a Lua string of known length that may hold NUL bytes, so
+ * nothing here relies on NUL termination of its input.
+ *
+ * IP literal rules (decided here, documented in the spec file):
+ *   - IPv4 is exactly four decimal octets 0..255 with no leading zeros: "010.1.1.1"
+ *     is refused because inet_aton and many tools read it as octal (8.1.1.1) while
+ *     others read it as decimal, so it names no single address.
+ *   - IPv6 follows RFC 4291 text forms: full, "::"-compressed, and with an IPv4
+ *     tail (which obeys the IPv4 rule above). Zone ids ("fe80::1%eth0") are
+ *     refused: they only mean something on one host and VirusTotal cannot look
+ *     them up. Brackets, ports, prefixes and surrounding spaces are refused too.
+ * inet_pton (the same ISC-derived rules in glibc, musl and the BSDs) implements
+ * exactly these, so it does the parsing; the spec pins every rule down. */
+#include "vt.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ hashes */
+
+static bool is_hex_digit(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+vt_hash_kind vt_hash_kind_of(const char *s, size_t len)
+{
+    if (len != VT_HASH_MD5 && len != VT_HASH_SHA1 && len != VT_HASH_SHA256)
+        return VT_HASH_NONE;
+    for (size_t i = 0; i < len; i++)
+        if (!is_hex_digit((unsigned char)s[i]))
+            return VT_HASH_NONE;
+    return (vt_hash_kind)len;
+}
+
+const char *vt_hash_name(vt_hash_kind k)
+{
+    switch (k) {
+    case VT_HASH_MD5: return "md5";
+    case VT_HASH_SHA1: return "sha1";
+    case VT_HASH_SHA256: return "sha256";
+    default: return NULL;
+    }
+}
+
+/* ---------------------------------------------------------- IP addresses */
+
+/* Parses s as an IP literal into addr (4 or 16 bytes used); returns 4, 6 or 0. */
+static int parse_ip(const char *s, size_t len, unsigned char addr[16])
+{
+    /* The longest literal, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", has
+     * INET6_ADDRSTRLEN - 1 characters; anything longer is refused unread. */
+    char text[INET6_ADDRSTRLEN];
+    if (len == 0 || len >= sizeof text || memchr(s, '\0', len) != NULL)
+        return 0;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    if (memchr(text, ':', len) != NULL)
+        return inet_pton(AF_INET6, text, addr) == 1 ? 6 : 0;
+    return inet_pton(AF_INET, text, addr) == 1 ? 4 : 0;
+}
+
+int vt_ip_version_of(const char *s, size_t len)
+{
+    unsigned char addr[16];
+    return parse_ip(s, len, addr);
+}
+
+/* 10/8, 172.16/12, 192.168/16 (RFC 1918), 127/8 loopback, 169.254/16 link-local,
+ * 100.64/10 shared CGNAT space (RFC 6598), 0/8 "this network". */
+static bool is_private_v4(const unsigned char a[4])
+{
+    return a[0] == 10
+        || (a[0] == 172 && (a[1] & 0xf0) == 16)
+        || (a[0] == 192 && a[1] == 168)
+        || a[0] == 127
+        || (a[0] == 169 && a[1] == 254)
+        || (a[0] == 100 && (a[1] & 0xc0) == 64)
+        || a[0] == 0;
+}
+
+/* :: unspecified, ::1 loopback, fe80::/10 link-local, fc00::/7 unique local,
+ * and ::ffff:0:0/96 (IPv4-mapped) judged by the IPv4 address it carries. */
+static bool is_private_v6(const unsigned char a[16])
+{
+    static const unsigned char zeros[15] = {0};
+    static const unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped_prefix, sizeof mapped_prefix) == 0)
+        return is_private_v4(a + 12);
+    if (memcmp(a, zeros, sizeof zeros) == 0)
+        return a[15] == 0 || a[15] == 1;
+    return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
+bool vt_is_private_ip_str(const char *s, size_t len)
+{
+    unsigned char addr[16];
+    switch (parse_ip(s, len, addr)) {
+    case 4: return is_private_v4(addr);
+    case 6: return is_private_v6(addr);
+    default: return false;
+    }
+}
+
+/* ----------------------------------------------------------------- domains */
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static bool is_label_char(unsigned char c)
+{
+    return is_alnum(c) || c == '-' || c == '_';
+}
+
+/* "At least one dot" is read as at least two labels: "com." is a single label
+ * with a root dot, not a name VirusTotal files a domain under. */
+bool vt_is_domain(const char *s, size_t len)
+{
+    if (len > 0 && s[len - 1] == '.')
+        len--; /* the root's dot is not part of the name's length */
+    if (len == 0 || len > 253)
+        return false;
+    size_t labels = 0, start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '.') {
+            if (!is_label_char((unsigned char)s[i]))
+                return false;
+            continue;
+        }
+        size_t label_len = i - start;
+        if (label_len == 0 || label_len > 63 || s[start] == '-' || s[i - 1] == '-')
+            return false;
+        labels++;
+        start = i + 1;
+    }
+    return labels >= 2;
+}
+
+/* ------------------------------------------------------------------ base64 */
+
+size_t vt_base64url(const char *data, size_t len, char *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const unsigned char *in = (const unsigned char *)data;
+    size_t n = 0, i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[n++] = alphabet[v >> 18 & 63];
+        out[n++] = alphabet[v >> 12 & 63];
+        out[n++] = alphabet[v >> 6 & 63];
+        out[n++] = alphabet[v & 63];
+    }
+    /* A tail of 1 or 2 bytes gives 2 or 3 characters; the '=' padding is left off. */
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        out[n++] = alphabet[v >> 18 & 63];
+        out[n++] = alphabet[v >> 12 & 63];
+        if (i + 1 < len)
+            out[n++] = alphabet[v >> 6 & 63];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* ------------------------------------------------------------------ refang */
+
+typedef struct token { const char *defanged; const char *plain; } token;
+
+/* Bracketed stand-ins, anywhere in the text. */
+static const token bracket_tokens[] = {
+    {"[.]", "."}, {"(.)", "."}, {"{.}", "."},
+    {"[dot]", "."}, {"(dot)", "."}, {"{dot}", "."},
+    {"[:]", ":"}, {"[://]", "://"},
+    {"[@]", "@"}, {"[at]", "@"},
+};
+
+/* Defanged schemes; "hxxps" comes before its prefix "hxxp". */
+static const token scheme_tokens[] = {
+    {"hxxps", "https"}, {"hxxp", "http"}, {"fxp", "ftp"},
+};
+
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* Length of the first token of the table that s starts with, ignoring ASCII case
+ * ("[DOT]", "hXXps"), with its plain form in *plain; 0 when none does. The
+ * comparison is by hand: strncasecmp follows the locale a host may have set. */
+static size_t match_token(const token *table, size_t count, const char *s, size_t len,
+                          const char **plain)
+{
+    for (size_t t = 0; t < count; t++) {
+        const char *d = table[t].defanged;
+        size_t n = strlen(d), i = 0;
+        while (i < n && i < len && ascii_lower((unsigned char)s[i]) == (unsigned char)d[i])
+            i++;
+        if (i == n) {
+            *plain = table[t].plain;
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* Length of a defanged scheme at s, or 0. Only a whole word followed by ':' or
+ * '[' (the start of "://", "[:]//" or "[://]") counts, so prose such as
+ * "the hxxp tool" or "sfxp:" is left alone. */
+static size_t scheme_token(const char *s, size_t len, bool word_start, const char **plain)
+{
+    if (!word_start)
+        return 0;
+    size_t n = match_token(scheme_tokens, sizeof scheme_tokens / sizeof scheme_tokens[0],
+                           s, len, plain);
+    return n > 0 && n < len && (s[n] == ':' || s[n] == '[') ? n : 0;
+}
+
+void vt_push_refanged(lua_State *L, const char *s, size_t len)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t copied = 0; /* s[copied..i) is plain text not yet added to b */
+    size_t i = 0;
+    while (i < len) {
+        const char *plain = NULL;
+        size_t n = 0;
+        unsigned char c = (unsigned char)s[i];
+        if (c == '[' || c == '(' || c == '{')
+            n = match_token(bracket_tokens, sizeof bracket_tokens / sizeof bracket_tokens[0],
+                            s + i, len - i, &plain);
+        else if (c == 'h' || c == 'H' || c == 'f' || c == 'F')
+            n = scheme_token(s + i, len - i, i == 0 || !is_alnum((unsigned char)s[i - 1]), &plain);
+        if (n == 0) {
+            i++;
+            continue;
+        }
+        luaL_addlstring(&b, s + copied, i - copied);
+        luaL_addstring(&b, plain);
+        i += n;
+        copied = i;
+    }
+    luaL_addlstring(&b, s + copied, len - copied);
+    luaL_pushresult(&b);
+}
+
+/* ------------------------------------------------------------- Lua binding */
+
+/* Like luaL_checklstring but refuses numbers: SPEC 3.3 has a wrong type raise,
+ * and a number is never a hash, URL or address. */
+static const char *check_string(lua_State *L, int arg, size_t *len)
+{
+    if (lua_type(L, arg) != LUA_TSTRING)
+        luaL_typeerror(L, arg, "string");
+    return lua_tolstring(L, arg, len);
+}
+
+static int l_url_id(lua_State *L)
+{
+    size_t len;
+    const char *url = check_string(L, 1, &len);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, (len + 2) / 3 * 4 + 1);
+    luaL_pushresultsize(&b, vt_base64url(url, len, out));
+    return 1;
+}
+
+static int l_hash_type(lua_State *L)
+{
+    size_t len;
+    const char *s = check_string(L, 1, &len);
+    const char *name = vt_hash_name(vt_hash_kind_of(s, len));
+    if (name)
+        lua_pushstring(L, name);
+    else
+        luaL_pushfail(L);
+    return 1;
+}
+
+static int l_refang(lua_State *L)
+{
+    size_t len;
+    const char *s = check_string(L, 1, &len);
+    vt_push_refanged(L, s, len);
+    return 1;
+}
+
+static int l_ip_version(lua_State *L)
+{
+    size_t len;
+    const char *s = check_string(L, 1, &len);
+    int version = vt_ip_version_of(s, len);
+    if (version)
+        lua_pushinteger(L, version);
+    else
+        luaL_pushfail(L);
+    return 1;
+}
+
+static int l_is_private_ip(lua_State *L)
+{
+    size_t len;
+    const char *s = check_string(L, 1, &len);
+    lua_pushboolean(L, vt_is_private_ip_str(s, len));
+    return 1;
+}
+
+void vt_indicators_open(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"url_id", l_url_id},
+        {"hash_type", l_hash_type},
+        {"refang", l_refang},
+        {"ip_version", l_ip_version},
+        {"is_private_ip", l_is_private_ip},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, funcs, 0);
+}
