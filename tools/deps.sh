@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages a task needs, only those missing.
+# Usage: tools/deps.sh build|test|ci
+set -euo pipefail
+
+build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev
+            libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev)
+# the fake VirusTotal (python3), its helper (curl), the SSH and SMB servers of the specs
+test_pkgs=("${build_pkgs[@]}" lua-busted python3 curl openssh-server samba smbclient procps)
+ci_pkgs=("${test_pkgs[@]}" valgrind libclang-rt-14-dev lua-check)
+
+case "${1:-}" in
+  build) want=("${build_pkgs[@]}") ;;
+  test) want=("${test_pkgs[@]}") ;;
+  ci) want=("${ci_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|ci" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
