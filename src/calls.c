@@ -105,7 +105,7 @@ static int client_request(lua_State *L)
     vt_client *c = vt_client_check(L, 1);
     const char *method = methods[luaL_checkoption(L, 2, NULL, methods)];
     size_t plen;
-    const char *path = luaL_checklstring(L, 3, &plen);
+    const char *path = vt_checkstring(L, 3, &plen);
     check_keys(L, 4, "request", keys);
     if (plen == 0 || path[0] != '/' || strlen(path) != plen || strpbrk(path, " \t\r\n"))
         return vt_fail(L, "InvalidArgument", "path must start with '/' relative to /api/v3 and hold no spaces");
@@ -142,8 +142,8 @@ static int client_request(lua_State *L)
             lua_pushnil(L);
             while (lua_next(L, -2)) {
                 size_t kl, vl;
-                const char *k = luaL_checklstring(L, -2, &kl);
-                const char *v = luaL_checklstring(L, -1, &vl);
+                const char *k = vt_checkstring(L, -2, &kl);
+                const char *v = vt_checkstring(L, -1, &vl);
                 if (strcasecmp(k, "x-apikey") == 0 || strcspn(k, ":\r\n") != kl || strcspn(v, "\r\n") != vl)
                     return luaL_error(L, "request: header '%s' is not allowed", k);
                 lua_pushfstring(L, "%s: %s", k, v);
@@ -186,7 +186,7 @@ static vt_source *push_source(lua_State *L, int idx, vt_err *e)
             luaL_error(L, "file source: 'data' must be a string");
         const char *name = "file";
         if (lua_getfield(L, idx, "name") != LUA_TNIL)
-            name = luaL_checkstring(L, -1);
+            name = vt_checkstring(L, -1, NULL);
         vt_source_push_string(L, -2, name);
         lua_replace(L, -3);
         lua_pop(L, 1);
@@ -276,7 +276,7 @@ static int client_scan_file(lua_State *L)
                        src->name, (long long)src->size);
     const char *password = NULL;
     if (lua_istable(L, 3) && lua_getfield(L, 3, "password") != LUA_TNIL)
-        password = luaL_checkstring(L, -1);
+        password = vt_checkstring(L, -1, NULL);
     else if (lua_istable(L, 3))
         lua_pop(L, 1);
 
@@ -308,7 +308,7 @@ static int client_scan_file(lua_State *L)
 static int push_submit_url(lua_State *L, int idx, vt_err *e)
 {
     size_t raw, len;
-    const char *u = luaL_checklstring(L, idx, &raw);
+    const char *u = vt_checkstring(L, idx, &raw);
     u = vt_trim(u, raw, &len);
     vt_push_refanged(L, u, len);
     size_t rl;
@@ -383,7 +383,7 @@ static int client_wait(lua_State *L)
     vt_err e;
     if (!vt_push_object_path(L, VT_KIND_ANALYSIS, 2, &e)) /* 5 */
         return vt_err_return(L, &e);
-    const char *id = luaL_checkstring(L, 2);
+    const char *id = vt_checkstring(L, 2, NULL);
     double start = vt_monotonic();
     for (;;) {
         lua_settop(L, 5);
@@ -541,7 +541,7 @@ static int download(lua_State *L, vt_client *c, int idx, bool v2)
 {
     static const char *const keys[] = {"max_bytes", NULL};
     vt_err e;
-    const char *dest = luaL_checkstring(L, idx + 1);
+    const char *dest = vt_checkstring(L, idx + 1, NULL);
     check_keys(L, idx + 2, "download", keys);
     int64_t max_bytes = opt_int(L, idx + 2, "max_bytes", DOWNLOAD_MAX_DEFAULT, 1);
     if (!vt_push_object_id(L, VT_KIND_FILE, idx, &e))
@@ -679,7 +679,7 @@ static int client_related(lua_State *L)
     vt_client *c = vt_client_check(L, 1);
     vt_kind kind = vt_kind_check(L, 2, false);
     size_t rlen;
-    const char *rel = luaL_checklstring(L, 4, &rlen);
+    const char *rel = vt_checkstring(L, 4, &rlen);
     lua_settop(L, 5);
     (void)c;
     for (size_t i = 0; i < rlen; i++)
@@ -713,7 +713,7 @@ static int client_search(lua_State *L)
 {
     vt_client_check(L, 1);
     size_t qlen;
-    const char *q = luaL_checklstring(L, 2, &qlen);
+    const char *q = vt_checkstring(L, 2, &qlen);
     lua_settop(L, 3);
     if (qlen == 0 || strlen(q) != qlen)
         return vt_fail(L, "InvalidArgument", "search query is empty or contains a NUL byte");
@@ -952,7 +952,7 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
 
 static const v2_endpoint *v2_find(lua_State *L, int idx)
 {
-    const char *name = luaL_checkstring(L, idx);
+    const char *name = vt_checkstring(L, idx, NULL);
     for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
         if (strcmp(ep->name, name) == 0)
             return ep;
@@ -998,7 +998,7 @@ static int v2_typed(lua_State *L, const char *endpoint, const char *param, vt_ki
 static int v2_resource(lua_State *L, const char *endpoint)
 {
     size_t raw, len;
-    const char *r = luaL_checklstring(L, 2, &raw);
+    const char *r = vt_checkstring(L, 2, &raw);
     r = vt_trim(r, raw, &len);
     const char *dash = memchr(r, '-', len);
     bool scan_id = dash && vt_hash_kind_of(r, (size_t)(dash - r)) == VT_HASH_SHA256 && dash + 1 < r + len;

@@ -503,7 +503,7 @@ static const char *const kind_collections[] = {"files", "urls", "domains", "ip_a
 
 vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
 {
-    const char *name = luaL_checkstring(L, idx);
+    const char *name = vt_checkstring(L, idx, NULL);
     for (int k = 0; kind_names[k]; k++)
         if ((strcmp(name, kind_names[k]) == 0 || strcmp(name, kind_collections[k]) == 0) &&
             (allow_analysis || k != VT_KIND_ANALYSIS))
@@ -594,7 +594,7 @@ int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
 {
     static const char *const what[] = {"hash", "URL", "domain", "IP address", "analysis id"};
     size_t raw, len;
-    const char *s = luaL_checklstring(L, idx, &raw);
+    const char *s = vt_checkstring(L, idx, &raw);
     s = vt_trim(s, raw, &len);
     if (len == 0) {
         vt_err_set(e, "InvalidArgument", "empty %s", what[kind]);

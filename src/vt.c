@@ -38,6 +38,13 @@ double vt_monotonic(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+const char *vt_checkstring(lua_State *L, int idx, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TSTRING)
+        luaL_typeerror(L, idx, "string");
+    return lua_tolstring(L, idx, len);
+}
+
 void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *const allowed[])
 {
     idx = lua_absindex(L, idx);

@@ -251,6 +251,9 @@ double vt_engine_timeout(vt_engine *eng);
 double vt_now(void);        /* wall clock, seconds since the epoch (limiter) */
 double vt_monotonic(void);  /* monotonic seconds (timeouts, backoff) */
 
+/* A string argument, strictly: numbers are not converted (a wrong type raises). */
+const char *vt_checkstring(lua_State *L, int idx, size_t *len);
+
 /* Strict option tables: raises naming the key when t (at idx) holds a key not in
  * allowed (NULL-terminated) or a value of the wrong type. */
 void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *const allowed[]);

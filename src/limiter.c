@@ -1,0 +1,828 @@
+/* The request limiter: sliding and calendar windows, kept in this process or
+ * in a state file shared by every process that uses the same API key.
+ *
+ * Windows. A sliding window (n, per) keeps the times of the last n requests
+ * and has room when fewer than n of them are younger than per seconds (plus a
+ * small guard, below). A calendar window keeps a counter and the start of the
+ * UTC day or month it counts in. Every request is recorded in every window
+ * present in the state, including windows that only other processes check:
+ * the service counts all requests made with the key, whichever client made
+ * them. A window is identified by (kind, n) and, for sliding ones, per; an
+ * empty window is not stored, so windows that nobody uses any more vanish.
+ * `blocked_until` (set by mark_spent) holds every process back.
+ *
+ * Clocks. Times are the caller's wall clock. A time ahead of `now` means the
+ * clock stepped back; it is pulled back to `now` so nothing blocks longer than
+ * one window (or the hold that was asked).
+ *
+ * State file (integers little-endian, doubles as their IEEE-754 bits):
+ *   magic "vt-quota" | u32 version 1 | u32 payload length L | payload | u64 FNV-1a of all before
+ *   payload: f64 blocked_from, f64 blocked_until, u32 window count, then per window
+ *            u32 kind, u32 0, i64 n, f64 per (0 for calendar kinds), i64 period start,
+ *            i64 used, and for sliding windows `used` f64 times, oldest first.
+ *
+ * Locking and crash safety. Every read-decide-write runs under flock() on
+ * "<state>.lock", a file that is never removed and that each limiter keeps
+ * open; the kernel drops the lock when its holder dies. The new state is
+ * written to "<state>.tmp" and renamed over the state file, so the state file
+ * is always one complete version. Only the lock holder writes the tmp file, so
+ * a single name suffices: a writer killed mid-write leaves at most that one
+ * file, which the next writer truncates and reuses. A state file that fails
+ * its checks (torn by a power loss, say) is read as empty.
+ */
+#include "vt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STATE_MAGIC "vt-quota"
+#define STATE_VERSION 1u
+#define HEADER_SIZE 16      /* magic, version, payload length */
+#define TRAILER_SIZE 8      /* checksum */
+#define PAYLOAD_HEAD_SIZE 20
+#define WINDOW_HEAD_SIZE 40
+#define MAX_STATE_BYTES (64u << 20)
+#define MAX_SLIDING_N 1000000 /* a sliding window stores one time per request */
+#define MAX_HOLD (32 * 86400.0)
+#define LOCK_TIMEOUT 10.0     /* a holder stopped (not killed) must not hang us forever */
+#define QUOTA_ERR "QuotaStateError"
+
+typedef struct win_state {
+    vt_window_kind kind;
+    int64_t n;
+    double per;     /* sliding: seconds; calendar: 0 (not part of the identity) */
+    int64_t period; /* calendar: start of the period `used` counts in */
+    int64_t used;   /* requests counted; sliding: the number of stamps */
+    size_t cap;     /* sliding: stamps allocated */
+    double *stamps; /* sliding: times of the last `used` requests, oldest first */
+} win_state;
+
+typedef struct lim_state {
+    double blocked_from, blocked_until; /* both 0 when not blocked */
+    size_t count, cap;
+    win_state *w;
+} lim_state;
+
+struct vt_limiter {
+    size_t count;
+    vt_window *win;                  /* the windows this limiter checks */
+    char *path, *lock_path, *tmp_path; /* all NULL when in memory */
+    int lock_fd;
+    lim_state st; /* in memory: the state; shared: the copy loaded under the lock */
+};
+
+/* ------------------------------------------------------------ windows */
+
+/* Slots open this much later than `per` says: the limiter sees when a slot is
+ * taken, the server when the request arrives, and that delay varies (a new
+ * connection takes longer than a reused one). */
+static double sliding_guard(double per)
+{
+    return fmin(per / 20, 1.0);
+}
+
+/* Start of the UTC day or month holding `now`, or of the one after (next = 1). */
+static int64_t period_start(vt_window_kind kind, double now, int next)
+{
+    int64_t t = (int64_t)floor(now);
+    if (kind == VT_WIN_DAY) {
+        int64_t day = t / 86400 - (t % 86400 < 0);
+        return (day + next) * 86400;
+    }
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    tm.tm_mon += next; /* timegm carries December + 1 into January */
+    tm.tm_isdst = 0;
+    return (int64_t)timegm(&tm);
+}
+
+static bool same_window(const win_state *ws, const vt_window *w)
+{
+    return ws->kind == w->kind && ws->n == w->n && (w->kind != VT_WIN_SLIDING || ws->per == w->per);
+}
+
+static win_state *find_window(lim_state *s, const vt_window *w)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (same_window(&s->w[i], w))
+            return &s->w[i];
+    return NULL;
+}
+
+/* Seconds until window w (state ws, NULL when empty) has room at `now`. */
+static double window_wait(const vt_window *w, const win_state *ws, double now)
+{
+    if (!ws || ws->used < ws->n)
+        return 0;
+    if (w->kind == VT_WIN_SLIDING)
+        return ws->stamps[ws->used - ws->n] + w->per + sliding_guard(w->per) - now;
+    return (double)period_start(w->kind, now, 1) - now;
+}
+
+static void prune_sliding(win_state *w, double now)
+{
+    for (int64_t j = w->used; j > 0 && w->stamps[j - 1] > now; j--)
+        w->stamps[j - 1] = now;
+    double horizon = now - w->per - sliding_guard(w->per);
+    int64_t expired = 0;
+    while (expired < w->used && w->stamps[expired] <= horizon)
+        expired++;
+    memmove(w->stamps, w->stamps + expired, (size_t)(w->used - expired) * sizeof *w->stamps);
+    w->used -= expired;
+}
+
+static void roll_calendar(win_state *w, double now)
+{
+    int64_t start = period_start(w->kind, now, 0);
+    if (w->period < start)
+        w->used = 0;
+    w->period = start; /* also pulls a period from a clock that stepped back to today */
+}
+
+/* ------------------------------------------------------------- state */
+
+static void state_clear(lim_state *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        free(s->w[i].stamps);
+    free(s->w);
+    memset(s, 0, sizeof *s);
+}
+
+/* Brings the state to `now`: expires what is over, clamps what lies ahead of
+ * the clock, and drops windows left empty. */
+static void state_normalize(lim_state *s, double now)
+{
+    if (s->blocked_from > now) {
+        s->blocked_until = fmin(s->blocked_until, now + (s->blocked_until - s->blocked_from));
+        s->blocked_from = now;
+    }
+    if (s->blocked_until <= now)
+        s->blocked_from = s->blocked_until = 0;
+
+    size_t kept = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        win_state *w = &s->w[i];
+        if (w->kind == VT_WIN_SLIDING)
+            prune_sliding(w, now);
+        else
+            roll_calendar(w, now);
+        if (w->used > 0)
+            s->w[kept++] = *w;
+        else
+            free(w->stamps);
+    }
+    s->count = kept;
+}
+
+static win_state *state_add(lim_state *s, const vt_window *w, double now)
+{
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 4;
+        win_state *grown = realloc(s->w, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        s->w = grown;
+        s->cap = cap;
+    }
+    win_state *ws = &s->w[s->count++];
+    memset(ws, 0, sizeof *ws);
+    ws->kind = w->kind;
+    ws->n = w->n;
+    if (w->kind == VT_WIN_SLIDING)
+        ws->per = w->per;
+    else
+        ws->period = period_start(w->kind, now, 0);
+    return ws;
+}
+
+/* Records one request at `now` in every window of the state, adding the
+ * limiter's own windows that are missing. All memory is reserved first, so on
+ * failure the state holds the same requests as before. */
+static int state_record(lim_state *s, const vt_window *own, size_t own_count, double now)
+{
+    for (size_t i = 0; i < own_count; i++)
+        if (!find_window(s, &own[i]) && !state_add(s, &own[i], now))
+            return -1;
+    for (size_t i = 0; i < s->count; i++) {
+        win_state *w = &s->w[i];
+        size_t need = (size_t)(w->used < w->n ? w->used + 1 : w->n);
+        if (w->kind != VT_WIN_SLIDING || need <= w->cap)
+            continue;
+        size_t cap = w->cap ? 2 * w->cap : 4;
+        if (cap < need)
+            cap = need;
+        if (cap > (size_t)w->n)
+            cap = (size_t)w->n;
+        double *grown = realloc(w->stamps, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        w->stamps = grown;
+        w->cap = cap;
+    }
+    for (size_t i = 0; i < s->count; i++) {
+        win_state *w = &s->w[i];
+        if (w->kind != VT_WIN_SLIDING) {
+            w->used++;
+            continue;
+        }
+        if (w->used == w->n) { /* a window this limiter does not check may be full */
+            memmove(w->stamps, w->stamps + 1, (size_t)(w->used - 1) * sizeof *w->stamps);
+            w->used--;
+        }
+        w->stamps[w->used++] = now;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------- encoding */
+
+static unsigned char *put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+    return p + 4;
+}
+
+static unsigned char *put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+    return p + 8;
+}
+
+static unsigned char *put_f64(unsigned char *p, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return put_u64(p, bits);
+}
+
+static uint64_t fnv1a64(const unsigned char *p, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+    while (len--) {
+        h ^= *p++;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* Serializes s into a new buffer; NULL when out of memory. */
+static unsigned char *state_encode(const lim_state *s, size_t *len)
+{
+    size_t payload = PAYLOAD_HEAD_SIZE;
+    for (size_t i = 0; i < s->count; i++)
+        payload += WINDOW_HEAD_SIZE +
+                   (s->w[i].kind == VT_WIN_SLIDING ? (size_t)s->w[i].used * 8 : 0);
+    *len = HEADER_SIZE + payload + TRAILER_SIZE;
+    unsigned char *buf = malloc(*len);
+    if (!buf)
+        return NULL;
+    unsigned char *p = buf;
+    memcpy(p, STATE_MAGIC, 8);
+    p = put_u32(p + 8, STATE_VERSION);
+    p = put_u32(p, (uint32_t)payload);
+    p = put_f64(p, s->blocked_from);
+    p = put_f64(p, s->blocked_until);
+    p = put_u32(p, (uint32_t)s->count);
+    for (size_t i = 0; i < s->count; i++) {
+        const win_state *w = &s->w[i];
+        p = put_u32(p, (uint32_t)w->kind);
+        p = put_u32(p, 0);
+        p = put_u64(p, (uint64_t)w->n);
+        p = put_f64(p, w->per);
+        p = put_u64(p, (uint64_t)w->period);
+        p = put_u64(p, (uint64_t)w->used);
+        for (int64_t j = 0; w->kind == VT_WIN_SLIDING && j < w->used; j++)
+            p = put_f64(p, w->stamps[j]);
+    }
+    put_u64(p, fnv1a64(buf, (size_t)(p - buf)));
+    return buf;
+}
+
+typedef struct reader {
+    const unsigned char *p, *end;
+    bool ok;
+} reader;
+
+static uint64_t get_u64n(reader *r, int bytes)
+{
+    if (!r->ok || r->end - r->p < bytes) {
+        r->ok = false;
+        return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)r->p[i] << (8 * i);
+    r->p += bytes;
+    return v;
+}
+
+static uint32_t get_u32(reader *r) { return (uint32_t)get_u64n(r, 4); }
+static int64_t get_i64(reader *r) { return (int64_t)get_u64n(r, 8); }
+
+static double get_f64(reader *r)
+{
+    uint64_t bits = get_u64n(r, 8);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    if (!isfinite(d))
+        r->ok = false;
+    return d;
+}
+
+/* Parses buf into the empty state s; false (s left empty) when buf is not a
+ * complete, intact state of this version. */
+static bool state_decode(lim_state *s, const unsigned char *buf, size_t len)
+{
+    if (len < HEADER_SIZE + TRAILER_SIZE || memcmp(buf, STATE_MAGIC, 8) != 0)
+        return false;
+    reader r = {buf + 8, buf + len, true};
+    uint32_t version = get_u32(&r);
+    uint32_t payload = get_u32(&r);
+    if (version != STATE_VERSION || payload != len - HEADER_SIZE - TRAILER_SIZE)
+        return false;
+    reader tail = {buf + len - TRAILER_SIZE, buf + len, true};
+    if ((uint64_t)get_i64(&tail) != fnv1a64(buf, len - TRAILER_SIZE))
+        return false;
+    r.end = buf + len - TRAILER_SIZE;
+
+    s->blocked_from = get_f64(&r);
+    s->blocked_until = get_f64(&r);
+    uint32_t count = get_u32(&r);
+    if (!r.ok || count > (size_t)(r.end - r.p) / WINDOW_HEAD_SIZE)
+        return false;
+    s->w = calloc(count ? count : 1, sizeof *s->w);
+    if (!s->w)
+        return false;
+    s->cap = count ? count : 1;
+    for (uint32_t i = 0; i < count && r.ok; i++) {
+        win_state *w = &s->w[s->count++];
+        uint32_t kind = get_u32(&r);
+        get_u32(&r);
+        w->kind = (vt_window_kind)kind;
+        w->n = get_i64(&r);
+        w->per = get_f64(&r);
+        w->period = get_i64(&r);
+        w->used = get_i64(&r);
+        if (!r.ok || kind > VT_WIN_MONTH || w->n < 1 || w->used < 0 || w->used > w->n)
+            r.ok = false;
+        else if (kind == VT_WIN_SLIDING) {
+            if (!(w->per > 0) || (size_t)w->used > (size_t)(r.end - r.p) / 8) {
+                r.ok = false;
+                break;
+            }
+            w->cap = (size_t)w->used;
+            w->stamps = malloc((w->cap ? w->cap : 1) * sizeof *w->stamps);
+            if (!w->stamps)
+                r.ok = false;
+            for (int64_t j = 0; j < w->used && r.ok; j++)
+                w->stamps[j] = get_f64(&r);
+        }
+    }
+    if (!r.ok || r.p != r.end) {
+        state_clear(s);
+        return false;
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------- files */
+
+static ssize_t read_all(int fd, unsigned char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t k = read(fd, buf + got, len - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+static int write_all(int fd, const unsigned char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t k = write(fd, buf, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        buf += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Replaces l->st by the state file's content (empty when absent or invalid). */
+static int load_state(vt_limiter *l, vt_err *e)
+{
+    state_clear(&l->st);
+    int fd = open(l->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot open: %s", l->path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot stat: %s", l->path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (sb.st_size <= 0 || sb.st_size > (off_t)MAX_STATE_BYTES) {
+        close(fd);
+        return 0;
+    }
+    size_t size = (size_t)sb.st_size;
+    unsigned char *buf = malloc(size);
+    if (!buf) {
+        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path);
+        close(fd);
+        return -1;
+    }
+    ssize_t got = read_all(fd, buf, size);
+    int saved = errno;
+    close(fd);
+    if (got < 0) {
+        free(buf);
+        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot read: %s", l->path, strerror(saved));
+        return -1;
+    }
+    state_decode(&l->st, buf, (size_t)got);
+    free(buf);
+    return 0;
+}
+
+static int save_state(vt_limiter *l, vt_err *e)
+{
+    size_t len;
+    unsigned char *buf = state_encode(&l->st, &len);
+    if (!buf) {
+        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path);
+        return -1;
+    }
+    int fd = open(l->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    bool ok = fd >= 0 && write_all(fd, buf, len) == 0;
+    int saved = errno;
+    if (fd >= 0 && close(fd) < 0 && ok) {
+        ok = false;
+        saved = errno;
+    }
+    free(buf);
+    if (ok && rename(l->tmp_path, l->path) < 0) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        unlink(l->tmp_path);
+        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot write: %s", l->path, strerror(saved));
+        return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p of the directories above path, new ones private to the user. */
+static int make_parents(char *path)
+{
+    for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        struct stat sb;
+        int failure = 0;
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            failure = errno; /* fine after all when the directory is there (EACCES above it) */
+            if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+                failure = 0;
+        }
+        *slash = '/';
+        if (failure) {
+            errno = failure;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int open_lock_file(vt_limiter *l)
+{
+    if (make_parents(l->lock_path) < 0)
+        return -1;
+    l->lock_fd = open(l->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    return l->lock_fd < 0 ? -1 : 0;
+}
+
+/* Whether our open lock file is still the one at lock_path: locking a file
+ * that someone removed or replaced would exclude nobody. */
+static bool lock_file_current(vt_limiter *l)
+{
+    struct stat held, named;
+    return fstat(l->lock_fd, &held) == 0 && stat(l->lock_path, &named) == 0 &&
+           held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+}
+
+static int lock_state(vt_limiter *l, vt_err *e)
+{
+    double deadline = vt_monotonic() + LOCK_TIMEOUT;
+    long pause_ns = 50000;
+    for (;;) {
+        if (flock(l->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            if (lock_file_current(l))
+                return 0;
+            close(l->lock_fd);
+            if (open_lock_file(l) < 0) {
+                vt_err_set(e, QUOTA_ERR, "quota state %s: cannot open %s: %s", l->path,
+                           l->lock_path, strerror(errno));
+                return -1;
+            }
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK) {
+            vt_err_set(e, QUOTA_ERR, "quota state %s: cannot lock %s: %s", l->path, l->lock_path,
+                       strerror(errno));
+            return -1;
+        }
+        if (vt_monotonic() >= deadline) {
+            vt_err_set(e, QUOTA_ERR, "quota state %s: %s stayed locked for %.0f s", l->path,
+                       l->lock_path, LOCK_TIMEOUT);
+            return -1;
+        }
+        struct timespec pause = {0, pause_ns};
+        nanosleep(&pause, NULL);
+        if (pause_ns < 5000000)
+            pause_ns *= 2;
+    }
+}
+
+/* Makes l->st the current state at `now`: in memory it already is; shared, it
+ * is loaded under the lock, which end_update releases. */
+static int begin_update(vt_limiter *l, double now, vt_err *e)
+{
+    if (l->path) {
+        if (lock_state(l, e) < 0)
+            return -1;
+        if (load_state(l, e) < 0) {
+            flock(l->lock_fd, LOCK_UN);
+            return -1;
+        }
+    }
+    state_normalize(&l->st, now);
+    return 0;
+}
+
+static int end_update(vt_limiter *l, bool changed, vt_err *e)
+{
+    if (!l->path)
+        return 0;
+    int rc = changed ? save_state(l, e) : 0;
+    flock(l->lock_fd, LOCK_UN);
+    state_clear(&l->st);
+    return rc;
+}
+
+/* A non-empty file that starts neither like a state file nor with the zeros
+ * a crashed file system can leave is someone else's: refuse to overwrite it. */
+static bool is_foreign_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    unsigned char head[8];
+    ssize_t got = read_all(fd, head, sizeof head);
+    close(fd);
+    if (got <= 0 || memcmp(head, STATE_MAGIC, (size_t)got) == 0)
+        return false;
+    for (ssize_t i = 0; i < got; i++)
+        if (head[i] != 0)
+            return true;
+    return false;
+}
+
+static char *concat(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = malloc(la + lb + lc + 1);
+    if (s) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb);
+        memcpy(s + la + lb, c, lc + 1);
+    }
+    return s;
+}
+
+/* Sets up the files of a shared limiter; the errors name the user's path. */
+static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
+{
+    size_t len = strlen(state_path);
+    if (len == 0 || state_path[len - 1] == '/') {
+        vt_err_set(e, "InvalidArgument", "quota_state '%s': need a file name", state_path);
+        return -1;
+    }
+    char cwd[PATH_MAX] = "";
+    if (state_path[0] != '/' && !getcwd(cwd, sizeof cwd)) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: cannot resolve: %s", state_path,
+                   strerror(errno));
+        return -1;
+    }
+    /* Absolute, so a later chdir does not move the state. */
+    l->path = concat(cwd, cwd[0] ? "/" : "", state_path);
+    l->lock_path = l->path ? concat(l->path, ".lock", "") : NULL;
+    l->tmp_path = l->path ? concat(l->path, ".tmp", "") : NULL;
+    if (!l->tmp_path || !l->lock_path) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: out of memory", state_path);
+        return -1;
+    }
+    struct stat sb;
+    if (stat(l->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: not a regular file", l->path);
+        return -1;
+    }
+    if (is_foreign_file(l->path)) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: exists and is not a vt quota state",
+                   l->path);
+        return -1;
+    }
+    if (open_lock_file(l) < 0) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: cannot create %s: %s", l->path,
+                   l->lock_path, strerror(errno));
+        return -1;
+    }
+    char *dir = concat(l->path, "", "");
+    if (!dir) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: out of memory", l->path);
+        return -1;
+    }
+    *strrchr(dir, '/') = '\0';
+    int writable = access(dir[0] ? dir : "/", W_OK | X_OK);
+    int saved = errno;
+    free(dir);
+    if (writable < 0) {
+        vt_err_set(e, "InvalidArgument", "quota_state %s: directory not writable: %s", l->path,
+                   strerror(saved));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- API */
+
+vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_path, vt_err *e)
+{
+    for (size_t i = 0; i < count; i++) {
+        bool sliding = w[i].kind == VT_WIN_SLIDING;
+        if (w[i].kind > VT_WIN_MONTH || w[i].n < 1 ||
+            (sliding && (!(w[i].per > 0) || !isfinite(w[i].per) || w[i].n > MAX_SLIDING_N))) {
+            vt_err_set(e, "InvalidArgument",
+                       "rate window %zu: need 1 <= n%s and per > 0 (got n = %lld, per = %g)",
+                       i + 1, sliding ? " <= 1000000" : "", (long long)w[i].n, w[i].per);
+            return NULL;
+        }
+    }
+    vt_limiter *l = calloc(1, sizeof *l);
+    if (!l || (count && !(l->win = malloc(count * sizeof *w)))) {
+        free(l);
+        vt_err_set(e, "InvalidArgument", "limiter: out of memory");
+        return NULL;
+    }
+    if (count)
+        memcpy(l->win, w, count * sizeof *w);
+    l->count = count;
+    l->lock_fd = -1;
+    if (state_path && open_shared(l, state_path, e) < 0) {
+        vt_limiter_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void vt_limiter_free(vt_limiter *l)
+{
+    if (!l)
+        return;
+    state_clear(&l->st);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);
+    free(l->path);
+    free(l->lock_path);
+    free(l->tmp_path);
+    free(l->win);
+    free(l);
+}
+
+int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e)
+{
+    if (begin_update(l, now, e) < 0)
+        return -1;
+    double need = l->st.blocked_until > now ? l->st.blocked_until - now : 0;
+    for (size_t i = 0; i < l->count; i++)
+        need = fmax(need, window_wait(&l->win[i], find_window(&l->st, &l->win[i]), now));
+    if (need > 0) {
+        end_update(l, false, e);
+        *wait = fmax(need, 0.001);
+        return 0;
+    }
+    if (state_record(&l->st, l->win, l->count, now) < 0) {
+        end_update(l, false, e);
+        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path ? l->path : "(memory)");
+        return -1;
+    }
+    return end_update(l, true, e) < 0 ? -1 : 1;
+}
+
+/* Returns 0, or -1 with e filled. */
+int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e)
+{
+    if (!(hold > 0))
+        return 0;
+    hold = fmin(hold, MAX_HOLD);
+    if (begin_update(l, now, e) < 0)
+        return -1;
+    bool extend = now + hold > l->st.blocked_until;
+    if (extend) {
+        l->st.blocked_from = now;
+        l->st.blocked_until = now + hold;
+    }
+    return end_update(l, extend, e);
+}
+
+typedef struct win_summary {
+    int64_t used;
+    double next_slot_in;
+} win_summary;
+
+static void push_seconds(lua_State *L, double s)
+{
+    if (s == floor(s) && fabs(s) < 9007199254740992.0)
+        lua_pushinteger(L, (lua_Integer)s);
+    else
+        lua_pushnumber(L, s);
+}
+
+/* Pushes the status table and returns 1, or pushes nothing and returns 0
+ * with e filled. */
+int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
+{
+    static const char *const kind_names[] = {"sliding", "day", "month"};
+    /* Lua-owned scratch, made before locking: a memory error raised here
+     * leaves no lock held and nothing to free. */
+    win_summary *sum = lua_newuserdatauv(L, (l->count ? l->count : 1) * sizeof *sum, 0);
+    int scratch = lua_gettop(L);
+    if (begin_update(l, now, e) < 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    for (size_t i = 0; i < l->count; i++) {
+        const win_state *ws = find_window(&l->st, &l->win[i]);
+        sum[i].used = ws ? ws->used : 0;
+        sum[i].next_slot_in = window_wait(&l->win[i], ws, now);
+    }
+    double blocked_until = l->st.blocked_until;
+    end_update(l, false, e);
+
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, (int)l->count, 0);
+    for (size_t i = 0; i < l->count; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, kind_names[l->win[i].kind]);
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, (lua_Integer)l->win[i].n);
+        lua_setfield(L, -2, "n");
+        push_seconds(L, l->win[i].per);
+        lua_setfield(L, -2, "per");
+        lua_pushinteger(L, (lua_Integer)sum[i].used);
+        lua_setfield(L, -2, "used");
+        lua_pushnumber(L, sum[i].next_slot_in);
+        lua_setfield(L, -2, "next_slot_in");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "windows");
+    if (blocked_until > now) {
+        lua_pushnumber(L, blocked_until);
+        lua_setfield(L, -2, "blocked_until");
+    }
+    if (l->path) {
+        lua_pushstring(L, l->path);
+        lua_setfield(L, -2, "path");
+    }
+    lua_remove(L, scratch);
+    return 1;
+}

@@ -1,0 +1,540 @@
+/* Remote files on Windows shares for uploads: vt.smb_open(path, opts) reads
+ * \\server\share\dir\file or smb://server[:port]/share/dir/file with
+ * libsmbclient and hands back an upload source (vt.h).
+ *
+ * libsmbclient has no non-blocking interface: this source's read blocks
+ * until the server answers (bounded by the timeout option). The engine
+ * calls it from curl's read callback, so a slow share stalls the transfers
+ * running beside it for that long; that is the price of SMB support.
+ *
+ * Each source owns its own SMBCCTX, so credentials never go through
+ * libsmbclient's process-wide compatibility API: the authentication callback
+ * finds them through the context's user-data pointer. They are kept in the
+ * source (libsmbclient may ask again when it reconnects) and wiped when it
+ * closes; no message and no tostring ever shows the password.
+ *
+ * Built without libsmbclient (VT_HAVE_SMB undefined), vt.smb_open checks
+ * its arguments the same way and fails with code Unsupported.
+ */
+#include "vt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void vt_smb_open(lua_State *L); /* moves to vt.h when vt.c calls it */
+
+#define DEFAULT_TIMEOUT 30.0
+
+static const char *const smb_options[] = {"user", "password", "domain", "port", "timeout", NULL};
+
+typedef struct smb_opts {
+    char user[256];
+    char domain[256];
+    char password[256];
+    int port; /* 0: not given */
+    double timeout;
+} smb_opts;
+
+static void opt_copy(lua_State *L, int idx, const char *key, char *out, size_t cap)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t == LUA_TSTRING) {
+        size_t len;
+        const char *v = lua_tolstring(L, -1, &len);
+        if (len >= cap || memchr(v, '\0', len))
+            luaL_error(L, "vt.smb_open: option '%s' is too long or holds a NUL byte", key);
+        memcpy(out, v, len + 1);
+    } else if (t != LUA_TNIL) {
+        luaL_error(L, "vt.smb_open: option '%s' must be a string (got %s)", key, lua_typename(L, t));
+    }
+    lua_pop(L, 1);
+}
+
+/* Checks vt.smb_open's arguments (raising on wrong types or unknown keys)
+ * and reads the options at idx 2 into o. */
+static const char *check_smb_args(lua_State *L, size_t *len, smb_opts *o)
+{
+    const char *path = luaL_checklstring(L, 1, len);
+    memset(o, 0, sizeof *o);
+    o->timeout = DEFAULT_TIMEOUT;
+    if (lua_isnoneornil(L, 2))
+        return path;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    vt_check_option_keys(L, 2, "vt.smb_open", smb_options);
+    opt_copy(L, 2, "user", o->user, sizeof o->user);
+    opt_copy(L, 2, "password", o->password, sizeof o->password);
+    opt_copy(L, 2, "domain", o->domain, sizeof o->domain);
+    int t = lua_getfield(L, 2, "port");
+    if (t != LUA_TNIL) {
+        if (!lua_isinteger(L, -1))
+            luaL_error(L, "vt.smb_open: option 'port' must be an integer (got %s)", luaL_typename(L, -1));
+        lua_Integer p = lua_tointeger(L, -1);
+        if (p < 1 || p > 65535)
+            luaL_error(L, "vt.smb_open: option 'port' must be within 1..65535");
+        o->port = (int)p;
+    }
+    t = lua_getfield(L, 2, "timeout");
+    if (t != LUA_TNIL) {
+        if (t != LUA_TNUMBER)
+            luaL_error(L, "vt.smb_open: option 'timeout' must be a number (got %s)", lua_typename(L, t));
+        o->timeout = lua_tonumber(L, -1);
+        if (!(o->timeout > 0))
+            luaL_error(L, "vt.smb_open: option 'timeout' must be positive");
+    }
+    lua_pop(L, 2);
+    /* "DOMAIN\\user" names the domain unless the domain option does. */
+    char *sep = strchr(o->user, '\\');
+    if (sep) {
+        if (!o->domain[0])
+            snprintf(o->domain, sizeof o->domain, "%.*s", (int)(sep - o->user), o->user);
+        memmove(o->user, sep + 1, strlen(sep + 1) + 1);
+    }
+    return path;
+}
+
+#ifdef VT_HAVE_SMB
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <libsmbclient.h>
+
+#define SMB_SOURCE_MT "vt.smb.source"
+#define LUA_READ_DEFAULT 65536
+
+typedef struct smb_source {
+    vt_source base; /* first member: the engine sees a vt_source */
+    SMBCCTX *ctx;   /* NULL once closed */
+    SMBCFILE *file;
+    int64_t pos;
+    /* What the authentication callback hands out. */
+    char user[256];
+    char domain[256];
+    char password[256];
+    char server[256];
+    char path[1024]; /* as given, for messages */
+    char url[3072];  /* smb://server/share/... with the path percent-encoded */
+} smb_source;
+
+/* Called by libsmbclient inside smbc_open (and on reconnects): C only. */
+static void smb_auth(SMBCCTX *c, const char *srv, const char *shr, char *wg, int wglen, char *un, int unlen,
+                     char *pw, int pwlen)
+{
+    smb_source *src = smbc_getOptionUserData(c);
+    if (src->domain[0])
+        snprintf(wg, (size_t)wglen, "%s", src->domain);
+    snprintf(un, (size_t)unlen, "%s", src->user);
+    snprintf(pw, (size_t)pwlen, "%s", src->password);
+}
+
+/* Closes the file and the context; idempotent. */
+static void source_release(smb_source *src)
+{
+    src->base.ops = NULL;
+    if (src->ctx) {
+        if (src->file)
+            smbc_getFunctionClose(src->ctx)(src->ctx, src->file);
+        smbc_free_context(src->ctx, 1);
+    }
+    src->ctx = NULL;
+    src->file = NULL;
+    explicit_bzero(src->password, sizeof src->password);
+}
+
+/* ops->read: blocks until the server answers (see the top of the file).
+ * At most `size` bytes come out in all, so the engine's framing holds. */
+static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, int *events, vt_err *e)
+{
+    smb_source *src = (smb_source *)base;
+    if (!src->ctx) {
+        vt_err_set(e, "RemoteFileError", "the SMB source %s is closed", src->path);
+        return VT_SOURCE_ERROR;
+    }
+    int64_t left = base->size - src->pos;
+    if (left <= 0)
+        return 0;
+    if ((uint64_t)len > (uint64_t)left)
+        len = (size_t)left;
+    ssize_t n = smbc_getFunctionRead(src->ctx)(src->ctx, src->file, buf, len);
+    if (n < 0) {
+        int err = errno;
+        vt_err_set(e, err == ETIMEDOUT || err == ECONNRESET || err == EPIPE ? "ConnectionError" : "RemoteFileError",
+                   "reading %s failed: %s", src->path, strerror(err));
+        return VT_SOURCE_ERROR;
+    }
+    if (n == 0) {
+        vt_err_set(e, "RemoteFileError", "%s ended after %lld of %lld bytes (it shrank while read)", src->path,
+                   (long long)src->pos, (long long)base->size);
+        return VT_SOURCE_ERROR;
+    }
+    src->pos += n;
+    return n;
+}
+
+static int source_rewind(vt_source *base)
+{
+    smb_source *src = (smb_source *)base;
+    if (!src->ctx || smbc_getFunctionLseek(src->ctx)(src->ctx, src->file, 0, SEEK_SET) != 0)
+        return -1;
+    src->pos = 0;
+    return 0;
+}
+
+static const vt_source_ops smb_source_ops = {source_read, source_rewind};
+
+static smb_source *check_source(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, SMB_SOURCE_MT);
+}
+
+static smb_source *check_open_source(lua_State *L, int idx)
+{
+    smb_source *src = check_source(L, idx);
+    if (!src->ctx)
+        luaL_error(L, "attempt to use a closed SMB source");
+    return src;
+}
+
+/* src:read([n]): up to n bytes (default 64 KiB), fewer only at the end of the
+ * file; nil at the end; nil, err on failure. */
+static int source_lua_read(lua_State *L)
+{
+    smb_source *src = check_open_source(L, 1);
+    lua_Integer n = luaL_optinteger(L, 2, LUA_READ_DEFAULT);
+    luaL_argcheck(L, n > 0, 2, "must be positive");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t got = 0;
+    while (got < (size_t)n) {
+        size_t want = (size_t)n - got;
+        if (want > LUA_READ_DEFAULT)
+            want = LUA_READ_DEFAULT;
+        char *p = luaL_prepbuffsize(&b, want);
+        int fd, events;
+        vt_err e;
+        ptrdiff_t rc = source_read(&src->base, p, want, &fd, &events, &e);
+        if (rc == VT_SOURCE_ERROR)
+            return vt_err_return(L, &e);
+        if (rc == 0)
+            break;
+        luaL_addsize(&b, (size_t)rc);
+        got += (size_t)rc;
+    }
+    if (got == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int source_lua_rewind(lua_State *L)
+{
+    smb_source *src = check_open_source(L, 1);
+    if (source_rewind(&src->base) != 0)
+        return vt_fail(L, "RemoteFileError", "cannot rewind %s: %s", src->path, strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int source_lua_close(lua_State *L)
+{
+    source_release(check_source(L, 1));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int source_tostring(lua_State *L)
+{
+    smb_source *src = check_source(L, 1);
+    if (src->ctx)
+        lua_pushfstring(L, "vt.smb.source (%s%s%s@%s, %I bytes)", src->domain, src->domain[0] ? "\\" : "",
+                        src->user[0] ? src->user : "guest", src->path, (lua_Integer)src->base.size);
+    else
+        lua_pushfstring(L, "vt.smb.source (%s, closed)", src->path);
+    return 1;
+}
+
+/* Fields: size, name (basename), path, closed; then the methods. */
+static int source_index(lua_State *L)
+{
+    smb_source *src = check_source(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "size") == 0)
+        lua_pushinteger(L, (lua_Integer)src->base.size);
+    else if (strcmp(key, "name") == 0)
+        lua_pushstring(L, src->base.name);
+    else if (strcmp(key, "path") == 0)
+        lua_pushstring(L, src->path);
+    else if (strcmp(key, "closed") == 0)
+        lua_pushboolean(L, src->ctx == NULL);
+    else
+        lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* ------------------------------------------------------------------- paths */
+
+/* Appends s percent-encoded (everything but unreserved characters and '/'),
+ * since libsmbclient URL-decodes the path. Returns -1 when out is full. */
+static int append_encoded(char *out, size_t cap, size_t *used, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                     c == '.' || c == '_' || c == '~' || c == '/';
+        if (*used + (plain ? 1 : 3) >= cap)
+            return -1;
+        if (plain) {
+            out[(*used)++] = (char)c;
+        } else {
+            out[(*used)++] = '%';
+            out[(*used)++] = hex[c >> 4];
+            out[(*used)++] = hex[c & 15];
+        }
+    }
+    out[*used] = '\0';
+    return 0;
+}
+
+/* \\server\share\dir\file, //server/share/... or smb://server[:port]/share/...
+ * -> src->server, *port (left alone when the path names none), src->path
+ * (the path as given, for messages), src->url (without the port, which goes
+ * to smbc_setPort) and src->base.name. Every failure here is a wrong value. */
+static int parse_smb_path(smb_source *src, const char *path, size_t len, int *port, vt_err *e)
+{
+    char buf[sizeof src->path];
+    if (len >= sizeof buf || memchr(path, '\0', len)) {
+        vt_err_set(e, "InvalidArgument", "invalid SMB path (too long or with a NUL byte)");
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    char *rest;
+    if (strncasecmp(buf, "smb://", 6) == 0)
+        rest = buf + 6;
+    else if ((buf[0] == '\\' || buf[0] == '/') && (buf[1] == '\\' || buf[1] == '/'))
+        rest = buf + 2;
+    else
+        rest = NULL;
+    for (char *p = buf; *p; p++)
+        if (*p == '\\')
+            *p = '/';
+    char *slash = rest ? strchr(rest, '/') : NULL;
+    size_t alen = slash ? (size_t)(slash - rest) : rest ? strlen(rest) : 0;
+    /* Checked first, so that no message below can show a password. */
+    if (rest && memchr(rest, '@', alen)) {
+        vt_err_set(e, "InvalidArgument", "an SMB path must not carry credentials: pass user and password as options");
+        return -1;
+    }
+    memcpy(src->path, path, len + 1);
+    if (!rest) {
+        vt_err_set(e, "InvalidArgument", "not an SMB path: %s (want \\\\server\\share\\file or smb://server/share/file)",
+                   src->path);
+        return -1;
+    }
+    char *host_end = rest + alen, *colon = NULL;
+    if (rest[0] == '[') {
+        char *close = memchr(rest, ']', alen);
+        host_end = close ? close + 1 : rest;
+        if (close && close + 1 < rest + alen)
+            colon = close[1] == ':' ? close + 1 : rest; /* rest: anything else after ']' is malformed */
+    } else if ((colon = memchr(rest, ':', alen)) != NULL) {
+        host_end = colon;
+    }
+    size_t hlen = (size_t)(host_end - rest);
+    if (hlen == 0 || hlen >= sizeof src->server || colon == rest) {
+        vt_err_set(e, "InvalidArgument", "no valid server in SMB path %s", src->path);
+        return -1;
+    }
+    memcpy(src->server, rest, hlen);
+    src->server[hlen] = '\0';
+    if (colon) {
+        char *stop;
+        long p = strtol(colon + 1, &stop, 10);
+        if (stop == colon + 1 || stop != rest + alen || p < 1 || p > 65535) {
+            vt_err_set(e, "InvalidArgument", "malformed port in SMB path %s", src->path);
+            return -1;
+        }
+        *port = (int)p;
+    }
+    const char *share = slash ? slash + 1 : "";
+    const char *share_end = strchr(share, '/');
+    if (!share_end || share_end == share || !share_end[1] || buf[strlen(buf) - 1] == '/') {
+        vt_err_set(e, "InvalidArgument", "SMB path %s names no file inside a share", src->path);
+        return -1;
+    }
+    size_t used = (size_t)snprintf(src->url, sizeof src->url, "smb://%s", src->server);
+    if (append_encoded(src->url, sizeof src->url, &used, slash, strlen(slash)) != 0) {
+        vt_err_set(e, "InvalidArgument", "SMB path %s is too long", src->path);
+        return -1;
+    }
+    snprintf(src->base.name, sizeof src->base.name, "%s", strrchr(buf, '/') + 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------- smb_open */
+
+static int open_failure(smb_source *src, int err, vt_err *e)
+{
+    switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+        vt_err_set(e, "NotFound", "no such file: %s", src->path);
+        break;
+    case EACCES:
+    case EPERM:
+        /* libsmbclient says EACCES both for a refused login and for a file
+         * the user may not read; the login is refused when the share's
+         * root cannot be listed either. */
+        {
+            SMBCFILE *dir = NULL;
+            char root[512];
+            const char *share = strchr(src->url + 6, '/');
+            const char *share_end = share ? strchr(share + 1, '/') : NULL;
+            snprintf(root, sizeof root, "smb://%s%.*s", src->server, share_end ? (int)(share_end - share) : 0,
+                     share ? share : "");
+            dir = smbc_getFunctionOpendir(src->ctx)(src->ctx, root);
+            if (dir) {
+                smbc_getFunctionClosedir(src->ctx)(src->ctx, dir);
+                vt_err_set(e, "PermissionDenied", "permission denied: %s", src->path);
+            } else {
+                vt_err_set(e, "AuthenticationFailed", "authentication failed for %s%s%s at %s",
+                           src->domain, src->domain[0] ? "\\" : "", src->user[0] ? src->user : "guest", src->server);
+            }
+        }
+        break;
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ETIMEDOUT:
+    case ECONNRESET:
+    case EHOSTDOWN:
+        vt_err_set(e, "ConnectionError", "cannot reach %s for %s: %s", src->server, src->path, strerror(err));
+        break;
+    case EISDIR:
+        vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->path);
+        break;
+    default:
+        vt_err_set(e, "RemoteFileError", "cannot open %s: %s", src->path, strerror(err));
+    }
+    return -1;
+}
+
+/* Makes the context, opens the file, learns its size. */
+static int source_acquire(smb_source *src, int port, double timeout, vt_err *e)
+{
+    SMBCCTX *ctx = smbc_new_context();
+    if (!ctx) {
+        vt_err_set(e, "RemoteFileError", "cannot create an SMB context: %s", strerror(errno));
+        return -1;
+    }
+    smbc_setDebug(ctx, 0);
+    smbc_setOptionDebugToStderr(ctx, 1); /* stdout may carry a host's protocol */
+    smbc_setOptionUserData(ctx, src);
+    smbc_setFunctionAuthDataWithContext(ctx, smb_auth);
+    smbc_setOptionNoAutoAnonymousLogin(ctx, 1); /* a refused login must not turn into guest */
+    smbc_setTimeout(ctx, (int)(timeout * 1000));
+    if (port)
+        smbc_setPort(ctx, (uint16_t)port);
+    if (!smbc_init_context(ctx)) {
+        int err = errno;
+        smbc_free_context(ctx, 0);
+        vt_err_set(e, "RemoteFileError", "cannot set up libsmbclient: %s", strerror(err));
+        return -1;
+    }
+    src->ctx = ctx;
+    src->file = smbc_getFunctionOpen(ctx)(ctx, src->url, O_RDONLY, 0);
+    if (!src->file)
+        return open_failure(src, errno, e);
+    struct stat st;
+    if (smbc_getFunctionFstat(ctx)(ctx, src->file, &st) != 0) {
+        vt_err_set(e, "RemoteFileError", "cannot read the size of %s: %s", src->path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->path);
+        return -1;
+    }
+    src->base.size = (int64_t)st.st_size;
+    return 0;
+}
+
+/* vt.smb_open(path, opts) -> source | nil, err */
+static int vt_smb(lua_State *L)
+{
+    size_t len;
+    smb_opts o;
+    const char *path = check_smb_args(L, &len, &o);
+
+    /* Created closed, with its metatable, before anything is acquired. */
+    smb_source *src = lua_newuserdatauv(L, sizeof *src, 0);
+    memset(src, 0, sizeof *src);
+    luaL_setmetatable(L, SMB_SOURCE_MT);
+    memcpy(src->user, o.user, sizeof src->user);
+    memcpy(src->domain, o.domain, sizeof src->domain);
+    memcpy(src->password, o.password, sizeof src->password);
+    explicit_bzero(o.password, sizeof o.password);
+
+    vt_err e;
+    int path_port = 0;
+    if (parse_smb_path(src, path, len, &path_port, &e) != 0)
+        goto fail;
+    if (path_port && o.port && path_port != o.port) {
+        vt_err_set(&e, "InvalidArgument", "SMB path %s names port %d but option port is %d", src->path, path_port,
+                   o.port);
+        goto fail;
+    }
+    if (source_acquire(src, path_port ? path_port : o.port, o.timeout, &e) != 0)
+        goto fail;
+    src->base.ops = &smb_source_ops;
+    return 1;
+
+fail:
+    source_release(src);
+    return vt_err_return(L, &e);
+}
+
+/* Registers vt.smb_open into the table at the top of the stack. */
+void vt_smb_open(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__gc", source_lua_close}, {"__close", source_lua_close}, {"__tostring", source_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"read", source_lua_read}, {"rewind", source_lua_rewind}, {"close", source_lua_close}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SMB_SOURCE_MT)) {
+        luaL_setfuncs(L, meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_pushcclosure(L, source_index, 1);
+        lua_setfield(L, -2, "__index");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "__vt_source");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, vt_smb);
+    lua_setfield(L, -2, "smb_open");
+}
+
+#else /* !VT_HAVE_SMB */
+
+/* vt.smb_open(path, opts): the same argument checks, then Unsupported. */
+static int vt_smb(lua_State *L)
+{
+    size_t len;
+    smb_opts o;
+    check_smb_args(L, &len, &o);
+    explicit_bzero(o.password, sizeof o.password);
+    return vt_fail(L, "Unsupported", "this build of vt lacks SMB support (libsmbclient was not found at build time)");
+}
+
+void vt_smb_open(lua_State *L)
+{
+    lua_pushcfunction(L, vt_smb);
+    lua_setfield(L, -2, "smb_open");
+}
+
+#endif
