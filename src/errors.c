@@ -97,9 +97,10 @@ static int error_tostring(lua_State *L)
     lua_getfield(L, 1, "message");
     luaL_addvalue(&b);
     if (lua_getfield(L, 1, "retry_after") == LUA_TNUMBER) {
-        lua_pushfstring(L, " (retry after %.1fs)", lua_tonumber(L, -1));
-        lua_remove(L, -2);
-        luaL_addvalue(&b);
+        char text[64];
+        snprintf(text, sizeof text, " (retry after %.1fs)", lua_tonumber(L, -1));
+        lua_pop(L, 1);
+        luaL_addstring(&b, text);
     } else
         lua_pop(L, 1);
     if (lua_getfield(L, 1, "analysis_id") == LUA_TSTRING) {
