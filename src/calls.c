@@ -866,9 +866,10 @@ static int v2_result(lua_State *L, vt_client *c, vt_job *j)
 {
     if (vt_client_result(L, c, j) == 2)
         return 2;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "response_code") != LUA_TNUMBER) {
-        if (lua_istable(L, -1))
-            lua_pop(L, 1);
+    if (!lua_istable(L, -1))
+        return 1;
+    if (lua_getfield(L, -1, "response_code") != LUA_TNUMBER) {
+        lua_pop(L, 1);
         return 1; /* a batch answers with a list: each report keeps its own code */
     }
     lua_Integer rc = lua_tointeger(L, -1);

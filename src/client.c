@@ -437,9 +437,11 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
             snprintf(e->message, sizeof e->message, "HTTP %ld: %s", j->status, excerpt);
         }
         e->http = j->status;
-        if (j->retry_after_hdr >= 0)
-            e->retry_after = j->retry_after_hdr;
     }
+    if (!j->err.code[0] && j->retry_after_hdr >= 0 && e->http >= 400)
+        e->retry_after = j->retry_after_hdr;
+    if (j->v2 && j->status == 204 && j->retry_after_hdr >= 0)
+        e->retry_after = j->retry_after_hdr;
     vt_redact(e->message, sizeof e->message, c->apikey, c->apikey_len);
     return true;
 }
@@ -462,8 +464,7 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
 
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 {
-    int n = vt_client_result(L, c, j);
-    if (n == 2)
+    if (vt_client_result(L, c, j) == 2)
         return 2;
     if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") == LUA_TNIL) {
         vt_err e;
@@ -475,6 +476,7 @@ int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
         lua_getfield(L, -2, "meta");
         lua_setfield(L, -2, "meta");
     }
+    lua_remove(L, -2); /* the body */
     return 1;
 }
 

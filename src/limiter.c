@@ -4,11 +4,15 @@
  * Windows. A sliding window (n, per) keeps the times of the last n requests
  * and has room when fewer than n of them are younger than per seconds (plus a
  * small guard, below). A calendar window keeps a counter and the start of the
- * UTC day or month it counts in. Every request is recorded in every window
- * present in the state, including windows that only other processes check:
- * the service counts all requests made with the key, whichever client made
- * them. A window is identified by (kind, n) and, for sliding ones, per; an
- * empty window is not stored, so windows that nobody uses any more vanish.
+ * UTC day or month it counts in (saturating at n). A window is identified by
+ * (kind, n) and, for sliding ones, per.
+ *
+ * Clients with different windows may share a state. Every request is recorded
+ * in every window of the state, not only in those its client checks: the
+ * service counts all requests made with the key, whichever client made them.
+ * A limiter registers its windows when it is created; a window that a state
+ * does not hold yet starts from what the other windows remember. A window that
+ * is empty and that no limiter has used for a day is dropped.
  * `blocked_until` (set by mark_spent) holds every process back.
  *
  * Clocks. Times are the caller's wall clock. A time ahead of `now` means the
@@ -19,7 +23,8 @@
  *   magic "vt-quota" | u32 version 1 | u32 payload length L | payload | u64 FNV-1a of all before
  *   payload: f64 blocked_from, f64 blocked_until, u32 window count, then per window
  *            u32 kind, u32 0, i64 n, f64 per (0 for calendar kinds), i64 period start,
- *            i64 used, and for sliding windows `used` f64 times, oldest first.
+ *            i64 used, f64 seen (last use by a limiter checking it), and for sliding
+ *            windows `used` f64 times, oldest first.
  *
  * Locking and crash safety. Every read-decide-write runs under flock() on
  * "<state>.lock", a file that is never removed and that each limiter keeps
@@ -48,10 +53,11 @@
 #define HEADER_SIZE 16      /* magic, version, payload length */
 #define TRAILER_SIZE 8      /* checksum */
 #define PAYLOAD_HEAD_SIZE 20
-#define WINDOW_HEAD_SIZE 40
+#define WINDOW_HEAD_SIZE 48
 #define MAX_STATE_BYTES (64u << 20)
 #define MAX_SLIDING_N 1000000 /* a sliding window stores one time per request */
 #define MAX_HOLD (32 * 86400.0)
+#define KEEP_UNUSED 86400.0   /* how long an empty window outlives its last user */
 #define LOCK_TIMEOUT 10.0     /* a holder stopped (not killed) must not hang us forever */
 #define QUOTA_ERR "QuotaStateError"
 
@@ -61,6 +67,7 @@ typedef struct win_state {
     double per;     /* sliding: seconds; calendar: 0 (not part of the identity) */
     int64_t period; /* calendar: start of the period `used` counts in */
     int64_t used;   /* requests counted; sliding: the number of stamps */
+    double seen;    /* last time a limiter checking this window used the state */
     size_t cap;     /* sliding: stamps allocated */
     double *stamps; /* sliding: times of the last `used` requests, oldest first */
 } win_state;
@@ -161,7 +168,7 @@ static void state_clear(lim_state *s)
 }
 
 /* Brings the state to `now`: expires what is over, clamps what lies ahead of
- * the clock, and drops windows left empty. */
+ * the clock, and drops empty windows that nobody has used for a while. */
 static void state_normalize(lim_state *s, double now)
 {
     if (s->blocked_from > now) {
@@ -178,7 +185,8 @@ static void state_normalize(lim_state *s, double now)
             prune_sliding(w, now);
         else
             roll_calendar(w, now);
-        if (w->used > 0)
+        w->seen = fmin(w->seen, now);
+        if (w->used > 0 || w->seen + KEEP_UNUSED > now)
             s->w[kept++] = *w;
         else
             free(w->stamps);
@@ -207,14 +215,66 @@ static win_state *state_add(lim_state *s, const vt_window *w, double now)
     return ws;
 }
 
-/* Records one request at `now` in every window of the state, adding the
- * limiter's own windows that are missing. All memory is reserved first, so on
- * failure the state holds the same requests as before. */
-static int state_record(lim_state *s, const vt_window *own, size_t own_count, double now)
+/* A window new to the state starts from what the other windows remember:
+ * each saw every request made since it was created, so the fullest of them
+ * is a lower bound of the requests that fall in this one. Best effort: short
+ * of memory, it starts empty. */
+static void seed_window(lim_state *s, win_state *ws, double now)
 {
-    for (size_t i = 0; i < own_count; i++)
-        if (!find_window(s, &own[i]) && !state_add(s, &own[i], now))
-            return -1;
+    double since = ws->kind == VT_WIN_SLIDING ? now - ws->per - sliding_guard(ws->per)
+                                              : (double)ws->period;
+    const win_state *from = NULL; /* the sliding window to copy times from */
+    int64_t used = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        const win_state *o = &s->w[i];
+        if (o->kind == VT_WIN_SLIDING) {
+            int64_t first = 0;
+            while (first < o->used && o->stamps[first] < since)
+                first++;
+            if (o->used - first > used) {
+                used = o->used - first;
+                from = o;
+            }
+        } else if (ws->kind != VT_WIN_SLIDING &&
+                   (o->kind == ws->kind || (o->kind == VT_WIN_DAY && ws->kind == VT_WIN_MONTH)) &&
+                   o->used > used) {
+            used = o->used;
+            from = NULL;
+        }
+    }
+    if (used > ws->n)
+        used = ws->n;
+    if (ws->kind != VT_WIN_SLIDING) {
+        ws->used = used;
+        return;
+    }
+    if (!from || !(ws->stamps = malloc((size_t)used * sizeof *ws->stamps)))
+        return;
+    memcpy(ws->stamps, from->stamps + (from->used - used), (size_t)used * sizeof *ws->stamps);
+    ws->cap = (size_t)used;
+    ws->used = used;
+}
+
+/* Makes sure the state holds every window of the limiter and marks them used. */
+static int touch_own_windows(lim_state *s, const vt_window *own, size_t own_count, double now)
+{
+    for (size_t i = 0; i < own_count; i++) {
+        win_state *ws = find_window(s, &own[i]);
+        if (!ws) {
+            ws = state_add(s, &own[i], now);
+            if (!ws)
+                return -1;
+            seed_window(s, ws, now);
+        }
+        ws->seen = now;
+    }
+    return 0;
+}
+
+/* Records one request at `now` in every window of the state. All memory is
+ * reserved first, so on failure the state holds the same requests as before. */
+static int state_record(lim_state *s, double now)
+{
     for (size_t i = 0; i < s->count; i++) {
         win_state *w = &s->w[i];
         size_t need = (size_t)(w->used < w->n ? w->used + 1 : w->n);
@@ -234,7 +294,7 @@ static int state_record(lim_state *s, const vt_window *own, size_t own_count, do
     for (size_t i = 0; i < s->count; i++) {
         win_state *w = &s->w[i];
         if (w->kind != VT_WIN_SLIDING) {
-            w->used++;
+            w->used += w->used < w->n;
             continue;
         }
         if (w->used == w->n) { /* a window this limiter does not check may be full */
@@ -305,6 +365,7 @@ static unsigned char *state_encode(const lim_state *s, size_t *len)
         p = put_f64(p, w->per);
         p = put_u64(p, (uint64_t)w->period);
         p = put_u64(p, (uint64_t)w->used);
+        p = put_f64(p, w->seen);
         for (int64_t j = 0; w->kind == VT_WIN_SLIDING && j < w->used; j++)
             p = put_f64(p, w->stamps[j]);
     }
@@ -377,6 +438,7 @@ static bool state_decode(lim_state *s, const unsigned char *buf, size_t len)
         w->per = get_f64(&r);
         w->period = get_i64(&r);
         w->used = get_i64(&r);
+        w->seen = get_f64(&r);
         if (!r.ok || kind > VT_WIN_MONTH || w->n < 1 || w->used < 0 || w->used > w->n)
             r.ok = false;
         else if (kind == VT_WIN_SLIDING) {
@@ -573,8 +635,25 @@ static int lock_state(vt_limiter *l, vt_err *e)
     }
 }
 
-/* Makes l->st the current state at `now`: in memory it already is; shared, it
- * is loaded under the lock, which end_update releases. */
+static const char *state_name(const vt_limiter *l)
+{
+    return l->path ? l->path : "(in memory)";
+}
+
+/* Writes the state back when it changed and releases the lock. */
+static int end_update(vt_limiter *l, bool changed, vt_err *e)
+{
+    if (!l->path)
+        return 0;
+    int rc = changed ? save_state(l, e) : 0;
+    flock(l->lock_fd, LOCK_UN);
+    state_clear(&l->st);
+    return rc;
+}
+
+/* Makes l->st the current state at `now`, holding this limiter's windows: in
+ * memory it already is; shared, it is loaded under the lock, which end_update
+ * releases. */
 static int begin_update(vt_limiter *l, double now, vt_err *e)
 {
     if (l->path) {
@@ -586,17 +665,12 @@ static int begin_update(vt_limiter *l, double now, vt_err *e)
         }
     }
     state_normalize(&l->st, now);
+    if (touch_own_windows(&l->st, l->win, l->count, now) < 0) {
+        end_update(l, false, e);
+        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", state_name(l));
+        return -1;
+    }
     return 0;
-}
-
-static int end_update(vt_limiter *l, bool changed, vt_err *e)
-{
-    if (!l->path)
-        return 0;
-    int rc = changed ? save_state(l, e) : 0;
-    flock(l->lock_fd, LOCK_UN);
-    state_clear(&l->st);
-    return rc;
 }
 
 /* A non-empty file that starts neither like a state file nor with the zeros
@@ -707,7 +781,10 @@ vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_p
         memcpy(l->win, w, count * sizeof *w);
     l->count = count;
     l->lock_fd = -1;
-    if (state_path && open_shared(l, state_path, e) < 0) {
+    /* Registering the windows now lets other clients count their requests in
+     * them from the start. */
+    if (state_path && (open_shared(l, state_path, e) < 0 ||
+                       (count && (begin_update(l, vt_now(), e) < 0 || end_update(l, true, e) < 0)))) {
         vt_limiter_free(l);
         return NULL;
     }
@@ -740,9 +817,9 @@ int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e)
         *wait = fmax(need, 0.001);
         return 0;
     }
-    if (state_record(&l->st, l->win, l->count, now) < 0) {
+    if (state_record(&l->st, now) < 0) {
         end_update(l, false, e);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path ? l->path : "(memory)");
+        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", state_name(l));
         return -1;
     }
     return end_update(l, true, e) < 0 ? -1 : 1;

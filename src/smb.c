@@ -57,7 +57,7 @@ static void opt_copy(lua_State *L, int idx, const char *key, char *out, size_t c
  * and reads the options at idx 2 into o. */
 static const char *check_smb_args(lua_State *L, size_t *len, smb_opts *o)
 {
-    const char *path = luaL_checklstring(L, 1, len);
+    const char *path = vt_checkstring(L, 1, len);
     memset(o, 0, sizeof *o);
     o->timeout = DEFAULT_TIMEOUT;
     if (lua_isnoneornil(L, 2))
@@ -98,6 +98,8 @@ static const char *check_smb_args(lua_State *L, size_t *len, smb_opts *o)
 #ifdef VT_HAVE_SMB
 
 #include <fcntl.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <libsmbclient.h>
@@ -383,7 +385,7 @@ static int open_failure(smb_source *src, int err, vt_err *e)
     switch (err) {
     case ENOENT:
     case ENOTDIR:
-        vt_err_set(e, "NotFound", "no such file: %s", src->path);
+        vt_err_set(e, "NotFound", "no such file or share: %s", src->path);
         break;
     case EACCES:
     case EPERM:
@@ -402,8 +404,8 @@ static int open_failure(smb_source *src, int err, vt_err *e)
                 smbc_getFunctionClosedir(src->ctx)(src->ctx, dir);
                 vt_err_set(e, "PermissionDenied", "permission denied: %s", src->path);
             } else {
-                vt_err_set(e, "AuthenticationFailed", "authentication failed for %s%s%s at %s",
-                           src->domain, src->domain[0] ? "\\" : "", src->user[0] ? src->user : "guest", src->server);
+                vt_err_set(e, "AuthenticationFailed", "authentication failed for %s%s%s at %s (%s)", src->domain,
+                           src->domain[0] ? "\\" : "", src->user[0] ? src->user : "guest", src->server, src->path);
             }
         }
         break;
@@ -415,6 +417,18 @@ static int open_failure(smb_source *src, int err, vt_err *e)
     case EHOSTDOWN:
         vt_err_set(e, "ConnectionError", "cannot reach %s for %s: %s", src->server, src->path, strerror(err));
         break;
+    case EINVAL: {
+        /* What libsmbclient says when it cannot find the server by name. */
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+        int rc = getaddrinfo(src->server, NULL, &hints, &res);
+        if (rc != 0) {
+            vt_err_set(e, "ConnectionError", "cannot resolve %s for %s: %s", src->server, src->path, gai_strerror(rc));
+            break;
+        }
+        freeaddrinfo(res);
+        vt_err_set(e, "RemoteFileError", "cannot open %s: %s", src->path, strerror(err));
+        break;
+    }
     case EISDIR:
         vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->path);
         break;
