@@ -81,22 +81,29 @@ static char *dup_lua(lua_State *L, int idx, size_t *len)
     return d;
 }
 
-/* Blocks for secs while keeping the engine alive. */
-static void client_sleep(vt_client *c, double secs)
+/* Continuation of a method whose last act was one job (on the stack top):
+ * its body's data, or nil, err. The client is argument 1. */
+static int data_done(lua_State *L, int status, lua_KContext ctx)
 {
-    double until = vt_monotonic() + secs;
-    for (double left = secs; left > 0; left = until - vt_monotonic())
-        vt_engine_step(c->engine, left);
+    return vt_client_data_result(L, vt_client_check(L, 1), lua_touserdata(L, -1), false);
 }
 
-/* Runs one prepared job and pushes its decoded body (or nil, err). */
-static int run_one(lua_State *L, vt_client *c, vt_job *j, bool data_only)
+/* Runs the job on the stack top, then returns its data. */
+static int await_data(lua_State *L, vt_client *c)
 {
-    vt_client_run(c, &j, 1);
-    return data_only ? vt_client_data_result(L, c, j, false) : vt_client_result(L, c, j);
+    return vt_client_await(L, c, 1, -1, 1, 0, data_done);
 }
 
 /* -------------------------------------------------------------- raw request */
+
+static int request_done(lua_State *L, int status, lua_KContext ctx)
+{
+    vt_job *j = lua_touserdata(L, -1);
+    if (vt_client_result(L, vt_client_check(L, 1), j) == 2)
+        return 2;
+    lua_pushinteger(L, j->status);
+    return 2;
+}
 
 static int client_request(lua_State *L)
 {
@@ -153,11 +160,8 @@ static int client_request(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    int n = run_one(L, c, j, false);
-    if (n == 2)
-        return 2;
-    lua_pushinteger(L, j->status);
-    return 2;
+    lua_settop(L, 7); /* the job on top */
+    return vt_client_await(L, c, 1, -1, 1, 0, request_done);
 }
 
 /* --------------------------------------------------------------- uploads */
@@ -261,36 +265,29 @@ static bool same_origin(const char *base, const char *url)
            (url[bl + dl] == '/' || url[bl + dl] == '\0');
 }
 
-static int client_scan_file(lua_State *L)
-{
-    static const char *const keys[] = {"password", NULL};
-    vt_client *c = vt_client_check(L, 1);
-    check_keys(L, 3, "scan_file", keys);
-    lua_settop(L, 3);
-    vt_err e;
-    vt_source *src = push_source(L, 2, &e); /* 4 */
-    if (!src)
-        return vt_err_return(L, &e);
-    if (src->size > UPLOAD_MAX)
-        return vt_fail(L, "TooLarge", "'%s' is %lld bytes; VirusTotal accepts at most 650 MB",
-                       src->name, (long long)src->size);
-    const char *password = NULL;
-    if (lua_istable(L, 3) && lua_getfield(L, 3, "password") != LUA_TNIL)
-        password = vt_checkstring(L, -1, NULL);
-    else if (lua_istable(L, 3))
-        lua_pop(L, 1);
+/* Stack of scan_file: 1 client, 2 source arg, 3 opts, 4 source, 5 password or nil,
+ * then the upload_url job (big files) and the upload job. */
+enum { SCAN_POST, SCAN_AFTER_UPLOAD_URL };
 
+static int scan_file_step(lua_State *L, int status, lua_KContext phase)
+{
+    vt_client *c = vt_client_check(L, 1);
+    vt_source *src = vt_source_test(L, 4);
+    if (!src)
+        return luaL_error(L, "the file source was closed during the upload");
     const char *upload_url = NULL;
-    if (src->size > DIRECT_UPLOAD_MAX) {
-        vt_job *uj = vt_job_push(L);
-        vt_client_prepare(L, c, uj, "GET", "/files/upload_url", NULL);
-        if (run_one(L, c, uj, true) == 2)
+    if (phase == SCAN_AFTER_UPLOAD_URL) {
+        if (vt_client_data_result(L, c, lua_touserdata(L, -1), false) == 2)
             return 2;
         if (lua_type(L, -1) != LUA_TSTRING)
             return vt_fail(L, "InvalidResponse", "upload_url answer holds no URL");
         upload_url = lua_tostring(L, -1);
         if (!same_origin(c->base_url, upload_url))
             return vt_fail(L, "InvalidResponse", "refusing an upload URL outside %s", c->base_url);
+    } else if (src->size > DIRECT_UPLOAD_MAX) {
+        vt_job *uj = vt_job_push(L);
+        vt_client_prepare(L, c, uj, "GET", "/files/upload_url", NULL);
+        return vt_client_await(L, c, 1, -1, 1, SCAN_AFTER_UPLOAD_URL, scan_file_step);
     }
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", "/files", NULL);
@@ -300,8 +297,29 @@ static int client_scan_file(lua_State *L)
         if (!j->url)
             return luaL_error(L, "out of memory");
     }
+    const char *password = lua_tostring(L, 5);
     set_multipart(L, j, src, password ? "password" : NULL, password);
-    return run_one(L, c, j, true);
+    return await_data(L, c);
+}
+
+static int client_scan_file(lua_State *L)
+{
+    static const char *const keys[] = {"password", NULL};
+    vt_client_check(L, 1);
+    check_keys(L, 3, "scan_file", keys);
+    lua_settop(L, 3);
+    vt_err e;
+    vt_source *src = push_source(L, 2, &e); /* 4 */
+    if (!src)
+        return vt_err_return(L, &e);
+    if (src->size > UPLOAD_MAX)
+        return vt_fail(L, "TooLarge", "'%s' is %lld bytes; VirusTotal accepts at most 650 MB",
+                       src->name, (long long)src->size);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "password") != LUA_TNIL)
+        vt_checkstring(L, -1, NULL);
+    else
+        lua_pushnil(L); /* 5 */
+    return scan_file_step(L, LUA_OK, SCAN_POST);
 }
 
 /* A URL to submit: trimmed, refanged, no spaces or controls. Pushed. */
@@ -347,7 +365,7 @@ static int client_scan_url(lua_State *L)
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", "/urls", NULL);
     set_form_body(L, j, -2);
-    return run_one(L, c, j, true);
+    return await_data(L, c);
 }
 
 static int client_reanalyse(lua_State *L)
@@ -361,10 +379,56 @@ static int client_reanalyse(lua_State *L)
     lua_pushfstring(L, "%s/analyse", lua_tostring(L, -1));
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", lua_tostring(L, -2), NULL);
-    return run_one(L, c, j, true);
+    return await_data(L, c);
 }
 
 /* ------------------------------------------------------------------ wait */
+
+/* Stack of wait: 1 client, 2 id, 3 opts, 4 progress or nil, 5 path, 6 start,
+ * 7 interval, 8 timeout, then the poll (or the pause) job. */
+enum { WAIT_POLL, WAIT_POLLED };
+
+static int wait_step(lua_State *L, int status, lua_KContext phase)
+{
+    vt_client *c = vt_client_check(L, 1);
+    if (phase == WAIT_POLL) {
+        lua_settop(L, 8);
+        vt_job *j = vt_job_push(L);
+        vt_client_prepare(L, c, j, "GET", lua_tostring(L, 5), NULL);
+        return vt_client_await(L, c, 1, -1, 1, WAIT_POLLED, wait_step);
+    }
+    vt_err e;
+    const char *id = lua_tostring(L, 2);
+    if (vt_client_data_result(L, c, lua_touserdata(L, -1), true) == 2) {
+        lua_pushstring(L, id);
+        lua_setfield(L, -2, "analysis_id");
+        return 2;
+    }
+    lua_getfield(L, -1, "attributes");
+    const char *state = lua_istable(L, -1) && lua_getfield(L, -1, "status") == LUA_TSTRING
+                            ? lua_tostring(L, -1) : "unknown";
+    double elapsed = vt_monotonic() - lua_tonumber(L, 6);
+    if (strcmp(state, "completed") == 0) {
+        lua_settop(L, 10);
+        return 1;
+    }
+    if (!lua_isnil(L, 4)) {
+        lua_pushvalue(L, 4);
+        lua_pushstring(L, state);
+        lua_pushnumber(L, elapsed);
+        lua_call(L, 2, 0);
+    }
+    double interval = lua_tonumber(L, 7);
+    /* never sleep when no try would follow */
+    if (elapsed + interval > lua_tonumber(L, 8)) {
+        vt_err_set(&e, "Timeout", "analysis not completed after %.0fs (status %s)", elapsed, state);
+        snprintf(e.analysis_id, sizeof e.analysis_id, "%s", id);
+        return vt_err_return(L, &e);
+    }
+    lua_settop(L, 8);
+    vt_job_push_timer(L, interval);
+    return vt_client_await(L, c, 1, -1, 1, WAIT_POLL, wait_step);
+}
 
 static int client_wait(lua_State *L)
 {
@@ -383,44 +447,10 @@ static int client_wait(lua_State *L)
     vt_err e;
     if (!vt_push_object_path(L, VT_KIND_ANALYSIS, 2, &e)) /* 5 */
         return vt_err_return(L, &e);
-    const char *id = vt_checkstring(L, 2, NULL);
-    double start = vt_monotonic();
-    for (;;) {
-        lua_settop(L, 5);
-        vt_job *j = vt_job_push(L);
-        vt_client_prepare(L, c, j, "GET", lua_tostring(L, 5), NULL);
-        vt_client_run(c, &j, 1);
-        if (vt_client_data_result(L, c, j, true) == 2) {
-            lua_getfield(L, -1, "analysis_id");
-            if (lua_isnil(L, -1)) {
-                lua_pushstring(L, id);
-                lua_setfield(L, -3, "analysis_id");
-            }
-            lua_pop(L, 1);
-            return 2;
-        }
-        lua_getfield(L, -1, "attributes");
-        const char *status = lua_istable(L, -1) && lua_getfield(L, -1, "status") == LUA_TSTRING
-                                 ? lua_tostring(L, -1) : "unknown";
-        double elapsed = vt_monotonic() - start;
-        if (strcmp(status, "completed") == 0) {
-            lua_settop(L, 7);
-            return 1;
-        }
-        if (!lua_isnil(L, 4)) {
-            lua_pushvalue(L, 4);
-            lua_pushstring(L, status);
-            lua_pushnumber(L, elapsed);
-            lua_call(L, 2, 0);
-        }
-        /* never sleep when no try would follow */
-        if (elapsed + interval > timeout) {
-            vt_err_set(&e, "Timeout", "analysis not completed after %.0fs (status %s)", elapsed, status);
-            snprintf(e.analysis_id, sizeof e.analysis_id, "%s", id);
-            return vt_err_return(L, &e);
-        }
-        client_sleep(c, interval);
-    }
+    lua_pushnumber(L, vt_monotonic()); /* 6 */
+    lua_pushnumber(L, interval);       /* 7 */
+    lua_pushnumber(L, timeout);        /* 8 */
+    return wait_step(L, LUA_OK, WAIT_POLL);
 }
 
 /* ------------------------------------------------------------- downloads */
@@ -485,40 +515,41 @@ static void set_file_sink(lua_State *L, vt_job *j, tempfile *t, int64_t max_byte
         luaL_error(L, "out of memory");
 }
 
-/* Follows the job's redirects to the storage host WITHOUT the API key (libcurl
- * would forward custom headers), then verifies and renames into place. The
- * first job is on the stack top; `expected` is the lowercase hash asked for. */
-static int finish_download(lua_State *L, vt_client *c, vt_job *j, tempfile *t, const char *expected,
-                           const char *dest, int64_t max_bytes)
+/* Stack of a download, from `base` (the continuation's ctx): the lowercase
+ * hash, dest, max_bytes, the temporary file, then one job per hop. */
+static int download_verify(lua_State *L, vt_client *c, int base)
 {
-    vt_client_run(c, &j, 1);
-    for (int hop = 0; !j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location[0]; hop++) {
-        if (hop == MAX_REDIRECTS)
+    const char *expected = lua_tostring(L, base), *dest = lua_tostring(L, base + 1);
+    tempfile *t = lua_touserdata(L, base + 3);
+    vt_job *j = lua_touserdata(L, -1);
+    int hops = lua_gettop(L) - (base + 3);
+    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location[0]) {
+        /* follow it ourselves, WITHOUT the key: libcurl would forward custom headers */
+        if (hops > MAX_REDIRECTS)
             return vt_fail(L, "InvalidResponse", "too many redirects");
         if (strncmp(j->location, "https://", 8) != 0 && strncmp(j->location, "http://", 7) != 0)
             return vt_fail(L, "InvalidResponse", "download redirected to a non-HTTP location");
-        vt_job *next = vt_job_push(L);
-        next->url = strdup(j->location);
-        snprintf(next->method, sizeof next->method, "GET");
-        add_header(L, next, "Accept: */*");
-        if (!next->url)
-            return luaL_error(L, "out of memory");
-        set_file_sink(L, next, t, max_bytes);
         if (ftruncate(t->fd, 0) != 0 || lseek(t->fd, 0, SEEK_SET) != 0)
             return vt_fail(L, "InvalidArgument", "cannot write '%s': %s", t->path, strerror(errno));
+        vt_job *next = vt_job_push(L);
+        snprintf(next->method, sizeof next->method, "GET");
+        if (!(next->url = strdup(j->location)))
+            return luaL_error(L, "out of memory");
+        add_header(L, next, "Accept: */*");
+        set_file_sink(L, next, t, lua_tointeger(L, base + 2));
         next->counts_quota = false; /* the storage host is not the API */
-        vt_client_run(c, &next, 1);
-        j = next;
+        return -1;                  /* the caller awaits it */
     }
     vt_err e;
     if (vt_client_job_error(L, c, j, &e))
         return vt_err_return(L, &e);
     char md5[33], sha1[41], sha256[65];
     vt_digest_final(j->digest, md5, sha1, sha256);
-    const char *got = strlen(expected) == 32 ? md5 : strlen(expected) == 40 ? sha1 : sha256;
+    size_t len = strlen(expected);
+    const char *got = len == 32 ? md5 : len == 40 ? sha1 : sha256;
     if (strcmp(got, expected) != 0)
         return vt_fail(L, "DigestMismatch", "downloaded content has %s %s, not the %s asked for",
-                       vt_hash_name(vt_hash_kind_of(expected, strlen(expected))), got, expected);
+                       vt_hash_name(vt_hash_kind_of(expected, len)), got, expected);
     if (fsync(t->fd) != 0 || rename(t->path, dest) != 0)
         return vt_fail(L, "InvalidArgument", "cannot move the download to '%s': %s", dest, strerror(errno));
     t->committed = true;
@@ -536,18 +567,32 @@ static int finish_download(lua_State *L, vt_client *c, vt_job *j, tempfile *t, c
     return 1;
 }
 
+static int download_step(lua_State *L, int status, lua_KContext base)
+{
+    vt_client *c = vt_client_check(L, 1);
+    int n = download_verify(L, c, (int)base);
+    if (n < 0)
+        return vt_client_await(L, c, 1, -1, 1, base, download_step);
+    tempfile_release(lua_touserdata(L, (int)base + 3)); /* now: no partial file survives */
+    return n;
+}
+
 /* Shared by c:download and v2 file/download: hash at idx, dest at idx+1, opts at idx+2. */
 static int download(lua_State *L, vt_client *c, int idx, bool v2)
 {
     static const char *const keys[] = {"max_bytes", NULL};
     vt_err e;
-    const char *dest = vt_checkstring(L, idx + 1, NULL);
+    idx = lua_absindex(L, idx);
+    vt_checkstring(L, idx + 1, NULL);
     check_keys(L, idx + 2, "download", keys);
     int64_t max_bytes = opt_int(L, idx + 2, "max_bytes", DOWNLOAD_MAX_DEFAULT, 1);
     if (!vt_push_object_id(L, VT_KIND_FILE, idx, &e))
         return vt_err_return(L, &e);
-    const char *hash = lua_tostring(L, -1);
-    tempfile *t = push_tempfile(L, dest, &e);
+    int base = lua_gettop(L);
+    const char *hash = lua_tostring(L, base);
+    lua_pushvalue(L, idx + 1);
+    lua_pushinteger(L, max_bytes);
+    tempfile *t = push_tempfile(L, lua_tostring(L, base + 1), &e);
     if (!t)
         return vt_err_return(L, &e);
     vt_job *j = vt_job_push(L);
@@ -566,9 +611,7 @@ static int download(lua_State *L, vt_client *c, int idx, bool v2)
         lua_pop(L, 1);
     }
     set_file_sink(L, j, t, max_bytes);
-    int n = finish_download(L, c, j, t, hash, dest, max_bytes);
-    tempfile_release(t); /* now, not at the next collection: no partial file survives */
-    return n;
+    return vt_client_await(L, c, 1, -1, 1, base, download_step);
 }
 
 static int client_download(lua_State *L)
@@ -586,67 +629,78 @@ typedef struct collection {
     bool fetched, done;
 } collection;
 
+/* Takes the fetched page (the job on the stack top) into the upvalues. */
+static void collection_take_page(lua_State *L, vt_client *c, collection *it)
+{
+    if (vt_client_result(L, c, lua_touserdata(L, -1)) == 2) {
+        it->done = true;
+        lua_error(L); /* a for loop would drop nil, err: raise the error value */
+    }
+    it->fetched = true;
+    it->index = 0;
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") != LUA_TTABLE) {
+        it->done = true;
+        vt_err e;
+        vt_err_set(&e, "InvalidResponse", "collection page holds no 'data' list");
+        vt_err_push(L, &e);
+        lua_error(L);
+    }
+    it->page_len = (lua_Integer)lua_rawlen(L, -1);
+    lua_replace(L, lua_upvalueindex(5));
+    if (lua_getfield(L, -1, "meta") == LUA_TTABLE && lua_getfield(L, -1, "cursor") == LUA_TSTRING &&
+        lua_rawlen(L, -1) > 0)
+        lua_replace(L, lua_upvalueindex(6));
+    else {
+        lua_pushnil(L);
+        lua_replace(L, lua_upvalueindex(6));
+    }
+    if (it->page_len == 0)
+        it->done = true;
+    lua_settop(L, 0);
+}
+
+static int collection_step(lua_State *L, int status, lua_KContext fetched)
+{
+    vt_client *c = vt_client_check(L, lua_upvalueindex(1));
+    collection *it = lua_touserdata(L, lua_upvalueindex(2));
+    if (fetched)
+        collection_take_page(L, c, it);
+    if (it->done || it->count >= it->max)
+        return 0;
+    if (it->index < it->page_len) {
+        it->index++;
+        it->count++;
+        lua_rawgeti(L, lua_upvalueindex(5), it->index);
+        return 1;
+    }
+    if (it->fetched && lua_isnil(L, lua_upvalueindex(6))) {
+        it->done = true;
+        return 0;
+    }
+    /* next page: base query + limit + cursor */
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, lua_upvalueindex(4))) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+    lua_pushinteger(L, it->limit);
+    lua_setfield(L, -2, "limit");
+    lua_pushvalue(L, lua_upvalueindex(6));
+    lua_setfield(L, -2, "cursor");
+    vt_push_query(L, -1);
+    vt_job *j = vt_job_push(L);
+    vt_client_prepare(L, c, j, "GET", lua_tostring(L, lua_upvalueindex(3)), lua_tostring(L, -2));
+    return vt_client_await(L, c, lua_upvalueindex(1), -1, 1, 1, collection_step);
+}
+
 /* Iterator upvalues: 1 client, 2 state userdata, 3 path, 4 base query table,
  * 5 current page (table), 6 next cursor (string or nil). */
 static int collection_next(lua_State *L)
 {
-    vt_client *c = vt_client_check(L, lua_upvalueindex(1));
-    collection *it = lua_touserdata(L, lua_upvalueindex(2));
-    for (;;) {
-        if (it->done || it->count >= it->max)
-            return 0;
-        if (it->index < it->page_len) {
-            it->index++;
-            it->count++;
-            lua_rawgeti(L, lua_upvalueindex(5), it->index);
-            return 1;
-        }
-        if (it->fetched && lua_isnil(L, lua_upvalueindex(6))) {
-            it->done = true;
-            return 0;
-        }
-        /* next page: base query + limit + cursor */
-        lua_newtable(L);
-        lua_pushnil(L);
-        while (lua_next(L, lua_upvalueindex(4))) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, -4);
-        }
-        lua_pushinteger(L, it->limit);
-        lua_setfield(L, -2, "limit");
-        lua_pushvalue(L, lua_upvalueindex(6));
-        lua_setfield(L, -2, "cursor");
-        vt_push_query(L, -1);
-        vt_job *j = vt_job_push(L);
-        vt_client_prepare(L, c, j, "GET", lua_tostring(L, lua_upvalueindex(3)), lua_tostring(L, -2));
-        vt_client_run(c, &j, 1);
-        if (vt_client_result(L, c, j) == 2) {
-            it->done = true;
-            return lua_error(L); /* a for loop would drop nil, err: raise the error value */
-        }
-        it->fetched = true;
-        it->index = 0;
-        if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") != LUA_TTABLE) {
-            it->done = true;
-            vt_err e;
-            vt_err_set(&e, "InvalidResponse", "collection page holds no 'data' list");
-            vt_err_push(L, &e);
-            return lua_error(L);
-        }
-        it->page_len = (lua_Integer)lua_rawlen(L, -1);
-        lua_replace(L, lua_upvalueindex(5));
-        if (lua_getfield(L, -1, "meta") == LUA_TTABLE && lua_getfield(L, -1, "cursor") == LUA_TSTRING &&
-            lua_rawlen(L, -1) > 0)
-            lua_replace(L, lua_upvalueindex(6));
-        else {
-            lua_pushnil(L);
-            lua_replace(L, lua_upvalueindex(6));
-        }
-        if (it->page_len == 0)
-            it->done = true;
-        lua_settop(L, 0);
-    }
+    lua_settop(L, 0);
+    return collection_step(L, LUA_OK, 0);
 }
 
 /* Pushes an iterator over the collection at path (pushed by the caller at
@@ -742,7 +796,7 @@ static int client_quotas(lua_State *L)
     luaL_pushresult(&b);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
-    return run_one(L, c, j, true);
+    return await_data(L, c);
 }
 
 /* ----------------------------------------------------------------- batch */
@@ -767,6 +821,68 @@ static void push_failed_outcome(lua_State *L, const vt_err *e)
     lua_setfield(L, -2, "ok");
     vt_err_push(L, e);
     lua_setfield(L, -2, "err");
+}
+
+/* Stack of a batch: 1 client, 2 list, 3 opts, 4 results, 5 jobs by index, 6 this. */
+typedef struct batch_state {
+    lua_Integer n, conc, next, done, total, inflight;
+    lua_Integer flight[]; /* indices of the jobs in flight */
+} batch_state;
+
+static void batch_submit(lua_State *L, vt_client *c, batch_state *b)
+{
+    while (b->inflight < b->conc && b->next <= b->n) {
+        if (lua_rawgeti(L, 5, b->next) == LUA_TUSERDATA) {
+            vt_job_submit(c->engine, lua_touserdata(L, -1), &c->transport, &c->policy);
+            c->requests++;
+            b->flight[b->inflight++] = b->next;
+        }
+        lua_pop(L, 1);
+        b->next++;
+    }
+}
+
+/* Moves the outcomes of finished jobs into the results, in input order. */
+static void batch_collect(lua_State *L, vt_client *c, batch_state *b)
+{
+    for (lua_Integer k = 0; k < b->inflight;) {
+        lua_rawgeti(L, 5, b->flight[k]);
+        vt_job *j = lua_touserdata(L, -1);
+        if (j->state != VT_JOB_DONE) {
+            lua_pop(L, 1);
+            k++;
+            continue;
+        }
+        lua_getiuservalue(L, -1, 1);
+        bool keep_meta = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        push_outcome(L, c, j, keep_meta);
+        lua_rawseti(L, 4, b->flight[k]);
+        vt_job_reset(j); /* free its buffers now: memory stays flat over big batches */
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawseti(L, 5, b->flight[k]);
+        b->flight[k] = b->flight[--b->inflight];
+        b->done++;
+    }
+}
+
+static int batch_step(lua_State *L, int status, lua_KContext ctx)
+{
+    vt_client *c = vt_client_check(L, 1);
+    lua_settop(L, 6);
+    batch_state *b = lua_touserdata(L, 6);
+    for (;;) {
+        batch_submit(L, c, b);
+        batch_collect(L, c, b);
+        if (b->done == b->total) {
+            lua_pushvalue(L, 4);
+            return 1;
+        }
+        if (vt_client_may_yield(L, c))
+            return vt_client_suspend(L, c, 1, 0, batch_step);
+        vt_engine_step(c->engine, 1.0);
+    }
 }
 
 static int client_batch(lua_State *L)
@@ -801,49 +917,14 @@ static int client_batch(lua_State *L)
         }
         lua_pop(L, 3);
     }
-    /* run with at most conc in flight; collect in input order */
-    lua_Integer next = 1, done = 0, total = 0;
+    lua_Integer total = 0;
     for (lua_Integer i = 1; i <= n; i++)
         if (lua_rawgeti(L, 5, i) != LUA_TNIL)
             total++;
     lua_settop(L, 5);
-    lua_Integer *flight = lua_newuserdatauv(L, sizeof *flight * (size_t)conc, 0); /* 6 */
-    lua_Integer inflight = 0;
-    while (done < total) {
-        while (inflight < conc && next <= n) {
-            if (lua_rawgeti(L, 5, next) == LUA_TUSERDATA) {
-                vt_job *j = lua_touserdata(L, -1);
-                vt_job_submit(c->engine, j, &c->transport, &c->policy);
-                c->requests++;
-                flight[inflight++] = next;
-            }
-            lua_pop(L, 1);
-            next++;
-        }
-        vt_engine_step(c->engine, 1.0);
-        for (lua_Integer k = 0; k < inflight;) {
-            lua_rawgeti(L, 5, flight[k]);
-            vt_job *j = lua_touserdata(L, -1);
-            if (j->state != VT_JOB_DONE) {
-                lua_pop(L, 1);
-                k++;
-                continue;
-            }
-            lua_getiuservalue(L, -1, 1);
-            bool keep_meta = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            push_outcome(L, c, j, keep_meta);
-            lua_rawseti(L, 4, flight[k]);
-            vt_job_reset(j); /* free its buffers now: memory stays flat over big batches */
-            lua_pop(L, 1);
-            lua_pushnil(L);
-            lua_rawseti(L, 5, flight[k]);
-            flight[k] = flight[--inflight];
-            done++;
-        }
-    }
-    lua_pushvalue(L, 4);
-    return 1;
+    batch_state *b = lua_newuserdatauv(L, sizeof *b + sizeof(lua_Integer) * (size_t)conc, 0); /* 6 */
+    *b = (batch_state){n, conc, 1, 0, total, 0};
+    return batch_step(L, LUA_OK, 0);
 }
 
 /* -------------------------------------------------------------- legacy v2 */
@@ -862,8 +943,10 @@ static const v2_endpoint v2_endpoints[] = {
 };
 
 /* v2's response_code in a 200 body: 0 not found, -2 queued, -1 bad input. */
-static int v2_result(lua_State *L, vt_client *c, vt_job *j)
+static int v2_done(lua_State *L, int status, lua_KContext ctx)
 {
+    vt_client *c = vt_client_check(L, 1);
+    vt_job *j = lua_touserdata(L, -1);
     if (vt_client_result(L, c, j) == 2)
         return 2;
     if (!lua_istable(L, -1))
@@ -947,8 +1030,7 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
         vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), lua_tostring(L, query));
         set_multipart(L, j, src, "apikey", c->apikey);
     }
-    vt_client_run(c, &j, 1);
-    return v2_result(L, c, j);
+    return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
 }
 
 static const v2_endpoint *v2_find(lua_State *L, int idx)

@@ -94,7 +94,7 @@ void vt_push_query(lua_State *L, int idx)
 static const char *const client_options[] = {
     "apikey", "base_url", "api", "requests_per_minute", "requests_per_day", "requests_per_month",
     "rate", "quota_state", "max_wait", "timeout", "connect_timeout", "retries", "proxy", "cainfo",
-    "insecure", "user_agent", "poll_interval", "poll_timeout", NULL,
+    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", NULL,
 };
 
 /* Reads opts[key]; raises naming the key when present with another type. */
@@ -244,7 +244,7 @@ static int client_new(lua_State *L)
 
     /* The handle exists (closed) before anything is acquired, so a raise
      * below leaves nothing unowned: __gc releases what was set. */
-    vt_client *c = lua_newuserdatauv(L, sizeof *c, 0);
+    vt_client *c = lua_newuserdatauv(L, sizeof *c, 1);
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, VT_CLIENT_MT);
     int self = lua_gettop(L);
@@ -280,6 +280,15 @@ static int client_new(lua_State *L)
         c->transport.insecure = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
+    int yt = lua_getfield(L, 1, "yield");
+    if (yt == LUA_TFUNCTION) {
+        c->mode = VT_YIELD_FN;
+        lua_setiuservalue(L, self, 1);
+    } else if (yt == LUA_TBOOLEAN || yt == LUA_TNIL) {
+        c->mode = lua_toboolean(L, -1) ? VT_YIELD : VT_BLOCK;
+        lua_pop(L, 1);
+    } else
+        return luaL_error(L, "vt.client: option 'yield' must be a boolean or a function (got %s)", luaL_typename(L, -1));
     c->poll_interval = opt_number(L, 1, "poll_interval", 15, 0);
     c->poll_timeout = opt_number(L, 1, "poll_timeout", 600, 0);
 
@@ -378,13 +387,96 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
     j->headers = h;
 }
 
-void vt_client_run(vt_client *c, vt_job *const *jobs, size_t n)
+vt_job *vt_job_push_timer(lua_State *L, double secs)
 {
-    for (size_t i = 0; i < n; i++) {
-        vt_job_submit(c->engine, jobs[i], &c->transport, &c->policy);
-        c->requests++;
+    vt_job *j = vt_job_push(L);
+    j->timer = secs;
+    return j;
+}
+
+/* Where a suspended call keeps what it needs to go on; ctx of the continuation
+ * is this userdata's stack index. */
+typedef struct await_state {
+    vt_client *client;
+    int client_idx, first, n; /* n == 0: a pause, not jobs */
+    lua_KContext ctx;
+    lua_KFunction then;
+} await_state;
+
+static bool jobs_done(lua_State *L, int first, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (((vt_job *)lua_touserdata(L, first + i))->state != VT_JOB_DONE)
+            return false;
+    return true;
+}
+
+static int await_resume(lua_State *L, int status, lua_KContext at);
+
+/* Suspends the call: yields the client (a pollable: pollfd/events/timeout), or
+ * hands it to the client's yield function (cqueues.poll, ...). */
+static int await_suspend(lua_State *L, const await_state *st, int at)
+{
+    if (st->client->mode == VT_YIELD_FN) {
+        lua_getiuservalue(L, st->client_idx, 1);
+        lua_pushvalue(L, st->client_idx);
+        lua_callk(L, 1, 0, at, await_resume);
+        return await_resume(L, LUA_OK, at);
     }
-    vt_engine_wait_all(c->engine, jobs, n);
+    lua_pushvalue(L, st->client_idx);
+    return lua_yieldk(L, 1, at, await_resume);
+}
+
+static int await_resume(lua_State *L, int status, lua_KContext at)
+{
+    (void)status;
+    await_state st = *(await_state *)lua_touserdata(L, (int)at);
+    lua_settop(L, (int)at); /* drops what resume or the yield function left */
+    if (!st.client->engine)
+        return luaL_error(L, "the vt client was closed during a call");
+    vt_engine_step(st.client->engine, 0);
+    if (st.n > 0 && !jobs_done(L, st.first, st.n))
+        return await_suspend(L, &st, (int)at);
+    lua_settop(L, (int)at - 1);
+    return st.then(L, LUA_OK, st.ctx);
+}
+
+bool vt_client_may_yield(lua_State *L, vt_client *c)
+{
+    return c->mode != VT_BLOCK && lua_isyieldable(L);
+}
+
+static int suspend_new(lua_State *L, vt_client *c, int client_idx, int first, int n, lua_KContext ctx,
+                       lua_KFunction then)
+{
+    await_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+    *st = (await_state){c, client_idx, first, n, ctx, then};
+    return await_suspend(L, st, lua_gettop(L));
+}
+
+int vt_client_await(lua_State *L, vt_client *c, int client_idx, int first, int n, lua_KContext ctx,
+                    lua_KFunction then)
+{
+    client_idx = lua_absindex(L, client_idx);
+    first = lua_absindex(L, first);
+    for (int i = 0; i < n; i++) {
+        vt_job *j = lua_touserdata(L, first + i);
+        if (j->state == VT_JOB_IDLE) {
+            vt_job_submit(c->engine, j, &c->transport, &c->policy);
+            if (j->url)
+                c->requests++;
+        }
+    }
+    if (!jobs_done(L, first, n) && vt_client_may_yield(L, c))
+        return suspend_new(L, c, client_idx, first, n, ctx, then);
+    while (!jobs_done(L, first, n))
+        vt_engine_step(c->engine, 1.0);
+    return then(L, LUA_OK, ctx);
+}
+
+int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext ctx, lua_KFunction then)
+{
+    return suspend_new(L, c, lua_absindex(L, client_idx), 0, 0, ctx, then);
 }
 
 /* ----------------------------------------------------- results and errors */
@@ -624,6 +716,12 @@ int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e)
     return 1;
 }
 
+static int lookup_done(lua_State *L, int status, lua_KContext kind)
+{
+    vt_client *c = vt_client_check(L, 1);
+    return vt_client_data_result(L, c, lua_touserdata(L, -1), kind == VT_KIND_ANALYSIS);
+}
+
 static int lookup(lua_State *L, vt_kind kind)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -632,8 +730,7 @@ static int lookup(lua_State *L, vt_kind kind)
         return vt_err_return(L, &e);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
-    vt_client_run(c, &j, 1);
-    return vt_client_data_result(L, c, j, kind == VT_KIND_ANALYSIS);
+    return vt_client_await(L, c, 1, -1, 1, kind, lookup_done);
 }
 
 static int client_file(lua_State *L) { return lookup(L, VT_KIND_FILE); }
@@ -641,6 +738,42 @@ static int client_url(lua_State *L) { return lookup(L, VT_KIND_URL); }
 static int client_domain(lua_State *L) { return lookup(L, VT_KIND_DOMAIN); }
 static int client_ip(lua_State *L) { return lookup(L, VT_KIND_IP); }
 static int client_analysis(lua_State *L) { return lookup(L, VT_KIND_ANALYSIS); }
+
+/* The host-loop interface, after cqueues: a host polls pollfd() for events()
+ * with timeout(), then calls step(). */
+static int client_pollfd(lua_State *L)
+{
+    lua_pushinteger(L, vt_engine_fd(vt_client_check(L, 1)->engine));
+    return 1;
+}
+
+static int client_events(lua_State *L)
+{
+    vt_client_check(L, 1);
+    lua_pushliteral(L, "r"); /* the epoll fd turns readable when any transfer has I/O */
+    return 1;
+}
+
+static int client_timeout(lua_State *L)
+{
+    double t = vt_engine_timeout(vt_client_check(L, 1)->engine);
+    if (t < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, t);
+    return 1;
+}
+
+/* Does what is ready (waiting at most `timeout` seconds, 0 by default) and
+ * returns the number of requests, timers and quota waits still pending. */
+static int client_step(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    double wait = luaL_optnumber(L, 2, 0);
+    luaL_argcheck(L, wait >= 0, 2, "timeout must be >= 0");
+    lua_pushinteger(L, vt_engine_step(c->engine, wait));
+    return 1;
+}
 
 static int client_quota_status(lua_State *L)
 {
@@ -660,6 +793,10 @@ void vt_client_open(lua_State *L)
         {"ip", client_ip},
         {"analysis", client_analysis},
         {"quota_status", client_quota_status},
+        {"pollfd", client_pollfd},
+        {"events", client_events},
+        {"timeout", client_timeout},
+        {"step", client_step},
         {"close", client_close},
         {NULL, NULL},
     };

@@ -20,6 +20,7 @@ typedef struct vt_client {
     vt_retry_policy policy;
     double poll_interval, poll_timeout;
     int requests;               /* transfers started, for tostring */
+    enum { VT_BLOCK, VT_YIELD, VT_YIELD_FN } mode; /* VT_YIELD_FN: uservalue 1 is the function */
 } vt_client;
 
 /* Raises "attempt to use a closed vt client" for a closed one. */
@@ -32,8 +33,20 @@ vt_job *vt_job_push(lua_State *L);
  * v3 puts the key in x-apikey; v2 jobs get it from vt_client_v2_job. */
 void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method,
                        const char *path, const char *query);
-/* Runs the jobs to completion (blocking the calling thread on the engine). */
-void vt_client_run(vt_client *c, vt_job *const *jobs, size_t n);
+/* Starts the n jobs at stack[first..first+n-1] (those not yet started) and
+ * continues with then(L, LUA_OK, ctx) once all are done, the stack as it is
+ * now. Outside a coroutine, or without the client's `yield` option, it blocks
+ * on the engine; inside one it yields (the client, or through the client's
+ * yield function) and resumes where it stopped. client_idx may be an upvalue
+ * index. Use as `return vt_client_await(...)`. */
+int vt_client_await(lua_State *L, vt_client *c, int client_idx, int first, int n, lua_KContext ctx,
+                    lua_KFunction then);
+/* Pushes a timer job (done after secs) for vt_client_await. */
+vt_job *vt_job_push_timer(lua_State *L, double secs);
+/* Whether a call may yield here (the client's `yield` option, inside a coroutine). */
+bool vt_client_may_yield(lua_State *L, vt_client *c);
+/* Yields one turn (as vt_client_await does), then continues with then(L, LUA_OK, ctx). */
+int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext ctx, lua_KFunction then);
 /* Turns a finished job into Lua values: the decoded body (1 value) or nil, err
  * (2 values). Errors carry the service's code where it sent one; the key is
  * scrubbed from every message. */

@@ -418,6 +418,10 @@ static void start_transfer(vt_job *j)
 /* A job whose wake time has come asks the limiter for a slot. */
 static void try_quota(vt_job *j, double mono)
 {
+    if (!j->url) { /* a timer: its time has come */
+        j->state = VT_JOB_DONE;
+        return;
+    }
     vt_limiter *lim = j->policy->limiter;
     double wait = 0;
     if (lim && j->counts_quota) {
@@ -455,8 +459,9 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     j->attempts = 0;
     j->deadline = mono + p->max_wait;
     j->state = VT_JOB_QUOTA;
-    j->wake_at = mono;
-    try_quota(j, mono);
+    j->wake_at = mono + (j->url ? 0 : j->timer);
+    if (j->url)
+        try_quota(j, mono);
 }
 
 /* Seconds to wait before the next attempt, or < 0 when the failure is final. */
@@ -617,16 +622,4 @@ int vt_engine_step(vt_engine *eng, double max_block)
             pending++;
     }
     return pending;
-}
-
-void vt_engine_wait_all(vt_engine *eng, vt_job *const *jobs, size_t n)
-{
-    for (;;) {
-        bool all = true;
-        for (size_t i = 0; i < n && all; i++)
-            all = jobs[i]->state == VT_JOB_DONE;
-        if (all)
-            return;
-        vt_engine_step(eng, 1.0);
-    }
 }

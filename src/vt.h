@@ -202,6 +202,7 @@ struct vt_job {
     bool counts_quota;           /* takes a limiter slot (API requests do, storage does not) */
     bool streaming;              /* long upload/download: stall timeout instead of a total one */
     bool v2;                     /* HTTP 204 means quota spent */
+    double timer;                /* a job without url is a timer: done after this many seconds */
     /* response sink */
     vt_sink_kind sink;
     int sink_fd;                 /* VT_SINK_FILE */
@@ -240,8 +241,6 @@ void vt_job_release(vt_job *j);                /* unlinks (aborting a running tr
 /* Does what is ready; blocks at most max_block seconds (0 = poll). Returns the
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
-/* Blocks until every job of the list is done. */
-void vt_engine_wait_all(vt_engine *eng, vt_job *const *jobs, size_t n);
 int vt_engine_fd(vt_engine *eng);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
