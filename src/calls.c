@@ -873,8 +873,9 @@ static int batch_step(lua_State *L, int status, lua_KContext ctx)
     lua_settop(L, 6);
     batch_state *b = lua_touserdata(L, 6);
     for (;;) {
-        batch_submit(L, c, b);
         batch_collect(L, c, b);
+        batch_submit(L, c, b);
+        batch_collect(L, c, b); /* members that failed at once (quota) */
         if (b->done == b->total) {
             lua_pushvalue(L, 4);
             return 1;
@@ -896,6 +897,7 @@ static int client_batch(lua_State *L)
     lua_Integer n = luaL_len(L, 2);
     lua_createtable(L, (int)n, 0); /* 4: results */
     lua_createtable(L, (int)n, 0); /* 5: job userdata by index */
+    lua_Integer total = 0;         /* jobs to run */
     /* validate everything first: a bad member costs no request */
     for (lua_Integer i = 1; i <= n; i++) {
         if (lua_rawgeti(L, 2, i) != LUA_TTABLE)
@@ -914,13 +916,10 @@ static int client_batch(lua_State *L)
             lua_setiuservalue(L, -2, 1);
             lua_rawseti(L, 5, i);
             lua_pop(L, 1);
+            total++;
         }
         lua_pop(L, 3);
     }
-    lua_Integer total = 0;
-    for (lua_Integer i = 1; i <= n; i++)
-        if (lua_rawgeti(L, 5, i) != LUA_TNIL)
-            total++;
     lua_settop(L, 5);
     batch_state *b = lua_newuserdatauv(L, sizeof *b + sizeof(lua_Integer) * (size_t)conc, 0); /* 6 */
     *b = (batch_state){n, conc, 1, 0, total, 0};

@@ -411,6 +411,13 @@ static bool jobs_done(lua_State *L, int first, int n)
     return true;
 }
 
+/* The caller has its results: the engine need not wake anyone for these. */
+static void release_jobs(lua_State *L, int first, int n)
+{
+    for (int i = 0; i < n; i++)
+        vt_job_release(lua_touserdata(L, first + i));
+}
+
 static int await_resume(lua_State *L, int status, lua_KContext at);
 
 /* Suspends the call: yields the client (a pollable: pollfd/events/timeout), or
@@ -437,6 +444,7 @@ static int await_resume(lua_State *L, int status, lua_KContext at)
     vt_engine_step(st.client->engine, 0);
     if (st.n > 0 && !jobs_done(L, st.first, st.n))
         return await_suspend(L, &st, (int)at);
+    release_jobs(L, st.first, st.n);
     lua_settop(L, (int)at - 1);
     return st.then(L, LUA_OK, st.ctx);
 }
@@ -471,6 +479,7 @@ int vt_client_await(lua_State *L, vt_client *c, int client_idx, int first, int n
         return suspend_new(L, c, client_idx, first, n, ctx, then);
     while (!jobs_done(L, first, n))
         vt_engine_step(c->engine, 1.0);
+    release_jobs(L, first, n);
     return then(L, LUA_OK, ctx);
 }
 

@@ -25,7 +25,6 @@
 struct vt_engine {
     CURLM *multi;
     int epfd;
-    double curl_deadline; /* monotonic; < 0 = none */
     vt_job *jobs;         /* every linked job */
     unsigned jitter_state;
 };
@@ -63,13 +62,6 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
     if (epoll_ctl(eng->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
         epoll_ctl(eng->epfd, EPOLL_CTL_ADD, s, &ev);
-    return 0;
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    vt_engine *eng = userp;
-    eng->curl_deadline = timeout_ms < 0 ? -1 : vt_monotonic() + timeout_ms / 1000.0;
     return 0;
 }
 
@@ -246,12 +238,9 @@ vt_engine *vt_engine_new(vt_err *e)
         vt_engine_free(eng);
         return NULL;
     }
-    eng->curl_deadline = -1;
     eng->jitter_state = ((unsigned)getpid() ^ (unsigned)(vt_monotonic() * 1e6)) | 1u;
     curl_multi_setopt(eng->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(eng->multi, CURLMOPT_SOCKETDATA, eng);
-    curl_multi_setopt(eng->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(eng->multi, CURLMOPT_TIMERDATA, eng);
     curl_multi_setopt(eng->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     return eng;
 }
@@ -415,6 +404,16 @@ static void start_transfer(vt_job *j)
     }
 }
 
+/* curl's own next timeout, asked each time rather than mirrored from its timer
+ * callback: curl does not announce again an expiry it announced before, so a
+ * mirror reset after firing can miss one (seen as one-second stalls). */
+static double curl_timeout(vt_engine *eng)
+{
+    long ms = -1;
+    curl_multi_timeout(eng->multi, &ms);
+    return ms < 0 ? -1 : ms / 1000.0;
+}
+
 /* A job whose wake time has come asks the limiter for a slot. */
 static void try_quota(vt_job *j, double mono)
 {
@@ -576,11 +575,15 @@ static void resume_source(vt_engine *eng, int fd)
 double vt_engine_timeout(vt_engine *eng)
 {
     double mono = vt_monotonic(), soonest = -1;
-    if (eng->curl_deadline >= 0)
-        soonest = eng->curl_deadline;
-    for (vt_job *j = eng->jobs; j; j = j->next)
+    double ct = curl_timeout(eng);
+    if (ct >= 0)
+        soonest = mono + ct;
+    for (vt_job *j = eng->jobs; j; j = j->next) {
+        if (j->state == VT_JOB_DONE)
+            return 0; /* finished while another call stepped: its caller must run now */
         if (j->state == VT_JOB_QUOTA && (soonest < 0 || j->wake_at < soonest))
             soonest = j->wake_at;
+    }
     if (soonest < 0)
         return -1;
     return soonest > mono ? soonest - mono : 0;
@@ -606,18 +609,14 @@ int vt_engine_step(vt_engine *eng, double max_block)
                     (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
         curl_multi_socket_action(eng->multi, fd, flags, &running);
     }
-    double mono = vt_monotonic();
-    if (eng->curl_deadline >= 0 && mono >= eng->curl_deadline) {
-        eng->curl_deadline = -1;
+    if (curl_timeout(eng) == 0)
         curl_multi_socket_action(eng->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    }
     read_finished(eng);
-    mono = vt_monotonic();
+    double mono = vt_monotonic();
     int pending = 0;
     for (vt_job *j = eng->jobs; j; j = j->next) {
         if (j->state == VT_JOB_QUOTA && j->wake_at <= mono)
-            try_quota(j, mono);
-        /* start_transfer may add handles; curl asks for a timer to kick them */
+            try_quota(j, mono); /* a transfer it starts is kicked by curl's 0 timeout next step */
         if (j->state != VT_JOB_DONE)
             pending++;
     }

@@ -15,9 +15,12 @@
  * is empty and that no limiter has used for a day is dropped.
  * `blocked_until` (set by mark_spent) holds every process back.
  *
- * Clocks. Times are the caller's wall clock. A time ahead of `now` means the
- * clock stepped back; it is pulled back to `now` so nothing blocks longer than
- * one window (or the hold that was asked).
+ * Clocks. Times are the caller's wall clock, never a server's. The caller
+ * reads it before the lock is taken, so a state may hold times slightly ahead
+ * of `now` (another process read the clock later but locked first): a request
+ * is recorded no earlier than those. A time more than CLOCK_SKEW ahead means
+ * the clock stepped back; it is pulled back to now + CLOCK_SKEW, so nothing
+ * blocks for more than a window and a second (a hold: no longer than asked).
  *
  * State file (integers little-endian, doubles as their IEEE-754 bits):
  *   magic "vt-quota" | u32 version 1 | u32 payload length L | payload | u64 FNV-1a of all before
@@ -58,6 +61,7 @@
 #define MAX_SLIDING_N 1000000 /* a sliding window stores one time per request */
 #define MAX_HOLD (32 * 86400.0)
 #define KEEP_UNUSED 86400.0   /* how long an empty window outlives its last user */
+#define CLOCK_SKEW 1.0        /* how far ahead of `now` a stored time may be (see Clocks) */
 #define LOCK_TIMEOUT 10.0     /* a holder stopped (not killed) must not hang us forever */
 #define QUOTA_ERR "QuotaStateError"
 
@@ -73,7 +77,7 @@ typedef struct win_state {
 } win_state;
 
 typedef struct lim_state {
-    double blocked_from, blocked_until; /* both 0 when not blocked */
+    double blocked_from, blocked_until; /* a hold, when until > from; else both 0 */
     size_t count, cap;
     win_state *w;
 } lim_state;
@@ -139,12 +143,15 @@ static double window_wait(const vt_window *w, const win_state *ws, double now)
 
 static void prune_sliding(win_state *w, double now)
 {
-    for (int64_t j = w->used; j > 0 && w->stamps[j - 1] > now; j--)
-        w->stamps[j - 1] = now;
+    double latest = now + CLOCK_SKEW;
+    for (int64_t j = w->used; j > 0 && w->stamps[j - 1] > latest; j--)
+        w->stamps[j - 1] = latest;
     double horizon = now - w->per - sliding_guard(w->per);
     int64_t expired = 0;
     while (expired < w->used && w->stamps[expired] <= horizon)
         expired++;
+    if (expired == 0)
+        return;
     memmove(w->stamps, w->stamps + expired, (size_t)(w->used - expired) * sizeof *w->stamps);
     w->used -= expired;
 }
@@ -167,15 +174,20 @@ static void state_clear(lim_state *s)
     memset(s, 0, sizeof *s);
 }
 
+static bool state_blocked(const lim_state *s)
+{
+    return s->blocked_until > s->blocked_from;
+}
+
 /* Brings the state to `now`: expires what is over, clamps what lies ahead of
  * the clock, and drops empty windows that nobody has used for a while. */
 static void state_normalize(lim_state *s, double now)
 {
-    if (s->blocked_from > now) {
+    if (state_blocked(s) && s->blocked_from > now) {
         s->blocked_until = fmin(s->blocked_until, now + (s->blocked_until - s->blocked_from));
         s->blocked_from = now;
     }
-    if (s->blocked_until <= now)
+    if (!state_blocked(s) || s->blocked_until <= now)
         s->blocked_from = s->blocked_until = 0;
 
     size_t kept = 0;
@@ -248,9 +260,11 @@ static void seed_window(lim_state *s, win_state *ws, double now)
         ws->used = used;
         return;
     }
-    if (!from || !(ws->stamps = malloc((size_t)used * sizeof *ws->stamps)))
+    double *stamps = from ? malloc((size_t)used * sizeof *stamps) : NULL;
+    if (!stamps)
         return;
-    memcpy(ws->stamps, from->stamps + (from->used - used), (size_t)used * sizeof *ws->stamps);
+    memcpy(stamps, from->stamps + (from->used - used), (size_t)used * sizeof *stamps);
+    ws->stamps = stamps;
     ws->cap = (size_t)used;
     ws->used = used;
 }
@@ -297,11 +311,14 @@ static int state_record(lim_state *s, double now)
             w->used += w->used < w->n;
             continue;
         }
+        /* Never before the newest time: that one may come from a process
+         * that read the clock after us but took the lock first. */
+        double t = w->used ? fmax(now, w->stamps[w->used - 1]) : now;
         if (w->used == w->n) { /* a window this limiter does not check may be full */
             memmove(w->stamps, w->stamps + 1, (size_t)(w->used - 1) * sizeof *w->stamps);
             w->used--;
         }
-        w->stamps[w->used++] = now;
+        w->stamps[w->used++] = t;
     }
     return 0;
 }
@@ -404,30 +421,34 @@ static double get_f64(reader *r)
     return d;
 }
 
-/* Parses buf into the empty state s; false (s left empty) when buf is not a
- * complete, intact state of this version. */
-static bool state_decode(lim_state *s, const unsigned char *buf, size_t len)
+typedef enum { DECODE_OK, DECODE_INVALID, DECODE_NO_MEMORY } decode_result;
+
+/* Parses buf into the empty state s, which stays empty unless buf is a
+ * complete, intact state of this version. Running out of memory is told
+ * apart: reading a good state as empty would then overwrite it. */
+static decode_result state_decode(lim_state *s, const unsigned char *buf, size_t len)
 {
     if (len < HEADER_SIZE + TRAILER_SIZE || memcmp(buf, STATE_MAGIC, 8) != 0)
-        return false;
+        return DECODE_INVALID;
     reader r = {buf + 8, buf + len, true};
+    bool short_of_memory = false;
     uint32_t version = get_u32(&r);
     uint32_t payload = get_u32(&r);
     if (version != STATE_VERSION || payload != len - HEADER_SIZE - TRAILER_SIZE)
-        return false;
+        return DECODE_INVALID;
     reader tail = {buf + len - TRAILER_SIZE, buf + len, true};
     if ((uint64_t)get_i64(&tail) != fnv1a64(buf, len - TRAILER_SIZE))
-        return false;
+        return DECODE_INVALID;
     r.end = buf + len - TRAILER_SIZE;
 
     s->blocked_from = get_f64(&r);
     s->blocked_until = get_f64(&r);
     uint32_t count = get_u32(&r);
     if (!r.ok || count > (size_t)(r.end - r.p) / WINDOW_HEAD_SIZE)
-        return false;
+        return DECODE_INVALID;
     s->w = calloc(count ? count : 1, sizeof *s->w);
     if (!s->w)
-        return false;
+        return DECODE_NO_MEMORY;
     s->cap = count ? count : 1;
     for (uint32_t i = 0; i < count && r.ok; i++) {
         win_state *w = &s->w[s->count++];
@@ -448,17 +469,19 @@ static bool state_decode(lim_state *s, const unsigned char *buf, size_t len)
             }
             w->cap = (size_t)w->used;
             w->stamps = malloc((w->cap ? w->cap : 1) * sizeof *w->stamps);
-            if (!w->stamps)
+            if (!w->stamps) {
+                short_of_memory = true;
                 r.ok = false;
+            }
             for (int64_t j = 0; j < w->used && r.ok; j++)
                 w->stamps[j] = get_f64(&r);
         }
     }
     if (!r.ok || r.p != r.end) {
         state_clear(s);
-        return false;
+        return short_of_memory ? DECODE_NO_MEMORY : DECODE_INVALID;
     }
-    return true;
+    return DECODE_OK;
 }
 
 /* -------------------------------------------------------------- files */
@@ -529,8 +552,12 @@ static int load_state(vt_limiter *l, vt_err *e)
         vt_err_set(e, QUOTA_ERR, "quota state %s: cannot read: %s", l->path, strerror(saved));
         return -1;
     }
-    state_decode(&l->st, buf, (size_t)got);
+    decode_result decoded = state_decode(&l->st, buf, (size_t)got);
     free(buf);
+    if (decoded == DECODE_NO_MEMORY) {
+        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path);
+        return -1;
+    }
     return 0;
 }
 
@@ -809,7 +836,7 @@ int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e)
 {
     if (begin_update(l, now, e) < 0)
         return -1;
-    double need = l->st.blocked_until > now ? l->st.blocked_until - now : 0;
+    double need = state_blocked(&l->st) ? l->st.blocked_until - now : 0;
     for (size_t i = 0; i < l->count; i++)
         need = fmax(need, window_wait(&l->win[i], find_window(&l->st, &l->win[i]), now));
     if (need > 0) {
@@ -833,7 +860,7 @@ int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e)
     hold = fmin(hold, MAX_HOLD);
     if (begin_update(l, now, e) < 0)
         return -1;
-    bool extend = now + hold > l->st.blocked_until;
+    bool extend = !state_blocked(&l->st) || now + hold > l->st.blocked_until;
     if (extend) {
         l->st.blocked_from = now;
         l->st.blocked_until = now + hold;
@@ -872,6 +899,7 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
         sum[i].used = ws ? ws->used : 0;
         sum[i].next_slot_in = window_wait(&l->win[i], ws, now);
     }
+    bool blocked = state_blocked(&l->st);
     double blocked_until = l->st.blocked_until;
     end_update(l, false, e);
 
@@ -892,7 +920,7 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "windows");
-    if (blocked_until > now) {
+    if (blocked) {
         lua_pushnumber(L, blocked_until);
         lua_setfield(L, -2, "blocked_until");
     }

@@ -26,7 +26,6 @@
 #include "vt.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
@@ -37,7 +36,6 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libssh2.h>
@@ -244,15 +242,29 @@ static ptrdiff_t source_again(sftp_source *src, int *fd, int *events)
 static void source_read_error(sftp_source *src, ssize_t rc, vt_err *e)
 {
     sftp_session *s = src->sess;
-    if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL)
+    if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL) {
         vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed (SFTP status %lu)", src->path,
                    s->host, s->port, libssh2_sftp_last_error(src->sftp));
-    else if (is_transport_error((int)rc))
+    } else if (is_transport_error((int)rc)) {
         vt_err_set(e, "ConnectionError", "connection to %s:%d lost while reading %s: %s", s->host,
                    s->port, src->path, ssh_message(s));
-    else
+        session_break(s); /* later calls fail at once, with a clear message */
+    } else {
         vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed: %s", src->path, s->host,
                    s->port, ssh_message(s));
+    }
+}
+
+/* After EAGAIN: true (with e filled) when the SFTP server closed the channel,
+ * which libssh2 1.10 would otherwise answer with EAGAIN forever. */
+static bool server_gone(sftp_source *src, vt_err *e)
+{
+    if (!libssh2_channel_eof(libssh2_sftp_get_channel(src->sftp)))
+        return false;
+    vt_err_set(e, "ConnectionError", "the SFTP server on %s:%d went away while %s was read", src->sess->host,
+               src->sess->port, src->path);
+    session_break(src->sess); /* nothing on this session could finish an exchange now */
+    return true;
 }
 
 /* ops->read: never waits. At most `size` bytes come out in all, so the
@@ -270,7 +282,7 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
         while (src->pending) {
             ssize_t rc = libssh2_sftp_read(src->handle, buf, len);
             if (rc == LIBSSH2_ERROR_EAGAIN)
-                return source_again(src, fd, events);
+                return server_gone(src, e) ? VT_SOURCE_ERROR : source_again(src, fd, events);
             src->pending = false;
         }
         libssh2_sftp_seek64(src->handle, 0);
@@ -283,6 +295,8 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
     if ((uint64_t)len > (uint64_t)left)
         len = (size_t)left;
     ssize_t rc = libssh2_sftp_read(src->handle, buf, len);
+    if (rc == LIBSSH2_ERROR_EAGAIN && server_gone(src, e))
+        return VT_SOURCE_ERROR;
     if (rc == LIBSSH2_ERROR_EAGAIN) {
         src->pending = true;
         return source_again(src, fd, events);
@@ -521,6 +535,9 @@ static int session_lua_open(lua_State *L)
     const char *path = vt_checkstring(L, 2, &len);
     if (len == 0 || len >= sizeof(((sftp_source *)0)->path) || memchr(path, '\0', len))
         return vt_fail(L, "InvalidArgument", "invalid remote path (empty, too long or with a NUL byte)");
+    if (s->broken)
+        return vt_fail(L, "ConnectionError", "the connection to %s:%d was lost; open a new session", s->host,
+                       s->port);
 
     /* Created closed, with its metatable, before anything is acquired. */
     sftp_source *src = lua_newuserdatauv(L, sizeof *src, 1);
@@ -539,6 +556,8 @@ static int session_lua_open(lua_State *L)
 
     vt_err e;
     if (source_acquire(src, &e) != 0) {
+        if (strcmp(e.code, "ConnectionError") == 0)
+            session_break(s);
         source_release(src);
         return vt_err_return(L, &e);
     }

@@ -237,7 +237,10 @@ void vt_job_reset(vt_job *j);                  /* frees owned request/response d
 /* Links the job and starts its life (quota wait first). The job must stay at
  * this address until it is done or released. */
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p);
-void vt_job_release(vt_job *j);                /* unlinks (aborting a running transfer) */
+/* Unlinks (aborting a running transfer). A done job stays linked until its
+ * caller releases it, and keeps vt_engine_timeout at 0 meanwhile: a host loop
+ * then resumes that caller even when another call's step finished the job. */
+void vt_job_release(vt_job *j);
 /* Does what is ready; blocks at most max_block seconds (0 = poll). Returns the
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
