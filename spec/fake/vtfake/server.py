@@ -1,0 +1,307 @@
+"""The two listeners (main and storage), request dispatch, routing, and the fake as a whole."""
+
+import hmac
+import itertools
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from . import api_v2, api_v3, control
+from .catalog import Catalog
+from .httpio import BadBody, Body, HTTPError, Response, TooLarge, v3_error
+from .policy import GENERIC_FAULTS, Faults, Quotas, RequestLog
+from .state import Store
+
+PLACEHOLDERS = {"coll": "files|urls|domains|ip_addresses"}   # others match one path segment
+
+
+class Router:
+    """Ordered table of (methods, path pattern, handler); the first matching path wins.
+    Patterns name path segments as {name}; their values reach the handler as arguments."""
+
+    def __init__(self):
+        self._routes = []
+
+    def add(self, methods, pattern, handler):
+        regex = re.sub(r"\{(\w+)\}",
+                       lambda m: f"(?P<{m.group(1)}>{PLACEHOLDERS.get(m.group(1), '[^/]+')})",
+                       pattern)
+        self._routes.append((set(methods.split(",")), re.compile(f"^{regex}$"), handler))
+
+    def dispatch(self, req):
+        """The handler's response; None when no route has this path."""
+        allowed = set()
+        for methods, regex, handler in self._routes:
+            match = regex.match(req.path)
+            if not match:
+                continue
+            if req.method not in methods:
+                allowed |= methods
+                continue
+            args = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
+            return handler(req, **args)
+        if allowed:
+            raise HTTPError(v3_error(405, "BadRequestError", f"Method {req.method} not allowed",
+                                     [("Allow", ", ".join(sorted(allowed)))]))
+        return None
+
+
+class Request:
+    """One request as routes see it."""
+
+    def __init__(self, handler, listener):
+        self.fake = handler.server.fake
+        self.listener = listener
+        self.method = handler.command
+        split = urllib.parse.urlsplit(handler.path)
+        self.path = split.path
+        self.raw_query = split.query
+        self.query = {}
+        for name, value in urllib.parse.parse_qsl(split.query, keep_blank_values=True):
+            self.query.setdefault(name, value)
+        self.headers = {name.lower(): value for name, value in handler.headers.items()}
+        host, port = handler.server.server_address[:2]
+        self.origin = "http://" + self.headers.get("host", f"{host}:{port}")
+        self.key = None             # the API key the request used, once an API guard saw it
+        self.fault = None           # the fault applied to this request, if any
+        self.body = Body(handler)
+
+    def take_fault(self, kind):
+        """Consume an armed fault of a route-specific kind that matches this request."""
+        fault = self.fake.faults.take({kind}, self.listener, self.method, self.path)
+        if fault:
+            self.fault = fault
+        return fault
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 300               # idle keep-alive connections are dropped after this
+
+    def version_string(self):
+        return "Google Frontend"
+
+    def log_message(self, *args):
+        pass                    # the request log replaces the stderr access log
+
+    def setup(self):
+        super().setup()
+        self.conn_id = next(self.server.connections)
+
+    def parse_request(self):
+        self.expect_pending = False
+        return super().parse_request()
+
+    def handle_expect_100(self):
+        # Answer "100 Continue" only when a route reads the body (Body does it), so that an
+        # early refusal (401, 413, quota...) spares the client the upload.
+        self.expect_pending = True
+        return True
+
+    def do_any(self):
+        try:
+            req = Request(self, self.server.listener)
+        except HTTPError as err:
+            self.close_connection = True
+            self._send(err.response, None)
+            return
+        app = self.server.app
+        if app.is_control(req):
+            self._finish(req, self._run(app, req), None)
+            return
+        started = time.monotonic()
+        entry = self.server.fake.log.open(
+            listener=req.listener, conn=self.conn_id, method=req.method, path=req.path,
+            query=req.raw_query, headers=req.headers,
+            key=req.headers.get("x-apikey") or req.query.get("apikey"))
+        fault = self.server.fake.faults.take(GENERIC_FAULTS, req.listener, req.method, req.path)
+        if fault:
+            req.fault = fault
+            if fault.type == "slow":
+                time.sleep(fault.delay)
+        response = (fault and fault.response()) or self._run(app, req)
+        try:
+            self._finish(req, response, req.fault)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True    # the client gave up (timeouts in tests)
+        finally:
+            entry.update(status=response.status, body_length=req.body.read_bytes,
+                         key=req.key or entry["key"], duration=time.monotonic() - started,
+                         fault=req.fault.type if req.fault else None)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_any
+
+    def _run(self, app, req):
+        try:
+            return app.handle(req)
+        except HTTPError as err:
+            return err.response
+        except TooLarge:
+            return v3_error(413, "RequestEntityTooLargeError",
+                            "Request body too large for this endpoint (direct uploads take up to "
+                            "32 MB; use /files/upload_url for bigger files, up to 650 MB)")
+        except BadBody as err:
+            self.close_connection = True
+            return v3_error(400, "BadRequestError", str(err))
+        except (ConnectionError, socket.timeout):
+            self.close_connection = True
+            return v3_error(400, "BadRequestError", "connection lost while reading the body")
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            return v3_error(500, "InternalError", "The fake server failed; see its stderr")
+
+    def _finish(self, req, response, fault):
+        # A kept-alive connection needs the whole request body read before the next request.
+        if not req.body.finished and not self.close_connection:
+            if self.expect_pending:
+                self.close_connection = True    # the client is still waiting to send it
+            else:
+                try:
+                    req.body.drain()
+                except (BadBody, ConnectionError, socket.timeout):
+                    self.close_connection = True
+        self._send(response, fault)
+
+    def _send(self, response, fault):
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if response.status != 204:
+            self.send_header("Content-Length", str(response.length))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if fault and fault.type == "slow_body":
+            time.sleep(fault.delay)
+        limit = response.length // 2 if fault and fault.type == "cut" else response.length
+        sent = 0
+        for data in response.chunks():
+            data = data[: limit - sent]
+            self.wfile.write(data)
+            sent += len(data)
+            if sent >= limit:
+                break
+        self.wfile.flush()
+        if fault and fault.type == "cut":
+            self.close_connection = True
+
+
+class Listener(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address, fake, name, app):
+        self.fake, self.listener, self.app = fake, name, app
+        self.connections = itertools.count(1)
+        super().__init__(address, Handler)
+
+
+class MainApp:
+    def __init__(self, fake):
+        self.fake = fake
+        self.api = Router()
+        api_v3.register(self.api, fake)
+        api_v2.register(self.api, fake)
+        self.control = Router()
+        control.register(self.control, fake)
+
+    @staticmethod
+    def is_control(req):
+        return req.path.startswith("/_fake/")
+
+    def handle(self, req):
+        router = self.control if self.is_control(req) else self.api
+        response = router.dispatch(req)
+        if response is not None:
+            return response
+        if req.path.startswith("/vtapi/v2/"):
+            return Response(404)
+        return v3_error(404, "NotFoundError", f"Resource not found: {req.path}")
+
+
+class StorageApp:
+    """The "storage host" that download redirects point at: serves contents by sha256 to
+    holders of a valid signature, and never needs (nor should get) an API key."""
+
+    def __init__(self, fake):
+        self.fake = fake
+        self.router = Router()
+        self.router.add("GET", "/{sha256}", self.blob)
+
+    @staticmethod
+    def is_control(req):
+        return False
+
+    def handle(self, req):
+        return self.router.dispatch(req) or Response(404, b"NoSuchKey", "text/plain")
+
+    def blob(self, req, sha256):
+        if not hmac.compare_digest(req.query.get("sig", ""), self.fake.signature(sha256)):
+            return Response(403, b"AccessDenied: missing or bad signature", "text/plain")
+        path = self.fake.store.content.path(sha256)
+        if not os.path.exists(path):
+            return Response(404, b"NoSuchKey", "text/plain")
+        tampered = req.take_fault("tamper") is not None
+        return Response(200, content_type="application/octet-stream",
+                        chunks=read_file(path, tampered), length=os.path.getsize(path))
+
+
+def read_file(path, tamper):
+    """A file's bytes in chunks; `tamper` flips every bit of the first byte."""
+    with open(path, "rb") as f:
+        first = True
+        while True:
+            data = f.read(1 << 20)
+            if not data:
+                return
+            if tamper and first:
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            first = False
+            yield data
+
+
+class FakeVT:
+    def __init__(self, keys, samples_dir, steps, storage_host="127.0.0.2"):
+        self.keys = set(keys)
+        self.default_key = keys[0]
+        self.tmp = tempfile.mkdtemp(prefix="fakevt-")
+        self.catalog = Catalog(samples_dir)
+        self.store = Store(self.catalog, os.path.join(self.tmp, "content"), steps)
+        self.log, self.faults, self.quotas = RequestLog(), Faults(), Quotas()
+        self._secret = secrets.token_bytes(16)
+        self.main = Listener(("127.0.0.1", 0), self, "main", MainApp(self))
+        self.storage = Listener((storage_host, 0), self, "storage", StorageApp(self))
+        self.main_port = self.main.server_address[1]
+        self.storage_port = self.storage.server_address[1]
+        self.storage_origin = f"http://{storage_host}:{self.storage_port}"
+
+    def start(self):
+        for listener in (self.main, self.storage):
+            threading.Thread(target=listener.serve_forever, args=(0.1,), daemon=True).start()
+
+    def close(self):
+        for listener in (self.main, self.storage):
+            listener.shutdown()
+            listener.server_close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def reset(self):
+        self.log.clear()
+        self.faults.clear()
+        self.quotas.clear()
+        self.store.reset()
+
+    def signature(self, sha256):
+        return hmac.new(self._secret, sha256.encode(), "sha256").hexdigest()[:32]
+
+    def storage_url(self, sha256):
+        return f"{self.storage_origin}/{sha256}?sig={self.signature(sha256)}"
