@@ -133,6 +133,22 @@ describe("coroutine mode", function()
     c:close()
   end)
 
+  it("sleeps without blocking a coroutine host, and blocks outside one", function()
+    local c = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, yield = true }
+    local t0 = now()
+    c:sleep(0.2)
+    assert.is_true(now() - t0 >= 0.19)
+    local loop = vtloop.new(c)
+    local task = loop:spawn(function() c:sleep(0.3) return "slept" end)
+    local ticks = 0
+    while loop:step(0.01) > 0 do ticks = ticks + 1 end
+    assert.equal("slept", task.results[1])
+    assert.is_true(ticks >= 10)
+    assert.has_error(function() c:sleep(-1) end)
+    assert.has_error(function() c:sleep("1") end)
+    c:close()
+  end)
+
   it("yields in batch and collection walks", function()
     local c = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, yield = true }
     local loop = vtloop.new(c)

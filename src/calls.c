@@ -382,6 +382,26 @@ static int client_reanalyse(lua_State *L)
     return await_data(L, c);
 }
 
+/* ----------------------------------------------------------------- sleep */
+
+static int sleep_done(lua_State *L, int status, lua_KContext ctx)
+{
+    return 0;
+}
+
+/* Pauses the calling code for secs; in coroutine mode it yields like any call,
+ * so a playbook's pause between polls never blocks its host. */
+static int client_sleep(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    luaL_checktype(L, 2, LUA_TNUMBER); /* strictly: no string conversion */
+    double secs = lua_tonumber(L, 2);
+    luaL_argcheck(L, secs >= 0 && secs <= 86400, 2, "seconds must be within 0..86400");
+    lua_settop(L, 2);
+    vt_job_push_timer(L, secs);
+    return vt_client_await(L, c, 1, -1, 1, 0, sleep_done);
+}
+
 /* ------------------------------------------------------------------ wait */
 
 /* Stack of wait: 1 client, 2 id, 3 opts, 4 progress or nil, 5 path, 6 start,
@@ -1130,6 +1150,7 @@ void vt_calls_register(lua_State *L)
         {"scan_url", client_scan_url},
         {"reanalyse", client_reanalyse},
         {"wait", client_wait},
+        {"sleep", client_sleep},
         {"download", client_download},
         {"related", client_related},
         {"comments", client_comments},

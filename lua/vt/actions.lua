@@ -61,17 +61,6 @@ local function check_options(opts)
    return checked
 end
 
--- lua-system's sleep when installed (it comes with busted), else the sleep command.
-local function default_sleep()
-   local ok, system = pcall(require, "system")
-   if ok and type(system) == "table" and system.sleep then
-      return system.sleep
-   end
-   return function(seconds)
-      os.execute(string.format("sleep %.3f", seconds))
-   end
-end
-
 --- Makes the app: the nine actions as methods, sharing one client, vault and run summary.
 -- @tparam table opts
 --  `client` (a `vt.client`) or, to make one, `apikey` (default env `VT_API_KEY`), `base_url`,
@@ -82,7 +71,8 @@ end
 --  `poll_every` (seconds between two polls, default 60);
 --  `related` (v3 only: related objects fetched per relationship for domain and IP reports,
 --  default 10; 0 fetches none and saves quota);
---  `sleep` (function(seconds), for hosts with their own event loop; default blocks).
+--  `sleep` (function(seconds) between polls; default `client:sleep`, which yields in
+--  coroutine mode).
 -- Unknown options and wrong types raise.
 -- @return the app
 function actions.new(opts)
@@ -112,7 +102,8 @@ function actions.new(opts)
       vault = opts.vault,
       poll_interval = opts.poll_interval or 5,
       poll_every = opts.poll_every or 60,
-      sleep = opts.sleep or default_sleep(),
+      -- the client's own sleep yields in coroutine mode, so polling never blocks a host
+      sleep = opts.sleep or function(seconds) client:sleep(seconds) end,
       totals = { total_objects = 0, total_objects_successful = 0, total_positives = 0 },
    }, App)
    if app.poll_interval <= 0 or app.poll_every <= 0 then

@@ -264,18 +264,6 @@ end
 
 --------------------------------------------------------------------------------
 
--- The default pause between two v2 polls (v2 has no analyses for c:wait to follow):
--- lua-system's sleep when installed (busted brings it), else the sleep command.
-local function default_sleep()
-    local ok, system = pcall(require, "system")
-    if ok and type(system) == "table" and system.sleep then
-        return system.sleep
-    end
-    return function(seconds)
-        os.execute(("sleep %.3f"):format(seconds))
-    end
-end
-
 --- Makes the backend of a protocol.
 -- @tparam table opts `client`, `api` ("v3" or "v2"), `poll_interval` (seconds),
 --   `related_limit` (related objects of each kind an IP look-up reads, v3), `sleep` (a
@@ -283,7 +271,10 @@ end
 function backend.new(opts)
     local self = {
         client = opts.client, api = opts.api, poll_interval = opts.poll_interval,
-        related_limit = opts.related_limit, sleep = opts.sleep or default_sleep(),
+        related_limit = opts.related_limit,
+        -- the pause between v2 polls (v2 has no analyses for c:wait to follow); the
+        -- client's own sleep yields in coroutine mode
+        sleep = opts.sleep or function(seconds) opts.client:sleep(seconds) end,
     }
     return setmetatable(self, opts.api == "v2" and V2 or V3)
 end
