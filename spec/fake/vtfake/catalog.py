@@ -122,7 +122,8 @@ class Catalog:
         self.aliases = {}        # (collection, md5/sha1/sha256/id) -> id
         self.analyses = {}       # analysis id -> whole response body
         self.v2 = {}             # (endpoint, object id) -> v2 body
-        self.relations = {}      # (collection, id, relationship) -> [("ref", coll, id) | inline object]
+        # (collection, id, relationship) -> [("ref", coll, id) or an inline object]
+        self.relations = {}
         self.samples = set()     # (collection, id) of objects read from sample files
         self.file_engines = []   # [(name, version)] in report order
         self.url_engines = []

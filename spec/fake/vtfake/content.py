@@ -49,7 +49,9 @@ class Verdict:
 
     @property
     def label(self):
-        return "EICAR-Test-File (not a virus)" if self.marker is None and self.eicar else "FakeVT.Malicious"
+        if self.marker is None and self.eicar:
+            return "EICAR-Test-File (not a virus)"
+        return "FakeVT.Malicious"
 
 
 def url_verdict(url):

@@ -47,7 +47,8 @@ class Response:
 
 def json_response(status, obj, content_type=V3_JSON, headers=None):
     body = json.dumps(obj).encode()
-    return Response(status, body, content_type, [("Cache-Control", "no-cache")] + list(headers or []))
+    headers = [("Cache-Control", "no-cache")] + list(headers or [])
+    return Response(status, body, content_type, headers)
 
 
 def v3_error(status, code, message, headers=None):

@@ -5,7 +5,7 @@ import re
 import threading
 import time
 
-from .httpio import Response, empty, json_response, v3_error
+from .httpio import Response, empty, v3_error
 
 # ---- request log ------------------------------------------------------------------------
 
@@ -216,18 +216,19 @@ class Quotas:
             limits = self._limits.get(key)
             windows = self._windows(limits, now)
             usage.prune(now)
-            if limits:
-                full = [
-                    limits.per_minute is not None and len(usage.minute) >= limits.per_minute,
-                    limits.per_day is not None and usage.count("daily", windows["daily"]) >= limits.per_day,
-                    limits.per_month is not None
-                    and usage.count("monthly", windows["monthly"]) >= limits.per_month,
-                ] + [usage.count(f"every {per}s", windows[f"every {per}s"]) >= n
-                     for n, per in limits.windows]
-                if any(full):
-                    return False
+            if limits and self._full(usage, limits, windows):
+                return False
             usage.record(now, windows)
             return True
+
+    @staticmethod
+    def _full(usage, limits, windows):
+        checks = [(limits.per_minute, len(usage.minute)),
+                  (limits.per_day, usage.count("daily", windows["daily"])),
+                  (limits.per_month, usage.count("monthly", windows["monthly"]))]
+        checks += [(n, usage.count(f"every {per}s", windows[f"every {per}s"]))
+                   for n, per in limits.windows]
+        return any(limit is not None and used >= limit for limit, used in checks)
 
     def report(self, key):
         """overall_quotas figures: used in the current UTC hour/day/month, and allowed."""
@@ -238,11 +239,11 @@ class Quotas:
             windows = _periods(now)
             allowed = dict(DEFAULT_ALLOWED)
             if limits:
-                allowed["daily"] = limits.per_day if limits.per_day is not None else allowed["daily"]
-                allowed["monthly"] = (limits.per_month if limits.per_month is not None
-                                      else allowed["monthly"])
-                allowed["hourly"] = next((n for n, per in limits.windows if per == 3600),
-                                         allowed["hourly"])
+                for name, value in (("daily", limits.per_day), ("monthly", limits.per_month),
+                                    ("hourly", next((n for n, per in limits.windows
+                                                     if per == 3600), None))):
+                    if value is not None:
+                        allowed[name] = value
             return {f"api_requests_{name}": {"user": {"used": usage.count(name, windows[name]),
                                                       "allowed": allowed[name]}}
                     for name in ("hourly", "daily", "monthly")}
@@ -254,5 +255,3 @@ def quota_exceeded(api):
         return empty(204)
     return v3_error(429, "QuotaExceededError", "Quota exceeded")
 
-
-__all__ = ["RequestLog", "Faults", "Quotas", "quota_exceeded", "json_response"]

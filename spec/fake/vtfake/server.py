@@ -109,6 +109,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_any(self):
         try:
+            self._serve()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True    # the client gave up (a test's timeout, say)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_any
+
+    def _serve(self):
+        try:
             req = Request(self, self.server.listener)
         except HTTPError as err:
             self.close_connection = True
@@ -131,14 +139,10 @@ class Handler(BaseHTTPRequestHandler):
         response = (fault and fault.response()) or self._run(app, req)
         try:
             self._finish(req, response, req.fault)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True    # the client gave up (timeouts in tests)
         finally:
             entry.update(status=response.status, body_length=req.body.read_bytes,
                          key=req.key or entry["key"], duration=time.monotonic() - started,
                          fault=req.fault.type if req.fault else None)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_any
 
     def _run(self, app, req):
         try:

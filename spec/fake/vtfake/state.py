@@ -82,7 +82,8 @@ class Store:
             canonical = self.resolve(coll, ident)
             if canonical is None:
                 return None
-            return self.objects.get((coll, canonical)) or self.catalog.objects.get((coll, canonical))
+            key = (coll, canonical)
+            return self.objects.get(key) or self.catalog.objects.get(key)
 
     def put(self, coll, obj):
         with self.lock:
