@@ -181,6 +181,10 @@ static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
         size_t want = cap;
         if ((int64_t)want > src_end - pos)
             want = (size_t)(src_end - pos);
+        if (!j->source->ops) { /* a host closed the source (or its session) mid-upload */
+            vt_err_set(&j->err, "InvalidArgument", "the file source was closed during the upload");
+            return CURL_READFUNC_ABORT;
+        }
         ptrdiff_t r = j->source->ops->read(j->source, buf, want, &fd, &events, &j->err);
         if (r == VT_SOURCE_AGAIN) {
             j->src_fd = fd;
@@ -216,7 +220,7 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     vt_job *j = userp;
     if (origin != SEEK_SET || offset != 0)
         return CURL_SEEKFUNC_CANTSEEK;
-    if (j->source && j->source->ops->rewind(j->source) != 0)
+    if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0))
         return CURL_SEEKFUNC_FAIL;
     j->sent = 0;
     return CURL_SEEKFUNC_OK;
@@ -245,6 +249,15 @@ vt_engine *vt_engine_new(vt_err *e)
     return eng;
 }
 
+/* A source's fd stops being watched: its session may close it once the job ends. */
+static void forget_source_fd(vt_job *j)
+{
+    if (j->src_fd >= 0) {
+        epoll_ctl(j->engine->epfd, EPOLL_CTL_DEL, j->src_fd, NULL);
+        j->src_fd = -1;
+    }
+}
+
 static void unlink_job(vt_job *j)
 {
     vt_engine *eng = j->engine;
@@ -255,10 +268,7 @@ static void unlink_job(vt_job *j)
         curl_easy_cleanup(j->easy);
         j->easy = NULL;
     }
-    if (j->src_fd >= 0) {
-        epoll_ctl(eng->epfd, EPOLL_CTL_DEL, j->src_fd, NULL);
-        j->src_fd = -1;
-    }
+    forget_source_fd(j);
     if (j->prev) j->prev->next = j->next;
     else eng->jobs = j->next;
     if (j->next) j->next->prev = j->prev;
@@ -503,6 +513,7 @@ static void describe_curl_failure(vt_job *j, CURLcode rc)
 
 static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 {
+    forget_source_fd(j);
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
     curl_multi_remove_handle(j->engine->multi, j->easy);
     curl_easy_cleanup(j->easy);
@@ -538,7 +549,7 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
             j->digest = vt_digest_new();
         }
     }
-    if (j->source && j->source->ops->rewind(j->source) != 0) {
+    if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0)) {
         j->state = VT_JOB_DONE;
         return;
     }

@@ -42,7 +42,6 @@
 #include <libssh2_sftp.h>
 #include <openssl/evp.h>
 
-void vt_sftp_open(lua_State *L); /* moves to vt.h when vt.c calls it */
 
 #define SFTP_SESSION_MT "vt.sftp.session"
 #define SFTP_SOURCE_MT  "vt.sftp.source"
@@ -483,7 +482,11 @@ static int source_acquire(sftp_source *src, vt_err *e)
             vt_err_set(e, "Timeout", "%s:%d did not start SFTP within %gs", s->host, s->port, s->timeout);
         else
             vt_err_set(e, is_transport_error(rc) ? "ConnectionError" : "RemoteFileError",
-                       "cannot start SFTP on %s:%d: %s", s->host, s->port, ssh_message(s));
+                       "cannot start SFTP on %s:%d: %s%s", s->host, s->port, ssh_message(s),
+                       rc == LIBSSH2_ERROR_CHANNEL_FAILURE
+                           ? " (each open source holds a channel, and servers limit them per connection: "
+                             "OpenSSH's MaxSessions is 10 by default; close the sources you are done with)"
+                           : "");
         return -1;
     }
     SSH_DRIVE_PTR(s, deadline, src->handle,

@@ -24,7 +24,6 @@
 #include <string.h>
 #include <strings.h>
 
-void vt_smb_open(lua_State *L); /* moves to vt.h when vt.c calls it */
 
 #define DEFAULT_TIMEOUT 30.0
 
@@ -163,8 +162,9 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
     ssize_t n = smbc_getFunctionRead(src->ctx)(src->ctx, src->file, buf, len);
     if (n < 0) {
         int err = errno;
-        vt_err_set(e, err == ETIMEDOUT || err == ECONNRESET || err == EPIPE ? "ConnectionError" : "RemoteFileError",
-                   "reading %s failed: %s", src->path, strerror(err));
+        bool lost = err == ETIMEDOUT || err == ECONNRESET || err == ECONNABORTED || err == EPIPE;
+        vt_err_set(e, lost ? "ConnectionError" : "RemoteFileError", "reading %s failed: %s", src->path,
+                   strerror(err));
         return VT_SOURCE_ERROR;
     }
     if (n == 0) {
@@ -410,11 +410,13 @@ static int open_failure(smb_source *src, int err, vt_err *e)
         }
         break;
     case ECONNREFUSED:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-    case ETIMEDOUT:
+    case ECONNABORTED:
     case ECONNRESET:
+    case EHOSTUNREACH:
     case EHOSTDOWN:
+    case ENETUNREACH:
+    case ENETDOWN:
+    case ETIMEDOUT:
         vt_err_set(e, "ConnectionError", "cannot reach %s for %s: %s", src->server, src->path, strerror(err));
         break;
     case EINVAL: {

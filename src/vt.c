@@ -105,5 +105,7 @@ LUALIB_API int luaopen_vt(lua_State *L)
     vt_errors_open(L);
     vt_indicators_open(L);
     vt_client_open(L);
+    vt_sftp_open(L);
+    vt_smb_open(L);
     return 1;
 }

@@ -248,6 +248,11 @@ int vt_engine_fd(vt_engine *eng);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
 
+/* ------------------------------------------------------------ remote files */
+
+void vt_sftp_open(lua_State *L); /* sftp.c: registers vt.sftp into the table at the top */
+void vt_smb_open(lua_State *L);  /* smb.c: registers vt.smb_open */
+
 /* --------------------------------------------------------------- utilities */
 
 double vt_now(void);        /* wall clock, seconds since the epoch (limiter) */
