@@ -102,6 +102,45 @@ static const char *check_smb_args(lua_State *L, size_t *len, smb_opts *o)
 #include <sys/stat.h>
 
 #include <libsmbclient.h>
+#include <dlfcn.h>
+#include <pthread.h>
+
+/* libsmbclient pulls in about a hundred Samba libraries: linked into vt.so they
+ * cost every `require "vt"` some 18 ms (bench/run.sh). They are loaded on the
+ * first vt.smb_open instead, once per process, and never unloaded (contexts
+ * may outlive any one Lua state). The header still types every call. */
+#define SMBC_API(X) \
+    X(smbc_new_context) X(smbc_free_context) X(smbc_init_context) X(smbc_setDebug) \
+    X(smbc_setOptionDebugToStderr) X(smbc_setOptionUserData) X(smbc_getOptionUserData) \
+    X(smbc_setFunctionAuthDataWithContext) X(smbc_setOptionNoAutoAnonymousLogin) \
+    X(smbc_setTimeout) X(smbc_setPort) X(smbc_getFunctionOpen) X(smbc_getFunctionRead) \
+    X(smbc_getFunctionLseek) X(smbc_getFunctionFstat) X(smbc_getFunctionClose) \
+    X(smbc_getFunctionOpendir) X(smbc_getFunctionClosedir)
+
+static struct {
+#define SMBC_POINTER(name) __typeof__(name) *name;
+    SMBC_API(SMBC_POINTER)
+#undef SMBC_POINTER
+} smbc;
+
+static pthread_once_t smbc_once = PTHREAD_ONCE_INIT;
+static char smbc_load_error[256]; /* empty once loaded */
+
+static void smbc_load(void)
+{
+    void *lib = dlopen("libsmbclient.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(smbc_load_error, sizeof smbc_load_error, "%s", dlerror());
+        return;
+    }
+#define SMBC_RESOLVE(name)                                                              \
+    if (!(smbc.name = (__typeof__(smbc.name))dlsym(lib, #name))) {                      \
+        snprintf(smbc_load_error, sizeof smbc_load_error, "libsmbclient lacks " #name); \
+        return;                                                                         \
+    }
+    SMBC_API(SMBC_RESOLVE)
+#undef SMBC_RESOLVE
+}
 
 #define SMB_SOURCE_MT "vt.smb.source"
 #define LUA_READ_DEFAULT 65536
@@ -124,7 +163,7 @@ typedef struct smb_source {
 static void smb_auth(SMBCCTX *c, const char *srv, const char *shr, char *wg, int wglen, char *un, int unlen,
                      char *pw, int pwlen)
 {
-    smb_source *src = smbc_getOptionUserData(c);
+    smb_source *src = smbc.smbc_getOptionUserData(c);
     if (src->domain[0])
         snprintf(wg, (size_t)wglen, "%s", src->domain);
     snprintf(un, (size_t)unlen, "%s", src->user);
@@ -137,8 +176,8 @@ static void source_release(smb_source *src)
     src->base.ops = NULL;
     if (src->ctx) {
         if (src->file)
-            smbc_getFunctionClose(src->ctx)(src->ctx, src->file);
-        smbc_free_context(src->ctx, 1);
+            smbc.smbc_getFunctionClose(src->ctx)(src->ctx, src->file);
+        smbc.smbc_free_context(src->ctx, 1);
     }
     src->ctx = NULL;
     src->file = NULL;
@@ -159,7 +198,7 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
         return 0;
     if ((uint64_t)len > (uint64_t)left)
         len = (size_t)left;
-    ssize_t n = smbc_getFunctionRead(src->ctx)(src->ctx, src->file, buf, len);
+    ssize_t n = smbc.smbc_getFunctionRead(src->ctx)(src->ctx, src->file, buf, len);
     if (n < 0) {
         int err = errno;
         bool lost = err == ETIMEDOUT || err == ECONNRESET || err == ECONNABORTED || err == EPIPE;
@@ -179,7 +218,7 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
 static int source_rewind(vt_source *base)
 {
     smb_source *src = (smb_source *)base;
-    if (!src->ctx || smbc_getFunctionLseek(src->ctx)(src->ctx, src->file, 0, SEEK_SET) != 0)
+    if (!src->ctx || smbc.smbc_getFunctionLseek(src->ctx)(src->ctx, src->file, 0, SEEK_SET) != 0)
         return -1;
     src->pos = 0;
     return 0;
@@ -399,9 +438,9 @@ static int open_failure(smb_source *src, int err, vt_err *e)
             const char *share_end = share ? strchr(share + 1, '/') : NULL;
             snprintf(root, sizeof root, "smb://%s%.*s", src->server, share_end ? (int)(share_end - share) : 0,
                      share ? share : "");
-            dir = smbc_getFunctionOpendir(src->ctx)(src->ctx, root);
+            dir = smbc.smbc_getFunctionOpendir(src->ctx)(src->ctx, root);
             if (dir) {
-                smbc_getFunctionClosedir(src->ctx)(src->ctx, dir);
+                smbc.smbc_getFunctionClosedir(src->ctx)(src->ctx, dir);
                 vt_err_set(e, "PermissionDenied", "permission denied: %s", src->path);
             } else {
                 vt_err_set(e, "AuthenticationFailed", "authentication failed for %s%s%s at %s (%s)", src->domain,
@@ -443,31 +482,31 @@ static int open_failure(smb_source *src, int err, vt_err *e)
 /* Makes the context, opens the file, learns its size. */
 static int source_acquire(smb_source *src, int port, double timeout, vt_err *e)
 {
-    SMBCCTX *ctx = smbc_new_context();
+    SMBCCTX *ctx = smbc.smbc_new_context();
     if (!ctx) {
         vt_err_set(e, "RemoteFileError", "cannot create an SMB context: %s", strerror(errno));
         return -1;
     }
-    smbc_setDebug(ctx, 0);
-    smbc_setOptionDebugToStderr(ctx, 1); /* stdout may carry a host's protocol */
-    smbc_setOptionUserData(ctx, src);
-    smbc_setFunctionAuthDataWithContext(ctx, smb_auth);
-    smbc_setOptionNoAutoAnonymousLogin(ctx, 1); /* a refused login must not turn into guest */
-    smbc_setTimeout(ctx, (int)(timeout * 1000));
+    smbc.smbc_setDebug(ctx, 0);
+    smbc.smbc_setOptionDebugToStderr(ctx, 1); /* stdout may carry a host's protocol */
+    smbc.smbc_setOptionUserData(ctx, src);
+    smbc.smbc_setFunctionAuthDataWithContext(ctx, smb_auth);
+    smbc.smbc_setOptionNoAutoAnonymousLogin(ctx, 1); /* a refused login must not turn into guest */
+    smbc.smbc_setTimeout(ctx, (int)(timeout * 1000));
     if (port)
-        smbc_setPort(ctx, (uint16_t)port);
-    if (!smbc_init_context(ctx)) {
+        smbc.smbc_setPort(ctx, (uint16_t)port);
+    if (!smbc.smbc_init_context(ctx)) {
         int err = errno;
-        smbc_free_context(ctx, 0);
+        smbc.smbc_free_context(ctx, 0);
         vt_err_set(e, "RemoteFileError", "cannot set up libsmbclient: %s", strerror(err));
         return -1;
     }
     src->ctx = ctx;
-    src->file = smbc_getFunctionOpen(ctx)(ctx, src->url, O_RDONLY, 0);
+    src->file = smbc.smbc_getFunctionOpen(ctx)(ctx, src->url, O_RDONLY, 0);
     if (!src->file)
         return open_failure(src, errno, e);
     struct stat st;
-    if (smbc_getFunctionFstat(ctx)(ctx, src->file, &st) != 0) {
+    if (smbc.smbc_getFunctionFstat(ctx)(ctx, src->file, &st) != 0) {
         vt_err_set(e, "RemoteFileError", "cannot read the size of %s: %s", src->path, strerror(errno));
         return -1;
     }
@@ -485,6 +524,11 @@ static int vt_smb(lua_State *L)
     size_t len;
     smb_opts o;
     const char *path = check_smb_args(L, &len, &o);
+    pthread_once(&smbc_once, smbc_load);
+    if (smbc_load_error[0]) {
+        explicit_bzero(o.password, sizeof o.password);
+        return vt_fail(L, "Unsupported", "SMB support needs libsmbclient, which did not load: %s", smbc_load_error);
+    }
 
     /* Created closed, with its metatable, before anything is acquired. */
     smb_source *src = lua_newuserdatauv(L, sizeof *src, 0);
