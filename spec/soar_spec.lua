@@ -32,8 +32,11 @@ local function client(api, key)
     max_wait = 1, retries = 0 }
 end
 
+-- One look-up after another (concurrency 1): the specs below assert exact request sequences;
+-- the concurrent path has its own spec.
 local function make_tools(api, host, extra)
-  local opts = { client = client(api), host = host, api = api, poll_interval = 0.05, poll_timeout = 10 }
+  local opts = { client = client(api), host = host, api = api, poll_interval = 0.05, poll_timeout = 10,
+    concurrency = 1 }
   for k, v in pairs(extra or {}) do opts[k] = v end
   return soar.new(opts)
 end
@@ -694,6 +697,50 @@ for _, api in ipairs { "v3", "v2" } do
     end)
   end)
 end
+
+describe("vt.soar look-ups in flight at once", function()
+  local hashes = { HASH.bad, HASH.seven, HASH.clean, HASH.unknown }
+  local function run_with(concurrency, c)
+    local entities = {}
+    for i, h in ipairs(hashes) do entities[i] = entity(h, "FILEHASH") end
+    local tools = soar.new { client = c or client("v3"), host = new_host(entities), concurrency = concurrency }
+    return tools.scan_hash { case_id = "1", threshold = 5 }
+  end
+
+  it("gives the same outcomes as one look-up after another, with requests overlapping", function()
+    local one = run_with(1)
+    srv:reset()
+    srv:fault { type = "slow", delay = 0.3, count = -1, path = "/api/v3/files/" }
+    local many = run_with(4)
+    for i, o in ipairs(one.entities) do
+      local m = many.entities[i]
+      assert.same({ o.entity, o.status, o.positives, o.suspicious }, { m.entity, m.status, m.positives, m.suspicious })
+    end
+    local log = srv:log()
+    assert.equal(#hashes, #log)
+    -- the first goes alone (a wrong key or a spent quota costs one request); the other
+    -- three arrive together, before the second (slowed by 0.3 s) could have been answered
+    assert.is_true(log[2].mono - log[1].mono >= 0.25)
+    assert.is_true(log[4].mono - log[2].mono < 0.25)
+  end)
+
+  it("stays within the client's limiter", function()
+    local c = vt.client { apikey = "test-key", base_url = srv.url, quota_state = false, max_wait = 5,
+                          rate = { { n = 2, per = 0.5 } } }
+    local res = run_with(4, c)
+    assert.equal("Completed", res.status)
+    local log = srv:log()
+    assert.equal(#hashes, #log)
+    for i = 3, #log do
+      assert.is_true(log[i].mono - log[i - 2].mono >= 0.45, "three requests within 0.5 s")
+    end
+  end)
+
+  it("rejects a concurrency that is not a whole number of 1 or more", function()
+    assert.has_error(function() soar.new { client = client("v3"), concurrency = 0 } end)
+    assert.has_error(function() soar.new { client = client("v3"), concurrency = 1.5 } end)
+  end)
+end)
 
 describe("soar.new", function()
   it("checks its options", function()

@@ -38,7 +38,7 @@ soar.memory_host = host.memory_host
 
 local OPTIONS = {
     client = "userdata", host = "table", api = "string", poll_interval = "number", poll_timeout = "number",
-    related_limit = "number", comments = "number", sleep = "function",
+    related_limit = "number", comments = "number", sleep = "function", concurrency = "number",
 }
 
 local function check_options(opts)
@@ -66,6 +66,9 @@ local function check_options(opts)
             error(("soar.new: option '%s' must be a whole number, 0 or more"):format(k), 3)
         end
     end
+    if opts.concurrency and (math.type(opts.concurrency) ~= "integer" or opts.concurrency < 1) then
+        error("soar.new: option 'concurrency' must be a whole number, 1 or more", 3)
+    end
     if opts.api == "v2" and (opts.comments or 0) > 0 then
         error("soar.new: option 'comments' needs api \"v3\" (v2 has no comments endpoint here)", 3)
     end
@@ -83,8 +86,10 @@ end
 --   `scan_ip` reads per address (0: none, one request per address)
 -- @tparam[opt=0] integer opts.comments comments to read per done hash or URL, into a
 --   "Comments to ..." table (v3 only; one more request per entity)
+-- @tparam[opt=4] integer opts.concurrency look-ups of one run in flight at once (v3, through
+--   `c:batch`, within the client's limiter); 1 looks entities up one after another
 -- @tparam[opt] function opts.sleep `function(seconds)`, the pause between two v2 polls (v3
---   polls inside `c:wait`); default lua-system's `sleep` when installed, else the `sleep` command
+--   polls inside `c:wait`); default the client's `sleep`, which yields in coroutine mode
 -- @treturn table the tools, by seed name and by short alias, and `resume`
 function soar.new(opts)
     check_options(opts)
@@ -97,6 +102,7 @@ function soar.new(opts)
         backend = backend.new {
             client = opts.client, api = api, poll_interval = opts.poll_interval or 15,
             related_limit = opts.related_limit or 10, sleep = opts.sleep,
+            concurrency = opts.concurrency or 4,
         },
     }
     local set = {}

@@ -277,12 +277,17 @@ function Run:collect()
 end
 
 function Run:start_all()
+    local kind, values = self.tool.kind, {}
+    for _, item in ipairs(self.items) do
+        if not item.status then values[#values + 1] = item.value end
+    end
+    self.backend:prefetch(kind, values)
     for _, item in ipairs(self.items) do
         -- an item with a status already was cleaned out before any request (invalid, skipped)
         if not item.status then
             if self.fatal then
                 item.status, item.reason = "failed", "not tried: the run stopped"
-            elseif self.quota then
+            elseif self.quota and not self.backend:has_fetched(kind, item.value) then
                 item.status = "quota"
                 item.reason = "not tried: quota exhausted earlier in this run (" .. self.quota .. ")"
             else
