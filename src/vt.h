@@ -8,7 +8,12 @@
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming
  *   limiter.c     sliding and calendar windows shared across processes through a locked file
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
- *   client.c      vt.client, its options and methods
+ *   client.c      vt.client: options, the handle, awaiting jobs (blocking or yielding), look-ups
+ *   calls.c       the other client methods: submissions, wait, downloads, collections, batch, v2
+ *   source.c      upload sources on this machine (a file, a string)
+ *   sftp.c        vt.sftp: remote files over SFTP (libssh2, non-blocking)
+ *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
+ * client.h is shared by client.c and calls.c only.
  */
 #ifndef VT_H
 #define VT_H
