@@ -49,7 +49,6 @@
 #define DEFAULT_TIMEOUT 30.0
 /* Teardown (close, __gc) waits at most this long for a polite goodbye. */
 #define CLOSE_TIMEOUT 5.0
-#define LUA_READ_DEFAULT 65536
 
 typedef struct sftp_source sftp_source;
 
@@ -346,44 +345,7 @@ static sftp_source *check_open_source(lua_State *L, int idx)
 static int source_lua_read(lua_State *L)
 {
     sftp_source *src = check_open_source(L, 1);
-    lua_Integer n = luaL_optinteger(L, 2, LUA_READ_DEFAULT);
-    luaL_argcheck(L, n > 0, 2, "must be positive");
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    size_t got = 0;
-    double deadline = vt_monotonic() + src->sess->timeout;
-    while (got < (size_t)n) {
-        size_t want = (size_t)n - got;
-        if (want > LUA_READ_DEFAULT)
-            want = LUA_READ_DEFAULT;
-        char *p = luaL_prepbuffsize(&b, want);
-        int fd, events;
-        vt_err e;
-        ptrdiff_t rc = source_read(&src->base, p, want, &fd, &events, &e);
-        if (rc == VT_SOURCE_AGAIN) {
-            short pe = (short)(((events & VT_WANT_READ) ? POLLIN : 0) | ((events & VT_WANT_WRITE) ? POLLOUT : 0));
-            if (!wait_fd(fd, pe, deadline)) {
-                sftp_session *s = src->sess;
-                vt_err_set(&e, "Timeout", "no data for %s from %s:%d within %gs", src->path, s->host,
-                           s->port, s->timeout);
-                return vt_err_return(L, &e);
-            }
-            continue;
-        }
-        if (rc == VT_SOURCE_ERROR)
-            return vt_err_return(L, &e);
-        if (rc == 0)
-            break;
-        luaL_addsize(&b, (size_t)rc);
-        got += (size_t)rc;
-        deadline = vt_monotonic() + src->sess->timeout;
-    }
-    if (got == 0) {
-        lua_pushnil(L);
-        return 1;
-    }
-    luaL_pushresult(&b);
-    return 1;
+    return vt_source_lua_read(L, &src->base, src->sess->timeout);
 }
 
 /* src:rewind(): the next read starts again from the first byte. */

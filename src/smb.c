@@ -143,7 +143,6 @@ static void smbc_load(void)
 }
 
 #define SMB_SOURCE_MT "vt.smb.source"
-#define LUA_READ_DEFAULT 65536
 
 typedef struct smb_source {
     vt_source base; /* first member: the engine sees a vt_source */
@@ -244,32 +243,7 @@ static smb_source *check_open_source(lua_State *L, int idx)
 static int source_lua_read(lua_State *L)
 {
     smb_source *src = check_open_source(L, 1);
-    lua_Integer n = luaL_optinteger(L, 2, LUA_READ_DEFAULT);
-    luaL_argcheck(L, n > 0, 2, "must be positive");
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    size_t got = 0;
-    while (got < (size_t)n) {
-        size_t want = (size_t)n - got;
-        if (want > LUA_READ_DEFAULT)
-            want = LUA_READ_DEFAULT;
-        char *p = luaL_prepbuffsize(&b, want);
-        int fd, events;
-        vt_err e;
-        ptrdiff_t rc = source_read(&src->base, p, want, &fd, &events, &e);
-        if (rc == VT_SOURCE_ERROR)
-            return vt_err_return(L, &e);
-        if (rc == 0)
-            break;
-        luaL_addsize(&b, (size_t)rc);
-        got += (size_t)rc;
-    }
-    if (got == 0) {
-        lua_pushnil(L);
-        return 1;
-    }
-    luaL_pushresult(&b);
-    return 1;
+    return vt_source_lua_read(L, &src->base, DEFAULT_TIMEOUT); /* reads block: never waited for */
 }
 
 static int source_lua_rewind(lua_State *L)

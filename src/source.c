@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -126,5 +127,61 @@ int vt_source_push_string(lua_State *L, int data_idx, const char *name)
     s->base.size = (int64_t)len;
     set_name(&s->base, name);
     s->base.ops = &local_ops;
+    return 1;
+}
+
+/* Waits until fd is ready for events (VT_WANT_*) or the deadline passes. */
+static bool wait_ready(int fd, int events, double deadline)
+{
+    struct pollfd p = {fd, (short)(((events & VT_WANT_READ) ? POLLIN : 0) | ((events & VT_WANT_WRITE) ? POLLOUT : 0)), 0};
+    for (;;) {
+        double left = deadline - vt_monotonic();
+        if (left <= 0)
+            return false;
+        int rc = poll(&p, 1, (int)(left * 1000) + 1);
+        if (rc > 0)
+            return true;
+        if (rc < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+#define LUA_READ_CHUNK 65536
+
+int vt_source_lua_read(lua_State *L, vt_source *s, double stall)
+{
+    lua_Integer n = luaL_optinteger(L, 2, LUA_READ_CHUNK);
+    luaL_argcheck(L, n > 0, 2, "must be positive");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t got = 0;
+    double deadline = vt_monotonic() + stall;
+    while (got < (size_t)n) {
+        size_t want = (size_t)n - got;
+        if (want > LUA_READ_CHUNK)
+            want = LUA_READ_CHUNK;
+        char *p = luaL_prepbuffsize(&b, want);
+        int fd = -1, events = 0;
+        vt_err e;
+        ptrdiff_t rc = s->ops->read(s, p, want, &fd, &events, &e);
+        if (rc == VT_SOURCE_AGAIN) {
+            if (!wait_ready(fd, events, deadline)) {
+                vt_err_set(&e, "Timeout", "no data for %s within %gs", s->name, stall);
+                return vt_err_return(L, &e);
+            }
+            continue;
+        }
+        if (rc == VT_SOURCE_ERROR)
+            return vt_err_return(L, &e);
+        if (rc == 0)
+            break;
+        luaL_addsize(&b, (size_t)rc);
+        got += (size_t)rc;
+        deadline = vt_monotonic() + stall;
+    }
+    if (got == 0)
+        lua_pushnil(L);
+    else
+        luaL_pushresult(&b);
     return 1;
 }

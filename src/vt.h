@@ -169,6 +169,11 @@ vt_source *vt_source_test(lua_State *L, int idx);
  * source reading the Lua string at data_idx (kept alive by the source). */
 int vt_source_push_file(lua_State *L, const char *path, vt_err *e);
 int vt_source_push_string(lua_State *L, int data_idx, const char *name);
+/* src:read([n]) for every source kind (argument 2 is n): up to n bytes (default
+ * 64 KiB), fewer only at the end; nil at the end; nil, err on failure. Blocks,
+ * waiting on the source's fd at most `stall` seconds between two bits of
+ * progress: for Lua callers and tests, never the engine. */
+int vt_source_lua_read(lua_State *L, vt_source *s, double stall);
 
 /* ------------------------------------------------------------------ engine */
 
