@@ -17,9 +17,11 @@ dependencies = {
    "lua == 5.4",
    "lua-cjson",
 }
+-- Probed by library: Debian keeps curl/curl.h under the multiarch include directory,
+-- which LuaRocks' header probe does not search. CMake finds the headers itself.
 external_dependencies = {
-   CURL = { header = "curl/curl.h" },
-   LIBSSH2 = { header = "libssh2.h" },
+   CURL = { library = "curl" },
+   LIBSSH2 = { library = "ssh2" },
 }
 build = {
    type = "cmake",
