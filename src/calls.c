@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DIRECT_UPLOAD_MAX (32LL * 1024 * 1024)   /* POST /files above this is refused (413) */
@@ -116,6 +117,8 @@ static int client_request(lua_State *L)
     check_keys(L, 4, "request", keys);
     if (plen == 0 || path[0] != '/' || strlen(path) != plen || strpbrk(path, " \t\r\n"))
         return vt_fail(L, "InvalidArgument", "path must start with '/' relative to /api/v3 and hold no spaces");
+    if (strncmp(path, "/vtapi/", 7) == 0)
+        return vt_fail(L, "InvalidArgument", "request takes v3 paths; use c:v2 for %s", path);
     bool has_opts = lua_istable(L, 4);
     lua_settop(L, 4);
     if (has_opts)
@@ -127,8 +130,9 @@ static int client_request(lua_State *L)
     vt_client_prepare(L, c, j, method, path, NULL);
     if (lua_rawlen(L, 6) > 0) {
         lua_pushfstring(L, "%s%c%s", j->url, strchr(path, '?') ? '&' : '?', lua_tostring(L, 6));
+        char *url = dup_lua(L, -1, NULL); /* may raise: j->url stays owned until replaced */
         free(j->url);
-        j->url = dup_lua(L, -1, NULL);
+        j->url = url;
         lua_pop(L, 1);
     }
     if (has_opts) {
@@ -172,6 +176,7 @@ static vt_source *push_source(lua_State *L, int idx, vt_err *e)
 {
     static const char *const keys[] = {"data", "name", NULL};
     vt_source *s;
+    idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
         size_t len;
         const char *path = lua_tolstring(L, idx, &len);
@@ -253,16 +258,26 @@ static void set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *f
     j->streaming = true;
 }
 
-/* scheme://host[:port] of url equals the base URL's (default ports folded). */
+/* Length of "scheme://host[:port]" at the start of url. */
+static size_t origin_len(const char *url)
+{
+    const char *host = strstr(url, "://");
+    if (!host)
+        return 0;
+    return (size_t)(host + 3 - url) + strcspn(host + 3, "/?#");
+}
+
+/* url is on the base URL's origin (scheme, host and port; default ports folded). */
 static bool same_origin(const char *base, const char *url)
 {
-    size_t bl = strlen(base);
-    if (strncmp(base, url, bl) == 0 && (url[bl] == '/' || url[bl] == '\0'))
-        return true;
+    size_t bl = origin_len(base), ul = origin_len(url);
+    if (bl == 0 || ul == 0)
+        return false;
+    if (bl == ul)
+        return strncmp(base, url, bl) == 0;
     const char *dflt = strncmp(base, "https://", 8) == 0 ? ":443" : ":80";
     size_t dl = strlen(dflt);
-    return strncmp(base, url, bl) == 0 && strncmp(url + bl, dflt, dl) == 0 &&
-           (url[bl + dl] == '/' || url[bl + dl] == '\0');
+    return ul == bl + dl && strncmp(base, url, bl) == 0 && strncmp(url + bl, dflt, dl) == 0;
 }
 
 /* Stack of scan_file: 1 client, 2 source arg, 3 opts, 4 source, 5 password or nil,
@@ -315,10 +330,17 @@ static int client_scan_file(lua_State *L)
     if (src->size > UPLOAD_MAX)
         return vt_fail(L, "TooLarge", "'%s' is %lld bytes; VirusTotal accepts at most 650 MB",
                        src->name, (long long)src->size);
-    if (lua_istable(L, 3) && lua_getfield(L, 3, "password") != LUA_TNIL)
-        vt_checkstring(L, -1, NULL);
+    lua_settop(L, 4);
+    if (lua_istable(L, 3))
+        lua_getfield(L, 3, "password"); /* 5 */
     else
-        lua_pushnil(L); /* 5 */
+        lua_pushnil(L);
+    if (!lua_isnil(L, 5)) {
+        size_t plen;
+        const char *pw = vt_checkstring(L, 5, &plen);
+        if (plen == 0 || strlen(pw) != plen || strpbrk(pw, "\r\n"))
+            return vt_fail(L, "InvalidArgument", "the archive password must be one line of text");
+    }
     return scan_file_step(L, LUA_OK, SCAN_POST);
 }
 
@@ -405,49 +427,65 @@ static int client_sleep(lua_State *L)
 /* ------------------------------------------------------------------ wait */
 
 /* Stack of wait: 1 client, 2 id, 3 opts, 4 progress or nil, 5 path, 6 start,
- * 7 interval, 8 timeout, then the poll (or the pause) job. */
-enum { WAIT_POLL, WAIT_POLLED };
+ * 7 interval, 8 timeout, then the poll (or the pause) job at 9; after a poll,
+ * 10 the analysis, 11 its attributes, 12 its status. Blocking, it loops (a long
+ * wait must not grow the C stack); yielding, it continues here after each wait
+ * and after the progress callback (which may yield too). */
+enum { WAIT_POLL, WAIT_POLLED, WAIT_PROGRESSED };
 
 static int wait_step(lua_State *L, int status, lua_KContext phase)
 {
-    vt_client *c = vt_client_check(L, 1);
-    if (phase == WAIT_POLL) {
+    for (;;) {
+        vt_client *c = vt_client_check(L, 1); /* again each turn: a callback may close it */
+        if (phase == WAIT_POLL) {
+            lua_settop(L, 8);
+            vt_job *j = vt_job_push(L);
+            vt_client_prepare(L, c, j, "GET", lua_tostring(L, 5), NULL);
+            if (vt_client_may_yield(L, c))
+                return vt_client_await(L, c, 1, 9, 1, WAIT_POLLED, wait_step);
+            vt_client_run(L, c, 9, 1);
+            phase = WAIT_POLLED;
+        }
+        if (phase == WAIT_POLLED) {
+            lua_settop(L, 9);
+            if (vt_client_data_result(L, c, lua_touserdata(L, 9), true) == 2) {
+                lua_pushvalue(L, 2);
+                lua_setfield(L, -2, "analysis_id");
+                return 2;
+            }
+            if (lua_getfield(L, 10, "attributes") != LUA_TTABLE || lua_getfield(L, 11, "status") != LUA_TSTRING) {
+                lua_settop(L, 11);
+                lua_pushliteral(L, "unknown");
+            }
+            if (strcmp(lua_tostring(L, 12), "completed") == 0) {
+                lua_settop(L, 10);
+                return 1;
+            }
+            phase = WAIT_PROGRESSED;
+            if (!lua_isnil(L, 4)) {
+                lua_pushvalue(L, 4);
+                lua_pushvalue(L, 12);
+                lua_pushnumber(L, vt_monotonic() - lua_tonumber(L, 6));
+                lua_callk(L, 2, 0, WAIT_PROGRESSED, wait_step);
+            }
+            continue; /* checks the client again */
+        }
+        /* WAIT_PROGRESSED: never sleep when no try would follow */
+        lua_settop(L, 12);
+        double elapsed = vt_monotonic() - lua_tonumber(L, 6), interval = lua_tonumber(L, 7);
+        if (elapsed + interval > lua_tonumber(L, 8)) {
+            vt_err e;
+            vt_err_set(&e, "Timeout", "analysis not completed after %.0fs (status %s)", elapsed, lua_tostring(L, 12));
+            snprintf(e.analysis_id, sizeof e.analysis_id, "%s", lua_tostring(L, 2));
+            return vt_err_return(L, &e);
+        }
         lua_settop(L, 8);
-        vt_job *j = vt_job_push(L);
-        vt_client_prepare(L, c, j, "GET", lua_tostring(L, 5), NULL);
-        return vt_client_await(L, c, 1, -1, 1, WAIT_POLLED, wait_step);
+        vt_job_push_timer(L, interval);
+        if (vt_client_may_yield(L, c))
+            return vt_client_await(L, c, 1, 9, 1, WAIT_POLL, wait_step);
+        vt_client_run(L, c, 9, 1);
+        phase = WAIT_POLL;
     }
-    vt_err e;
-    const char *id = lua_tostring(L, 2);
-    if (vt_client_data_result(L, c, lua_touserdata(L, -1), true) == 2) {
-        lua_pushstring(L, id);
-        lua_setfield(L, -2, "analysis_id");
-        return 2;
-    }
-    lua_getfield(L, -1, "attributes");
-    const char *state = lua_istable(L, -1) && lua_getfield(L, -1, "status") == LUA_TSTRING
-                            ? lua_tostring(L, -1) : "unknown";
-    double elapsed = vt_monotonic() - lua_tonumber(L, 6);
-    if (strcmp(state, "completed") == 0) {
-        lua_settop(L, 10);
-        return 1;
-    }
-    if (!lua_isnil(L, 4)) {
-        lua_pushvalue(L, 4);
-        lua_pushstring(L, state);
-        lua_pushnumber(L, elapsed);
-        lua_call(L, 2, 0);
-    }
-    double interval = lua_tonumber(L, 7);
-    /* never sleep when no try would follow */
-    if (elapsed + interval > lua_tonumber(L, 8)) {
-        vt_err_set(&e, "Timeout", "analysis not completed after %.0fs (status %s)", elapsed, state);
-        snprintf(e.analysis_id, sizeof e.analysis_id, "%s", id);
-        return vt_err_return(L, &e);
-    }
-    lua_settop(L, 8);
-    vt_job_push_timer(L, interval);
-    return vt_client_await(L, c, 1, -1, 1, WAIT_POLL, wait_step);
 }
 
 static int client_wait(lua_State *L)
@@ -570,7 +608,10 @@ static int download_verify(lua_State *L, vt_client *c, int base)
     if (strcmp(got, expected) != 0)
         return vt_fail(L, "DigestMismatch", "downloaded content has %s %s, not the %s asked for",
                        vt_hash_name(vt_hash_kind_of(expected, len)), got, expected);
-    if (fsync(t->fd) != 0 || rename(t->path, dest) != 0)
+    /* mkostemp made it 0600; a finished download gets the mode any new file would */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(t->fd, 0666 & ~mask) != 0 || fsync(t->fd) != 0 || rename(t->path, dest) != 0)
         return vt_fail(L, "InvalidArgument", "cannot move the download to '%s': %s", dest, strerror(errno));
     t->committed = true;
     lua_createtable(L, 0, 5);
@@ -941,6 +982,8 @@ static int client_batch(lua_State *L)
         lua_pop(L, 3);
     }
     lua_settop(L, 5);
+    if (conc > total)
+        conc = total > 0 ? total : 1; /* never more slots than jobs (and no overflowing size) */
     batch_state *b = lua_newuserdatauv(L, sizeof *b + sizeof(lua_Integer) * (size_t)conc, 0); /* 6 */
     *b = (batch_state){n, conc, 1, 0, total, 0};
     return batch_step(L, LUA_OK, 0);
@@ -978,13 +1021,15 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
     lua_pop(L, 1);
     if (rc == 1)
         return 1;
-    lua_getfield(L, -1, "verbose_msg");
-    const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "no message";
-    const char *code = rc == 0 ? "NotFoundError" : rc == -2 ? "NotAvailableYet" : "InvalidArgument";
+    if (lua_getfield(L, -1, "verbose_msg") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "no message");
+    }
+    lua_pushfstring(L, "%s (response_code %d)", lua_tostring(L, -1), (int)rc);
     vt_err e;
-    vt_err_set(&e, code, "%s (response_code %d)", msg, (int)rc);
+    vt_err_set(&e, rc == 0 ? "NotFoundError" : rc == -2 ? "NotAvailableYet" : "InvalidArgument", "%s", "");
+    vt_client_redacted_message(L, c, -1, &e);
     e.http = j->status;
-    vt_redact(e.message, sizeof e.message, c->apikey, c->apikey_len);
     return vt_err_return(L, &e);
 }
 

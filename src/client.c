@@ -213,7 +213,7 @@ static void client_release(vt_client *c)
     }
     if (c->limiter) {
         vt_limiter_free(c->limiter);
-        c->limiter = NULL;
+        c->limiter = c->policy.limiter = NULL;
     }
     if (c->apikey) {
         memset(c->apikey, 0, c->apikey_len);
@@ -233,6 +233,7 @@ vt_client *vt_client_check(lua_State *L, int idx)
     vt_client *c = luaL_checkudata(L, idx, VT_CLIENT_MT);
     if (!c->engine)
         luaL_error(L, "attempt to use a closed vt client");
+    luaL_checkstack(L, 40, "vt client call"); /* the deepest method keeps ~20 values */
     return c;
 }
 
@@ -270,9 +271,14 @@ static int client_new(lua_State *L)
         return luaL_error(L, "vt.client: option 'api' must be \"v3\" or \"v2\"");
 
     c->policy.max_wait = opt_number(L, 1, "max_wait", 60, 0);
-    c->policy.retries = (int)opt_number(L, 1, "retries", 3, 0);
+    double retries = opt_number(L, 1, "retries", 3, 0);
+    if (retries > 100 || retries != (int)retries)
+        return luaL_error(L, "vt.client: option 'retries' must be a whole number from 0 to 100");
+    c->policy.retries = (int)retries;
     c->transport.timeout = opt_number(L, 1, "timeout", 60, 0.001);
     c->transport.connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001);
+    if (c->transport.timeout > 86400 || c->transport.connect_timeout > 86400)
+        return luaL_error(L, "vt.client: options 'timeout' and 'connect_timeout' must be at most 86400 s");
     c->transport.proxy = opt_string(L, 1, "proxy", NULL);
     c->transport.cainfo = opt_string(L, 1, "cainfo", NULL);
     c->transport.user_agent = opt_string(L, 1, "user_agent", "vt-lua/" VT_VERSION);
@@ -372,19 +378,17 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
     lua_pop(L, 1);
     j->counts_quota = true;
     j->v2 = v2;
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-    if (!v2 && h) {
-        lua_pushfstring(L, "x-apikey: %s", c->apikey);
-        struct curl_slist *h2 = curl_slist_append(h, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        if (!h2)
-            curl_slist_free_all(h), h = NULL;
-        else
-            h = h2;
-    }
-    if (!h)
+    /* each list node belongs to the job at once: a raise below leaks nothing */
+    if (!(j->headers = curl_slist_append(NULL, "Accept: application/json")))
         luaL_error(L, "out of memory");
-    j->headers = h;
+    if (!v2) {
+        lua_pushfstring(L, "x-apikey: %s", c->apikey);
+        struct curl_slist *h = curl_slist_append(j->headers, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!h)
+            luaL_error(L, "out of memory");
+        j->headers = h;
+    }
 }
 
 vt_job *vt_job_push_timer(lua_State *L, double secs)
@@ -394,13 +398,19 @@ vt_job *vt_job_push_timer(lua_State *L, double secs)
     return j;
 }
 
+#define AWAIT_MAX_JOBS 4
+#define VT_AWAIT_MT "vt.await"
+
 /* Where a suspended call keeps what it needs to go on; ctx of the continuation
- * is this userdata's stack index. */
+ * is this userdata's stack index. It is a to-be-closed slot: a call abandoned
+ * by coroutine.close (or by an error in a yield function) releases its jobs. */
 typedef struct await_state {
     vt_client *client;
     int client_idx, first, n; /* n == 0: a pause, not jobs */
+    bool suspended;           /* has yielded (or called the yield function) once */
     lua_KContext ctx;
     lua_KFunction then;
+    vt_job *jobs[AWAIT_MAX_JOBS];
 } await_state;
 
 static bool jobs_done(lua_State *L, int first, int n)
@@ -418,35 +428,77 @@ static void release_jobs(lua_State *L, int first, int n)
         vt_job_release(lua_touserdata(L, first + i));
 }
 
+static int await_close(lua_State *L)
+{
+    await_state *st = luaL_checkudata(L, 1, VT_AWAIT_MT);
+    for (int i = 0; i < st->n; i++)
+        vt_job_release(st->jobs[i]);
+    st->n = 0;
+    return 0;
+}
+
+static void submit_jobs(lua_State *L, vt_client *c, int first, int n)
+{
+    if (!c->engine)
+        luaL_error(L, "attempt to use a closed vt client");
+    for (int i = 0; i < n; i++) {
+        vt_job *j = lua_touserdata(L, first + i);
+        if (j->state == VT_JOB_IDLE) {
+            vt_job_submit(c->engine, j, &c->transport, &c->policy);
+            if (j->url)
+                c->requests++;
+        }
+    }
+}
+
+void vt_client_run(lua_State *L, vt_client *c, int first, int n)
+{
+    first = lua_absindex(L, first);
+    submit_jobs(L, c, first, n);
+    while (!jobs_done(L, first, n))
+        vt_engine_step(c->engine, 1.0);
+    release_jobs(L, first, n);
+}
+
 static int await_resume(lua_State *L, int status, lua_KContext at);
 
-/* Suspends the call: yields the client (a pollable: pollfd/events/timeout), or
- * hands it to the client's yield function (cqueues.poll, ...). */
-static int await_suspend(lua_State *L, const await_state *st, int at)
+/* Goes on with a suspended call: once it has been suspended and its jobs are
+ * done, runs `then`; otherwise suspends it (again). A yield function that
+ * returns without yielding loops here rather than recursing. */
+static int await_continue(lua_State *L, int at)
 {
-    if (st->client->mode == VT_YIELD_FN) {
-        lua_getiuservalue(L, st->client_idx, 1);
+    for (;;) {
+        lua_settop(L, at); /* drops what resume or the yield function left */
+        await_state *st = lua_touserdata(L, at);
+        vt_client *c = st->client;
+        if (!c->engine)
+            return luaL_error(L, "the vt client was closed during a call");
+        if (st->suspended) {
+            vt_engine_step(c->engine, 0);
+            if (st->n == 0 || jobs_done(L, st->first, st->n)) {
+                lua_KFunction then = st->then;
+                lua_KContext ctx = st->ctx;
+                release_jobs(L, st->first, st->n);
+                lua_settop(L, at - 1); /* closes the slot too */
+                return then(L, LUA_OK, ctx);
+            }
+        }
+        st->suspended = true;
+        if (c->mode == VT_YIELD_FN) {
+            lua_getiuservalue(L, st->client_idx, 1);
+            lua_pushvalue(L, st->client_idx);
+            lua_callk(L, 1, 0, at, await_resume);
+            continue; /* it returned without yielding */
+        }
         lua_pushvalue(L, st->client_idx);
-        lua_callk(L, 1, 0, at, await_resume);
-        return await_resume(L, LUA_OK, at);
+        return lua_yieldk(L, 1, at, await_resume);
     }
-    lua_pushvalue(L, st->client_idx);
-    return lua_yieldk(L, 1, at, await_resume);
 }
 
 static int await_resume(lua_State *L, int status, lua_KContext at)
 {
     (void)status;
-    await_state st = *(await_state *)lua_touserdata(L, (int)at);
-    lua_settop(L, (int)at); /* drops what resume or the yield function left */
-    if (!st.client->engine)
-        return luaL_error(L, "the vt client was closed during a call");
-    vt_engine_step(st.client->engine, 0);
-    if (st.n > 0 && !jobs_done(L, st.first, st.n))
-        return await_suspend(L, &st, (int)at);
-    release_jobs(L, st.first, st.n);
-    lua_settop(L, (int)at - 1);
-    return st.then(L, LUA_OK, st.ctx);
+    return await_continue(L, (int)at);
 }
 
 bool vt_client_may_yield(lua_State *L, vt_client *c)
@@ -458,28 +510,25 @@ static int suspend_new(lua_State *L, vt_client *c, int client_idx, int first, in
                        lua_KFunction then)
 {
     await_state *st = lua_newuserdatauv(L, sizeof *st, 0);
-    *st = (await_state){c, client_idx, first, n, ctx, then};
-    return await_suspend(L, st, lua_gettop(L));
+    *st = (await_state){c, client_idx, first, n, false, ctx, then, {NULL}};
+    for (int i = 0; i < n; i++)
+        st->jobs[i] = lua_touserdata(L, first + i);
+    luaL_setmetatable(L, VT_AWAIT_MT);
+    int at = lua_gettop(L);
+    lua_toclose(L, at);
+    return await_continue(L, at);
 }
 
 int vt_client_await(lua_State *L, vt_client *c, int client_idx, int first, int n, lua_KContext ctx,
                     lua_KFunction then)
 {
+    luaL_argcheck(L, n <= AWAIT_MAX_JOBS, 1, "internal: too many jobs to await");
     client_idx = lua_absindex(L, client_idx);
     first = lua_absindex(L, first);
-    for (int i = 0; i < n; i++) {
-        vt_job *j = lua_touserdata(L, first + i);
-        if (j->state == VT_JOB_IDLE) {
-            vt_job_submit(c->engine, j, &c->transport, &c->policy);
-            if (j->url)
-                c->requests++;
-        }
-    }
+    submit_jobs(L, c, first, n);
     if (!jobs_done(L, first, n) && vt_client_may_yield(L, c))
         return suspend_new(L, c, client_idx, first, n, ctx, then);
-    while (!jobs_done(L, first, n))
-        vt_engine_step(c->engine, 1.0);
-    release_jobs(L, first, n);
+    vt_client_run(L, c, first, n);
     return then(L, LUA_OK, ctx);
 }
 
@@ -495,15 +544,43 @@ static bool is_json(const vt_job *j)
     return strncasecmp(j->content_type, "application/json", 16) == 0;
 }
 
-/* Copies a printable excerpt of a non-JSON body for an error message. */
-static void body_excerpt(const vt_job *j, char *out, size_t cap)
+/* Copies text into out with the key replaced BEFORE any cut: a key straddling
+ * the cut would otherwise survive in part. Non-printable bytes become spaces. */
+static void copy_redacted(lua_State *L, vt_client *c, const char *text, size_t len, char *out, size_t cap)
 {
+    lua_pushlstring(L, text, len);
+    lua_pushlstring(L, c->apikey, c->apikey_len);
+    const char *clean = luaL_gsub(L, lua_tostring(L, -2), lua_tostring(L, -1), "***");
     size_t n = 0;
-    for (size_t i = 0; i < j->resp_len && n + 1 < cap && n < 160; i++) {
-        unsigned char ch = (unsigned char)j->resp[i];
-        out[n++] = (ch >= 32 && ch < 127) ? (char)ch : ' ';
-    }
+    for (; clean[n] && n + 1 < cap; n++)
+        out[n] = ((unsigned char)clean[n] >= 32 && clean[n] != 127) ? clean[n] : ' ';
     out[n] = '\0';
+    lua_pop(L, 3);
+}
+
+void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e)
+{
+    size_t len;
+    const char *m = lua_tolstring(L, idx, &len);
+    copy_redacted(L, c, m, len, e->message, sizeof e->message);
+}
+
+/* The service's code for an HTTP status, for errors that came without one
+ * (v2 answers by status alone; proxies answer in HTML). */
+static const char *code_for_status(long status)
+{
+    switch (status) {
+    case 400: return "BadRequestError";
+    case 401: return "AuthenticationRequiredError";
+    case 403: return "ForbiddenError";
+    case 404: return "NotFoundError";
+    case 409: return "AlreadyExistsError";
+    case 413: return "TooLarge";
+    case 424: return "FailedDependencyError";
+    case 429: return "TooManyRequestsError";
+    case 504: return "DeadlineExceededError";
+    default: return status >= 500 ? "TransientError" : "BadRequestError";
+    }
 }
 
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
@@ -520,8 +597,8 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
         vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
         e->http = 204;
     } else {
-        char excerpt[200];
-        vt_err_set(e, j->status >= 500 ? "ServerError" : "ClientError", "HTTP %ld", j->status);
+        char excerpt[161];
+        vt_err_set(e, code_for_status(j->status), "HTTP %ld", j->status);
         if (is_json(j) && j->resp_len > 0) {
             vt_err jerr;
             int top = lua_gettop(L);
@@ -530,11 +607,13 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
                 if (lua_getfield(L, -1, "code") == LUA_TSTRING)
                     snprintf(e->code, sizeof e->code, "%s", lua_tostring(L, -1));
                 if (lua_getfield(L, -2, "message") == LUA_TSTRING)
-                    snprintf(e->message, sizeof e->message, "%s", lua_tostring(L, -1));
+                    vt_client_redacted_message(L, c, -1, e);
             }
             lua_settop(L, top);
         } else if (j->resp_len > 0) {
-            body_excerpt(j, excerpt, sizeof excerpt);
+            /* the whole (bounded) body is redacted, then cut */
+            size_t scan = j->resp_len < 4096 + c->apikey_len ? j->resp_len : 4096 + c->apikey_len;
+            copy_redacted(L, c, j->resp, scan, excerpt, sizeof excerpt);
             snprintf(e->message, sizeof e->message, "HTTP %ld: %s", j->status, excerpt);
         }
         e->http = j->status;
@@ -824,6 +903,11 @@ void vt_client_open(lua_State *L)
     if (luaL_newmetatable(L, VT_JOB_MT)) {
         lua_pushcfunction(L, job_gc);
         lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, VT_AWAIT_MT)) {
+        lua_pushcfunction(L, await_close);
+        lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
     lua_pushcfunction(L, client_new);

@@ -41,6 +41,9 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
  * index. Use as `return vt_client_await(...)`. */
 int vt_client_await(lua_State *L, vt_client *c, int client_idx, int first, int n, lua_KContext ctx,
                     lua_KFunction then);
+/* Starts the n jobs at stack[first..] and blocks until they are done (never
+ * yields): for loops that must not grow the C stack call by call. */
+void vt_client_run(lua_State *L, vt_client *c, int first, int n);
 /* Pushes a timer job (done after secs) for vt_client_await. */
 vt_job *vt_job_push_timer(lua_State *L, double secs);
 /* Whether a call may yield here (the client's `yield` option, inside a coroutine). */
@@ -55,6 +58,9 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
 /* Fills e from a failed job (transport error, HTTP error, not JSON); false if it succeeded. */
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
+
+/* Sets e->message from the string at idx with the key replaced before any cut. */
+void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 
 /* Percent-encodes s for a path segment or query component into a Lua buffer. */
 void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len);

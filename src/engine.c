@@ -128,8 +128,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* Copies the value of header `name` (case-insensitive) from the raw line. */
-static bool header_value(const char *line, size_t len, const char *name, char *out, size_t cap)
+/* Copies the value of header `name` (case-insensitive) from the raw line;
+ * *cut tells whether it was longer than out. */
+static bool header_value(const char *line, size_t len, const char *name, char *out, size_t cap, bool *cut)
 {
     size_t nl = strlen(name);
     if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
@@ -139,7 +140,8 @@ static bool header_value(const char *line, size_t len, const char *name, char *o
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
-    size_t vl = (size_t)(end - v) < cap - 1 ? (size_t)(end - v) : cap - 1;
+    *cut = (size_t)(end - v) > cap - 1;
+    size_t vl = *cut ? cap - 1 : (size_t)(end - v);
     memcpy(out, v, vl);
     out[vl] = '\0';
     return true;
@@ -150,16 +152,20 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     vt_job *j = userp;
     size_t n = size * nmemb;
     char value[64];
+    bool cut;
     if (n > 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 100-continue) */
         j->content_type[0] = j->location[0] = '\0';
         j->retry_after_hdr = -1;
-    } else if (header_value(data, n, "Retry-After", value, sizeof value)) {
+    } else if (header_value(data, n, "Retry-After", value, sizeof value, &cut)) {
         char *end;
         double secs = strtod(value, &end);
         if (end != value && secs >= 0)
             j->retry_after_hdr = secs;
-    } else if (!header_value(data, n, "Content-Type", j->content_type, sizeof j->content_type))
-        header_value(data, n, "Location", j->location, sizeof j->location);
+    } else if (!header_value(data, n, "Content-Type", j->content_type, sizeof j->content_type, &cut) &&
+               header_value(data, n, "Location", j->location, sizeof j->location, &cut) && cut) {
+        vt_err_set(&j->err, "InvalidResponse", "redirect location longer than %zu bytes", sizeof j->location - 1);
+        return 0; /* ends the transfer */
+    }
     return n;
 }
 
@@ -532,9 +538,18 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
         return;
     }
     if (mono + delay > j->deadline) {
-        /* Waiting would pass max_wait: keep the failure, say when to come back. */
-        j->err.retry_after = delay;
-        j->retry_after_hdr = delay;
+        /* Waiting would pass max_wait. A quota answer keeps the service's code;
+         * a Retry-After the service asked for becomes RateLimited; a failure that
+         * ran out of backoff time keeps its own code. Only the first two say when
+         * to come back. */
+        if (quota_spent)
+            j->retry_after_hdr = delay;
+        else if (j->retry_after_hdr >= 0 && !j->err.code[0]) {
+            vt_err_set(&j->err, "RateLimited", "the service answered HTTP %ld and asks to wait %.0fs, beyond max_wait",
+                       j->status, delay);
+            j->err.http = j->status;
+            j->err.retry_after = delay;
+        }
         j->state = VT_JOB_DONE;
         return;
     }
@@ -583,28 +598,40 @@ static void resume_source(vt_engine *eng, int fd)
         }
 }
 
-double vt_engine_timeout(vt_engine *eng)
+/* Seconds until curl or a waiting job needs a step (-1: none). */
+static double next_due(vt_engine *eng)
 {
     double mono = vt_monotonic(), soonest = -1;
     double ct = curl_timeout(eng);
     if (ct >= 0)
         soonest = mono + ct;
-    for (vt_job *j = eng->jobs; j; j = j->next) {
-        if (j->state == VT_JOB_DONE)
-            return 0; /* finished while another call stepped: its caller must run now */
+    for (vt_job *j = eng->jobs; j; j = j->next)
         if (j->state == VT_JOB_QUOTA && (soonest < 0 || j->wake_at < soonest))
             soonest = j->wake_at;
-    }
     if (soonest < 0)
         return -1;
     return soonest > mono ? soonest - mono : 0;
 }
 
+double vt_engine_timeout(vt_engine *eng)
+{
+    /* A job finished but not yet taken by its caller (maybe finished in another
+     * call's step): the host must resume that caller now. */
+    for (vt_job *j = eng->jobs; j; j = j->next)
+        if (j->state == VT_JOB_DONE)
+            return 0;
+    return next_due(eng);
+}
+
 int vt_engine_step(vt_engine *eng, double max_block)
 {
-    double wait = vt_engine_timeout(eng);
+    /* only what the engine itself waits for: a finished job that nobody took
+     * (a cancelled coroutine's) must not turn blocking waits into a busy loop */
+    double wait = next_due(eng);
     if (wait < 0 || wait > max_block)
         wait = max_block;
+    if (wait > 86400)
+        wait = 86400; /* epoll_wait takes an int of milliseconds */
     struct epoll_event evs[32];
     int n = epoll_wait(eng->epfd, evs, 32, (int)ceil(wait * 1000));
     int running;

@@ -19,14 +19,22 @@ void vt_err_set(vt_err *e, const char *code, const char *fmt, ...)
 
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len)
 {
-    if (secret_len == 0)
+    if (secret_len == 0 || cap == 0)
         return;
-    char *hit;
-    while ((hit = memmem(s, strnlen(s, cap), secret, secret_len)) != NULL) {
-        size_t tail = strlen(hit + secret_len);
-        memmove(hit + 3, hit + secret_len, tail + 1);
-        memcpy(hit, "***", 3);
+    /* Copy with every occurrence replaced, scanning forward only (a short key
+     * can never be found again inside its own replacement), bounded by cap. */
+    char out[1024];
+    size_t limit = cap < sizeof out ? cap : sizeof out, n = 0, len = strnlen(s, cap);
+    for (size_t i = 0; i < len && n + 1 < limit;) {
+        if (i + secret_len <= len && memcmp(s + i, secret, secret_len) == 0) {
+            for (const char *r = "***"; *r && n + 1 < limit; r++)
+                out[n++] = *r;
+            i += secret_len;
+        } else
+            out[n++] = s[i++];
     }
+    out[n] = '\0';
+    memcpy(s, out, n + 1);
 }
 
 void vt_err_push(lua_State *L, const vt_err *e)

@@ -223,7 +223,7 @@ struct vt_job {
     char *resp; size_t resp_len, resp_cap;
     int64_t resp_total;          /* bytes received (file sink too) */
     char content_type[128];
-    char location[2048];
+    char location[8192];         /* a longer redirect fails the job (InvalidResponse) */
     double retry_after_hdr;      /* < 0: absent */
     vt_err err;                  /* code[0] != 0 when the job failed */
     /* bookkeeping */
