@@ -24,38 +24,9 @@ local DATAPATHS = "spec/fixtures/actions_datapaths.tsv"
 -- Seconds between polls where real time matters (longer under valgrind, which is slow).
 local STEP = os.getenv("VT_SPEC_VALGRIND") and 2 or 0.5
 
-local function quote(s)
-   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function temp_dir()
-   local path = os.tmpname()
-   os.remove(path)
-   assert(os.execute("mkdir -p " .. quote(path)))
-   return path
-end
-
-local function remove_tree(path)
-   os.execute("rm -rf " .. quote(path))
-end
-
-local function dir_entries(path)
-   local pipe = assert(io.popen("ls -A " .. quote(path)))
-   local names = {}
-   for line in pipe:lines() do
-      names[#names + 1] = line
-   end
-   pipe:close()
-   table.sort(names)
-   return names
-end
-
-local function read_all(path)
-   local f = assert(io.open(path, "rb"))
-   local data = f:read("a")
-   f:close()
-   return data
-end
+local files = require "helpers.files"
+local quote, temp_dir, remove_tree = files.quote, files.tmpdir, files.rmtree
+local dir_entries, read_all = files.ls, files.read
 
 -- Every string in a nested table (keys and values), for "the key appears nowhere" checks.
 local function strings_of(value, out)

@@ -10,12 +10,7 @@ local HASHES = {
   "01ba4719c80b6fe911b091a7c05124b64eeece964e09c058ef8f9805daca546b",
 }
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
+local now = require("helpers.files").now
 
 -- Requests whose service time overlaps: the fake sleeps `delay` in each.
 local function overlapping(log)
