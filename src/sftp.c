@@ -379,18 +379,7 @@ static int source_tostring(lua_State *L)
 static int source_index(lua_State *L)
 {
     sftp_source *src = check_source(L, 1);
-    const char *key = luaL_checkstring(L, 2);
-    if (strcmp(key, "size") == 0)
-        lua_pushinteger(L, (lua_Integer)src->base.size);
-    else if (strcmp(key, "name") == 0)
-        lua_pushstring(L, src->base.name);
-    else if (strcmp(key, "path") == 0)
-        lua_pushstring(L, src->path);
-    else if (strcmp(key, "closed") == 0)
-        lua_pushboolean(L, src->sess == NULL);
-    else
-        lua_rawget(L, lua_upvalueindex(1));
-    return 1;
+    return vt_source_index(L, &src->base, src->path, src->sess == NULL);
 }
 
 /* ----------------------------------------------------------------- sessions */

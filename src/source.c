@@ -185,3 +185,19 @@ int vt_source_lua_read(lua_State *L, vt_source *s, double stall)
         luaL_pushresult(&b);
     return 1;
 }
+
+int vt_source_index(lua_State *L, const vt_source *s, const char *path, bool closed)
+{
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "size") == 0)
+        lua_pushinteger(L, (lua_Integer)s->size);
+    else if (strcmp(key, "name") == 0)
+        lua_pushstring(L, s->name);
+    else if (strcmp(key, "path") == 0)
+        lua_pushstring(L, path);
+    else if (strcmp(key, "closed") == 0)
+        lua_pushboolean(L, closed);
+    else
+        lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+}

@@ -174,6 +174,9 @@ int vt_source_push_string(lua_State *L, int data_idx, const char *name);
  * waiting on the source's fd at most `stall` seconds between two bits of
  * progress: for Lua callers and tests, never the engine. */
 int vt_source_lua_read(lua_State *L, vt_source *s, double stall);
+/* __index of a remote source (key at argument 2): the fields size, name, path
+ * and closed, else the method table in upvalue 1. */
+int vt_source_index(lua_State *L, const vt_source *s, const char *path, bool closed);
 
 /* ------------------------------------------------------------------ engine */
 

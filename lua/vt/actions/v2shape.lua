@@ -88,20 +88,27 @@ local function counts(attrs)
    return value(stats.malicious) or 0, total
 end
 
+-- What every v2 report made from a v3 file or URL object carries: the verdicts,
+-- the scan's date and id, the permalink, and the found answer.
+local function object_report(obj, kind, verbose_msg)
+   local a = obj.attributes
+   local report = verdicts({}, a.last_analysis_results, kind)
+   report.scan_date = v2_date(a.last_analysis_date)
+   report.scan_id = report.scan_date and obj.id .. "-" .. a.last_analysis_date
+   report.permalink = shape.GUI .. "/" .. kind .. "/" .. obj.id
+   report.response_code = 1
+   report.verbose_msg = verbose_msg
+   return report, a
+end
+
 --- A v2 file report from a v3 file object.
 -- @tparam table obj the file object (`c:file(h)`)
 -- @tparam[opt] string resource what was asked for (v2 echoes it; default the sha256)
 -- @treturn table
 function shape.file(obj, resource)
-   local a = obj.attributes
-   local report = verdicts({}, a.last_analysis_results, "file")
+   local report, a = object_report(obj, "file", "Scan finished, information embedded")
    report.md5, report.sha1, report.sha256 = value(a.md5), value(a.sha1), value(a.sha256) or obj.id
    report.resource = resource or obj.id
-   report.scan_date = v2_date(a.last_analysis_date)
-   report.scan_id = report.scan_date and obj.id .. "-" .. a.last_analysis_date
-   report.permalink = shape.GUI .. "/file/" .. obj.id
-   report.response_code = 1
-   report.verbose_msg = "Scan finished, information embedded"
    return report
 end
 
@@ -110,15 +117,9 @@ end
 -- @tparam[opt] string resource the URL asked for
 -- @treturn table
 function shape.url(obj, resource)
-   local a = obj.attributes
-   local report = verdicts({}, a.last_analysis_results, "url")
+   local report, a = object_report(obj, "url", "Scan finished, scan information embedded in this object")
    report.url = value(a.url)
    report.resource = resource or report.url or obj.id
-   report.scan_date = v2_date(a.last_analysis_date)
-   report.scan_id = report.scan_date and obj.id .. "-" .. a.last_analysis_date
-   report.permalink = shape.GUI .. "/url/" .. obj.id
-   report.response_code = 1
-   report.verbose_msg = "Scan finished, scan information embedded in this object"
    return report
 end
 
