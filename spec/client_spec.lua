@@ -37,6 +37,10 @@ describe("client look-ups", function()
     assert.equal("integer", math.type(a.last_analysis_date))
     assert.equal("integer", math.type(a.last_analysis_stats.malicious))
     assert.equal("integer", math.type(a.reputation))
+    -- and fractions stay fractions (a section's entropy)
+    local entropy = a.pe_info.sections[1].entropy
+    assert.equal("float", math.type(entropy))
+    assert.equal(3.37, entropy)
   end)
 
   it("sends the key only in x-apikey", function()

@@ -895,7 +895,6 @@ static void batch_submit(lua_State *L, vt_client *c, batch_state *b)
     while (b->inflight < b->conc && b->next <= b->n) {
         if (lua_rawgeti(L, 5, b->next) == LUA_TUSERDATA) {
             vt_job_submit(c->engine, lua_touserdata(L, -1), &c->transport, &c->policy);
-            c->requests++;
             b->flight[b->inflight++] = b->next;
         }
         lua_pop(L, 1);

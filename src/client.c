@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #include <unistd.h>
 
 #define DEFAULT_BASE_URL "https://www.virustotal.com"
-#define MAX_WINDOWS 16
+#define MAX_RATE_WINDOWS (VT_MAX_WINDOWS - 3) /* beside the minute, day and month ones */
 
 /* ------------------------------------------------------------ small tools */
 
@@ -91,10 +92,10 @@ void vt_push_query(lua_State *L, int idx)
 
 /* --------------------------------------------------------------- options */
 
-static const char *const client_options[] = {
+static const char *const client_option_names[] = {
     "apikey", "base_url", "api", "requests_per_minute", "requests_per_day", "requests_per_month",
     "rate", "quota_state", "max_wait", "timeout", "connect_timeout", "retries", "proxy", "cainfo",
-    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", NULL,
+    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", "retry_base", NULL,
 };
 
 /* Reads opts[key]; raises naming the key when present with another type. */
@@ -130,14 +131,23 @@ static char *opt_string(lua_State *L, int opts, const char *key, const char *dfl
     return copy;
 }
 
-static double opt_number(lua_State *L, int opts, const char *key, double dflt, double min)
+/* opts[key], a number within [min, max]; raises naming the option and the range
+ * (NaN is outside every range). */
+static double opt_number(lua_State *L, int opts, const char *key, double dflt, double min, double max)
 {
     if (!opt_field(L, opts, key, LUA_TNUMBER))
         return dflt;
     double v = lua_tonumber(L, -1);
     lua_pop(L, 1);
-    if (!(v >= min))
-        luaL_error(L, "vt.client: option '%s' must be >= %g", key, min);
+    if (!(v >= min && v <= max)) {
+        char got[32], msg[160];
+        if (isnan(v))
+            snprintf(got, sizeof got, "NaN");
+        else
+            snprintf(got, sizeof got, "%g", v);
+        snprintf(msg, sizeof msg, "vt.client: option '%s' must be a number from %g to %g (got %s)", key, min, max, got);
+        luaL_error(L, "%s", msg);
+    }
     return v;
 }
 
@@ -179,8 +189,8 @@ static size_t read_windows(lua_State *L, int opts, vt_window *w)
             double per = lua_tonumber(L, -1);
             if (!isint || n < 1 || !lua_isnumber(L, -1) || !(per > 0))
                 luaL_error(L, "vt.client: rate[%d] needs n (a positive integer) and per (seconds > 0)", (int)i);
-            if (count == MAX_WINDOWS)
-                luaL_error(L, "vt.client: at most %d rate windows", MAX_WINDOWS);
+            if (i > MAX_RATE_WINDOWS)
+                luaL_error(L, "vt.client: at most %d rate windows", MAX_RATE_WINDOWS);
             w[count++] = (vt_window){VT_WIN_SLIDING, n, per};
             lua_pop(L, 3);
         }
@@ -241,7 +251,7 @@ static int client_new(lua_State *L)
 {
     lua_settop(L, 1);
     luaL_checktype(L, 1, LUA_TTABLE);
-    vt_check_option_keys(L, 1, "vt.client", client_options);
+    vt_check_option_keys(L, 1, "vt.client", client_option_names);
 
     /* The handle exists (closed) before anything is acquired, so a raise
      * below leaves nothing unowned: __gc releases what was set. */
@@ -270,15 +280,14 @@ static int client_new(lua_State *L)
     if (!api_ok)
         return luaL_error(L, "vt.client: option 'api' must be \"v3\" or \"v2\"");
 
-    c->policy.max_wait = opt_number(L, 1, "max_wait", 60, 0);
-    double retries = opt_number(L, 1, "retries", 3, 0);
-    if (retries > 100 || retries != (int)retries)
+    c->policy.max_wait = opt_number(L, 1, "max_wait", 60, 0, 86400);
+    double retries = opt_number(L, 1, "retries", 3, 0, 100);
+    if (retries != (int)retries)
         return luaL_error(L, "vt.client: option 'retries' must be a whole number from 0 to 100");
     c->policy.retries = (int)retries;
-    c->transport.timeout = opt_number(L, 1, "timeout", 60, 0.001);
-    c->transport.connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001);
-    if (c->transport.timeout > 86400 || c->transport.connect_timeout > 86400)
-        return luaL_error(L, "vt.client: options 'timeout' and 'connect_timeout' must be at most 86400 s");
+    c->policy.retry_base = opt_number(L, 1, "retry_base", 1, 0, 60);
+    c->transport.timeout = opt_number(L, 1, "timeout", 60, 0.001, 86400);
+    c->transport.connect_timeout = opt_number(L, 1, "connect_timeout", 10, 0.001, 86400);
     c->transport.proxy = opt_string(L, 1, "proxy", NULL);
     c->transport.cainfo = opt_string(L, 1, "cainfo", NULL);
     c->transport.user_agent = opt_string(L, 1, "user_agent", "vt-lua/" VT_VERSION);
@@ -295,11 +304,13 @@ static int client_new(lua_State *L)
         lua_pop(L, 1);
     } else
         return luaL_error(L, "vt.client: option 'yield' must be a boolean or a function (got %s)", luaL_typename(L, -1));
-    c->poll_interval = opt_number(L, 1, "poll_interval", 15, 0);
-    c->poll_timeout = opt_number(L, 1, "poll_timeout", 600, 0);
+    c->poll_interval = opt_number(L, 1, "poll_interval", 15, 0, 86400);
+    c->poll_timeout = opt_number(L, 1, "poll_timeout", 600, 0, 30 * 86400);
 
-    vt_window windows[MAX_WINDOWS + 3];
-    size_t nwin = read_windows(L, 1, windows);
+    c->nwin = read_windows(L, 1, c->windows);
+    c->per_minute = opt_field(L, 1, "requests_per_minute", LUA_TNUMBER);
+    if (c->per_minute)
+        lua_pop(L, 1);
 
     int qt = lua_getfield(L, 1, "quota_state");
     if (qt == LUA_TSTRING) {
@@ -315,7 +326,7 @@ static int client_new(lua_State *L)
     lua_pop(L, 1);
 
     vt_err e;
-    c->limiter = vt_limiter_new(windows, nwin, c->quota_path, &e);
+    c->limiter = vt_limiter_new(c->windows, c->nwin, c->quota_path, &e);
     if (!c->limiter)
         return luaL_error(L, "vt.client: %s", e.message);
     c->policy.limiter = c->limiter;
@@ -339,7 +350,8 @@ static int client_tostring(lua_State *L)
     if (!c->engine)
         lua_pushliteral(L, "vt.client (closed)");
     else
-        lua_pushfstring(L, "vt.client (%s %s, %d requests) %p", c->api, c->base_url, c->requests, (void *)c);
+        lua_pushfstring(L, "vt.client (%s %s, %I requests) %p", c->api, c->base_url,
+                        (lua_Integer)vt_engine_requests(c->engine), (void *)c);
     return 1;
 }
 
@@ -445,8 +457,6 @@ static void submit_jobs(lua_State *L, vt_client *c, int first, int n)
         vt_job *j = lua_touserdata(L, first + i);
         if (j->state == VT_JOB_IDLE) {
             vt_job_submit(c->engine, j, &c->transport, &c->policy);
-            if (j->url)
-                c->requests++;
         }
     }
 }
@@ -662,148 +672,6 @@ int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 
 /* -------------------------------------------------------------- look-ups */
 
-static void quote_for_message(char *out, size_t cap, const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 4 < cap; i++)
-        out[n++] = isprint((unsigned char)s[i]) ? s[i] : '?';
-    if (n + 4 >= cap && len > n)
-        memcpy(out + n - 3, "...", 3);
-    out[n] = '\0';
-}
-
-static int malformed(vt_err *e, const char *what, const char *s, size_t len)
-{
-    char shown[80];
-    quote_for_message(shown, sizeof shown, s, len);
-    vt_err_set(e, "InvalidArgument", "not %s: '%s'", what, shown);
-    return 0;
-}
-
-static const char *const kind_names[] = {"file", "url", "domain", "ip", "analysis", NULL};
-static const char *const kind_collections[] = {"files", "urls", "domains", "ip_addresses", "analyses"};
-
-vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
-{
-    const char *name = vt_checkstring(L, idx, NULL);
-    for (int k = 0; kind_names[k]; k++)
-        if ((strcmp(name, kind_names[k]) == 0 || strcmp(name, kind_collections[k]) == 0) &&
-            (allow_analysis || k != VT_KIND_ANALYSIS))
-            return (vt_kind)k;
-    return luaL_error(L, "bad kind '%s' (expected %s)", name,
-                      allow_analysis ? "file, url, domain, ip or analysis" : "file, url, domain or ip");
-}
-
-/* The id part of each kind's path, normalised, pushed; 0 with e on bad data. */
-static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
-{
-    if (!vt_hash_kind_of(h, len))
-        return malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < len; i++)
-        luaL_addchar(&b, (char)tolower((unsigned char)h[i]));
-    luaL_pushresult(&b);
-    return 1;
-}
-
-/* A sha256 id or a bare URL identifier (URL-safe base64: no dot, slash or
- * colon) is used as is; anything else is a URL, refanged, whose id is computed. */
-static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
-{
-    if (vt_hash_kind_of(u, len) == VT_HASH_SHA256)
-        return push_file_id(L, u, len, e);
-    bool is_id = len >= 8;
-    for (size_t i = 0; i < len && is_id; i++)
-        is_id = isalnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
-    if (is_id) {
-        lua_pushlstring(L, u, len);
-        return 1;
-    }
-    vt_push_refanged(L, u, len);
-    size_t rl;
-    const char *r = lua_tolstring(L, -1, &rl);
-    for (size_t i = 0; i < rl; i++)
-        if (isspace((unsigned char)r[i]) || (unsigned char)r[i] < 32)
-            return lua_pop(L, 1), malformed(e, "a URL", u, len);
-    luaL_Buffer b;
-    char *id = luaL_buffinitsize(L, &b, 4 * (rl / 3 + 1) + 1);
-    luaL_pushresultsize(&b, vt_base64url(r, rl, id));
-    lua_remove(L, -2);
-    return 1;
-}
-
-static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
-{
-    vt_push_refanged(L, d, len);
-    size_t rl;
-    const char *r = lua_tolstring(L, -1, &rl);
-    if (rl > 0 && r[rl - 1] == '.')
-        rl--;
-    if (!vt_is_domain(r, rl))
-        return lua_pop(L, 1), malformed(e, "a domain name", d, len);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < rl; i++)
-        luaL_addchar(&b, (char)tolower((unsigned char)r[i]));
-    luaL_pushresult(&b);
-    lua_remove(L, -2);
-    return 1;
-}
-
-static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
-{
-    vt_push_refanged(L, a, len);
-    size_t rl;
-    const char *r = lua_tolstring(L, -1, &rl);
-    if (!vt_ip_version_of(r, rl))
-        return lua_pop(L, 1), malformed(e, "an IP address", a, len);
-    return 1;
-}
-
-static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
-{
-    if (len > 512)
-        return malformed(e, "an analysis id", id, len);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    vt_add_escaped(&b, id, len);
-    luaL_pushresult(&b);
-    return 1;
-}
-
-int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
-{
-    static const char *const what[] = {"hash", "URL", "domain", "IP address", "analysis id"};
-    size_t raw, len;
-    const char *s = vt_checkstring(L, idx, &raw);
-    s = vt_trim(s, raw, &len);
-    if (len == 0) {
-        vt_err_set(e, "InvalidArgument", "empty %s", what[kind]);
-        return 0;
-    }
-    if (memchr(s, '\0', len)) {
-        vt_err_set(e, "InvalidArgument", "%s contains a NUL byte", what[kind]);
-        return 0;
-    }
-    switch (kind) {
-    case VT_KIND_FILE: return push_file_id(L, s, len, e);
-    case VT_KIND_URL: return push_url_id(L, s, len, e);
-    case VT_KIND_DOMAIN: return push_domain_id(L, s, len, e);
-    case VT_KIND_IP: return push_ip_id(L, s, len, e);
-    default: return push_analysis_id(L, s, len, e);
-    }
-}
-
-int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e)
-{
-    if (!vt_push_object_id(L, kind, idx, e))
-        return 0;
-    lua_pushfstring(L, "/%s/%s", kind_collections[kind], lua_tostring(L, -1));
-    lua_remove(L, -2);
-    return 1;
-}
-
 static int lookup_done(lua_State *L, int status, lua_KContext kind)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -872,6 +740,118 @@ static int client_quota_status(lua_State *L)
     return 1;
 }
 
+/* Pushes a proxy URL with the password of its user part replaced by "***". */
+static void push_redacted_proxy(lua_State *L, const char *proxy)
+{
+    const char *auth = strstr(proxy, "://");
+    auth = auth ? auth + 3 : proxy;
+    size_t authority = strcspn(auth, "/?#");
+    const char *at = memrchr(auth, '@', authority);
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon) {
+        lua_pushstring(L, proxy);
+        return;
+    }
+    lua_pushfstring(L, "%s***%s", lua_pushlstring(L, proxy, (size_t)(colon + 1 - proxy)), at);
+    lua_remove(L, -2);
+}
+
+static void set_string_field(lua_State *L, const char *key, const char *value)
+{
+    if (value) {
+        lua_pushstring(L, value);
+        lua_setfield(L, -2, key);
+    }
+}
+
+static void set_number_field(lua_State *L, const char *key, double value)
+{
+    lua_Integer i;
+    if (lua_numbertointeger(value, &i) && (double)i == value)
+        lua_pushinteger(L, i);
+    else
+        lua_pushnumber(L, value);
+    lua_setfield(L, -2, key);
+}
+
+/* c:options(): the client's effective options, every default filled in, without
+ * the key (and without a proxy password), so the playbook layers follow the
+ * client and a user can see what a client does. */
+static int client_options(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    lua_createtable(L, 0, 24);
+    set_string_field(L, "api", c->api);
+    set_string_field(L, "base_url", c->base_url);
+    lua_createtable(L, (int)c->nwin, 0);
+    lua_Integer rates = 0;
+    for (size_t i = 0; i < c->nwin; i++) {
+        const vt_window *w = &c->windows[i];
+        if (i == 0 && c->per_minute)
+            lua_pushinteger(L, (lua_Integer)w->n), lua_setfield(L, -3, "requests_per_minute");
+        else if (w->kind == VT_WIN_DAY)
+            lua_pushinteger(L, (lua_Integer)w->n), lua_setfield(L, -3, "requests_per_day");
+        else if (w->kind == VT_WIN_MONTH)
+            lua_pushinteger(L, (lua_Integer)w->n), lua_setfield(L, -3, "requests_per_month");
+        else {
+            lua_createtable(L, 0, 2);
+            lua_pushinteger(L, (lua_Integer)w->n);
+            lua_setfield(L, -2, "n");
+            set_number_field(L, "per", w->per);
+            lua_rawseti(L, -2, ++rates);
+        }
+    }
+    if (rates > 0)
+        lua_setfield(L, -2, "rate");
+    else
+        lua_pop(L, 1);
+    if (c->quota_path)
+        lua_pushstring(L, c->quota_path);
+    else
+        lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "quota_state");
+    set_number_field(L, "max_wait", c->policy.max_wait);
+    set_number_field(L, "timeout", c->transport.timeout);
+    set_number_field(L, "connect_timeout", c->transport.connect_timeout);
+    lua_pushinteger(L, c->policy.retries);
+    lua_setfield(L, -2, "retries");
+    set_number_field(L, "retry_base", c->policy.retry_base);
+    if (c->transport.proxy) {
+        push_redacted_proxy(L, c->transport.proxy);
+        lua_setfield(L, -2, "proxy");
+    }
+    set_string_field(L, "cainfo", c->transport.cainfo);
+    lua_pushboolean(L, c->transport.insecure);
+    lua_setfield(L, -2, "insecure");
+    set_string_field(L, "user_agent", c->transport.user_agent);
+    set_number_field(L, "poll_interval", c->poll_interval);
+    set_number_field(L, "poll_timeout", c->poll_timeout);
+    if (c->mode == VT_YIELD_FN)
+        lua_getiuservalue(L, 1, 1);
+    else
+        lua_pushboolean(L, c->mode == VT_YIELD);
+    lua_setfield(L, -2, "yield");
+    return 1;
+}
+
+/* c:cache_stats(): what the response cache did, and the API requests this client
+ * has sent (each attempt that took a quota slot). */
+static int client_cache_stats(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    static const char *const counters[] = {"hits", "misses", "stores", "coalesced", "errors", NULL};
+    lua_createtable(L, 0, 7);
+    lua_pushliteral(L, "none");
+    lua_setfield(L, -2, "backend");
+    for (int i = 0; counters[i]; i++) {
+        lua_pushinteger(L, 0);
+        lua_setfield(L, -2, counters[i]);
+    }
+    lua_pushinteger(L, (lua_Integer)vt_engine_requests(c->engine));
+    lua_setfield(L, -2, "requests");
+    return 1;
+}
+
 void vt_client_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
@@ -881,6 +861,8 @@ void vt_client_open(lua_State *L)
         {"ip", client_ip},
         {"analysis", client_analysis},
         {"quota_status", client_quota_status},
+        {"options", client_options},
+        {"cache_stats", client_cache_stats},
         {"pollfd", client_pollfd},
         {"events", client_events},
         {"timeout", client_timeout},

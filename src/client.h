@@ -7,6 +7,7 @@
 #include "vt.h"
 
 #define VT_JOB_MT "vt.job"
+#define VT_MAX_WINDOWS 19 /* requests_per_minute/day/month and 16 `rate` windows */
 
 typedef struct vt_client {
     vt_engine *engine;          /* NULL once closed */
@@ -19,7 +20,9 @@ typedef struct vt_client {
     vt_transport transport;
     vt_retry_policy policy;
     double poll_interval, poll_timeout;
-    int requests;               /* transfers started, for tostring */
+    vt_window windows[VT_MAX_WINDOWS]; /* the limiter's windows, as given (for c:options) */
+    size_t nwin;
+    bool per_minute;            /* windows[0] came from requests_per_minute */
     enum { VT_BLOCK, VT_YIELD, VT_YIELD_FN } mode; /* VT_YIELD_FN: uservalue 1 is the function */
 } vt_client;
 
@@ -62,21 +65,6 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
 /* Sets e->message from the string at idx with the key replaced before any cut. */
 void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 
-/* Percent-encodes s for a path segment or query component into a Lua buffer. */
-void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len);
-/* Pushes a query string built from the table at idx (nil: pushes ""). */
-void vt_push_query(lua_State *L, int idx);
-/* Trims ASCII whitespace; returns the trimmed view. */
-const char *vt_trim(const char *s, size_t len, size_t *out_len);
-
-typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_ANALYSIS } vt_kind;
-/* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
-vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis);
-/* Validates and normalises the indicator at idx (trim, refang, lowercase) and
- * pushes its id / its path ("/files/<sha256>"); on malformed data returns 0 with
- * e filled (InvalidArgument) and pushes nothing. Non-strings raise. */
-int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e);
-int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 
 /* calls.c */
 void vt_calls_register(lua_State *L); /* adds its methods to the table at the top */

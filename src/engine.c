@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
-#define BACKOFF_BASE 1.0
 #define BACKOFF_CAP 30.0
 #define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
 
@@ -27,6 +26,7 @@ struct vt_engine {
     int epfd;
     vt_job *jobs;         /* every linked job */
     unsigned jitter_state;
+    uint64_t requests;    /* API requests sent (attempts that counted against the quota) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -304,6 +304,8 @@ void vt_engine_free(vt_engine *eng)
 
 int vt_engine_fd(vt_engine *eng) { return eng->epfd; }
 
+uint64_t vt_engine_requests(const vt_engine *eng) { return eng->requests; }
+
 /* ---------------------------------------------------------------- jobs */
 
 void vt_job_init(vt_job *j)
@@ -410,6 +412,8 @@ static void start_transfer(vt_job *j)
         return;
     }
     j->attempts++;
+    if (j->counts_quota)
+        j->engine->requests++;
     j->state = VT_JOB_RUNNING;
     if (curl_multi_add_handle(j->engine->multi, j->easy) != CURLM_OK) {
         curl_easy_cleanup(j->easy);
@@ -498,7 +502,7 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     }
     if (j->retry_after_hdr >= 0 && !j->err.code[0])
         return j->retry_after_hdr;
-    double d = BACKOFF_BASE * pow(2, j->attempts - 1);
+    double d = j->policy->retry_base * pow(2, j->attempts - 1);
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }
 

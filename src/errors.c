@@ -121,6 +121,37 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
+/* vt.error(code, message [, fields]): an error value like the core's own, for
+ * Lua code (the playbook layers) that fails the same way the client does. Extra
+ * fields (http, retry_after, analysis_id, ... or the caller's own) are copied. */
+static int l_error(lua_State *L)
+{
+    size_t code_len;
+    vt_checkstring(L, 1, &code_len);
+    vt_checkstring(L, 2, NULL);
+    luaL_argcheck(L, code_len > 0, 1, "error code must not be empty");
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    lua_createtable(L, 0, 4);
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return luaL_error(L, "vt.error: field names must be strings");
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, 4);
+        }
+    }
+    lua_pushvalue(L, 1);
+    lua_setfield(L, 4, "code");
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 4, "message");
+    luaL_setmetatable(L, VT_ERROR_MT);
+    return 1;
+}
+
 void vt_errors_open(lua_State *L)
 {
     if (luaL_newmetatable(L, VT_ERROR_MT)) {
@@ -130,4 +161,6 @@ void vt_errors_open(lua_State *L)
         lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
+    lua_pushcfunction(L, l_error);
+    lua_setfield(L, -2, "error");
 }

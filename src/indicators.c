@@ -1,5 +1,6 @@
 /* Indicator helpers: vt.url_id, vt.hash_type, vt.refang, vt.ip_version,
- * vt.is_private_ip, and the C checks the client runs before any request.
+ * vt.is_private_ip, vt.normalize, and the checks the client runs on an indicator
+ * (kind names, validation, its id and path) before any request.
  *
  * Every input is a Lua string of known length that may hold NUL bytes, so
  * nothing here relies on NUL termination of its input.
@@ -17,6 +18,7 @@
 #include "vt.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ hashes */
@@ -251,6 +253,157 @@ void vt_push_refanged(lua_State *L, const char *s, size_t len)
     luaL_pushresult(&b);
 }
 
+/* ------------------------------------------- indicators as the service names them */
+
+static void quote_for_message(char *out, size_t cap, const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 4 < cap; i++)
+        out[n++] = isprint((unsigned char)s[i]) ? s[i] : '?';
+    if (n + 4 >= cap && len > n)
+        memcpy(out + n - 3, "...", 3);
+    out[n] = '\0';
+}
+
+static int malformed(vt_err *e, const char *what, const char *s, size_t len)
+{
+    char shown[80];
+    quote_for_message(shown, sizeof shown, s, len);
+    vt_err_set(e, "InvalidArgument", "not %s: '%s'", what, shown);
+    return 0;
+}
+
+static const char *const kind_names[] = {"file", "url", "domain", "ip", "analysis", NULL};
+static const char *const kind_collections[] = {"files", "urls", "domains", "ip_addresses", "analyses"};
+
+vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
+{
+    const char *name = vt_checkstring(L, idx, NULL);
+    for (int k = 0; kind_names[k]; k++)
+        if ((strcmp(name, kind_names[k]) == 0 || strcmp(name, kind_collections[k]) == 0) &&
+            (allow_analysis || k != VT_KIND_ANALYSIS))
+            return (vt_kind)k;
+    return luaL_error(L, "bad kind '%s' (expected %s)", name,
+                      allow_analysis ? "file, url, domain, ip or analysis" : "file, url, domain or ip");
+}
+
+/* The id part of each kind's path, normalised, pushed; 0 with e on bad data. */
+static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
+{
+    if (!vt_hash_kind_of(h, len))
+        return malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)h[i]));
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* A sha256 id or a bare URL identifier (URL-safe base64: no dot, slash or
+ * colon) is used as is; anything else is a URL, refanged, whose id is computed. */
+static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
+{
+    if (vt_hash_kind_of(u, len) == VT_HASH_SHA256)
+        return push_file_id(L, u, len, e);
+    bool is_id = len >= 8;
+    for (size_t i = 0; i < len && is_id; i++)
+        is_id = isalnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
+    if (is_id) {
+        lua_pushlstring(L, u, len);
+        return 1;
+    }
+    vt_push_refanged(L, u, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    for (size_t i = 0; i < rl; i++)
+        if (isspace((unsigned char)r[i]) || (unsigned char)r[i] < 32)
+            return lua_pop(L, 1), malformed(e, "a URL", u, len);
+    luaL_Buffer b;
+    char *id = luaL_buffinitsize(L, &b, 4 * (rl / 3 + 1) + 1);
+    luaL_pushresultsize(&b, vt_base64url(r, rl, id));
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
+{
+    vt_push_refanged(L, d, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    if (rl > 0 && r[rl - 1] == '.')
+        rl--;
+    /* an all-digit last label is no top-level domain: "1.2.3.4" is an address */
+    size_t tld = rl;
+    while (tld > 0 && r[tld - 1] != '.')
+        tld--;
+    bool numeric_tld = tld < rl;
+    for (size_t i = tld; i < rl && numeric_tld; i++)
+        numeric_tld = r[i] >= '0' && r[i] <= '9';
+    if (!vt_is_domain(r, rl) || numeric_tld)
+        return lua_pop(L, 1), malformed(e, "a domain name", d, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < rl; i++)
+        luaL_addchar(&b, (char)tolower((unsigned char)r[i]));
+    luaL_pushresult(&b);
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
+{
+    vt_push_refanged(L, a, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    if (!vt_ip_version_of(r, rl))
+        return lua_pop(L, 1), malformed(e, "an IP address", a, len);
+    return 1;
+}
+
+static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
+{
+    if (len > 512)
+        return malformed(e, "an analysis id", id, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    vt_add_escaped(&b, id, len);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
+{
+    static const char *const what[] = {"hash", "URL", "domain", "IP address", "analysis id"};
+    size_t raw, len;
+    const char *s = vt_checkstring(L, idx, &raw);
+    s = vt_trim(s, raw, &len);
+    if (len == 0) {
+        vt_err_set(e, "InvalidArgument", "empty %s", what[kind]);
+        return 0;
+    }
+    if (memchr(s, '\0', len)) {
+        vt_err_set(e, "InvalidArgument", "%s contains a NUL byte", what[kind]);
+        return 0;
+    }
+    switch (kind) {
+    case VT_KIND_FILE: return push_file_id(L, s, len, e);
+    case VT_KIND_URL: return push_url_id(L, s, len, e);
+    case VT_KIND_DOMAIN: return push_domain_id(L, s, len, e);
+    case VT_KIND_IP: return push_ip_id(L, s, len, e);
+    default: return push_analysis_id(L, s, len, e);
+    }
+}
+
+int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e)
+{
+    if (!vt_push_object_id(L, kind, idx, e))
+        return 0;
+    lua_pushfstring(L, "/%s/%s", kind_collections[kind], lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return 1;
+}
+
 /* ------------------------------------------------------------- Lua binding */
 
 /* Like luaL_checklstring but refuses numbers: SPEC 3.3 has a wrong type raise,
@@ -304,6 +457,17 @@ static int l_ip_version(lua_State *L)
     return 1;
 }
 
+/* vt.normalize(kind, s): the one definition of a valid hash, URL, domain and IP,
+ * shared by the client's calls and the playbook layers. */
+static int l_normalize(lua_State *L)
+{
+    vt_kind kind = vt_kind_check(L, 1, false);
+    vt_err e;
+    if (!vt_push_object_id(L, kind, 2, &e))
+        return vt_err_return(L, &e);
+    return 1;
+}
+
 static int l_is_private_ip(lua_State *L)
 {
     size_t len;
@@ -320,6 +484,7 @@ void vt_indicators_open(lua_State *L)
         {"refang", l_refang},
         {"ip_version", l_ip_version},
         {"is_private_ip", l_is_private_ip},
+        {"normalize", l_normalize},
         {NULL, NULL},
     };
     luaL_setfuncs(L, funcs, 0);

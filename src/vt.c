@@ -102,8 +102,11 @@ LUALIB_API int luaopen_vt(lua_State *L)
     vt_json_open(L);
     vt_json_push_null(L);
     lua_setfield(L, -2, "null");
+    vt_json_register(L);
     vt_errors_open(L);
     vt_indicators_open(L);
+    vt_digest_open(L);
+    vt_psl_open(L);
     vt_client_open(L);
     vt_sftp_open(L);
     vt_smb_open(L);

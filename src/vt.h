@@ -2,10 +2,13 @@
  *
  * One file per concept:
  *   vt.c          module entry (luaopen_vt), one-time library set-up, vt.versions
- *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip
- *   errors.c      the error value of SPEC 3.3 (table with code/message/http/..., __tostring)
- *   json.c        lua-cjson decode with integral numbers handed back as integers; encode
- *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming
+ *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
+ *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
+ *   psl.c         vt.registered_domain (libpsl)
+ *   errors.c      the error value of SPEC 3.3 (table with code/message/http/..., __tostring), vt.error
+ *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
+ *                 vt.decode, vt.encode
+ *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows shared across processes through a locked file
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
  *   client.c      vt.client: options, the handle, awaiting jobs (blocking or yielding), look-ups
@@ -58,6 +61,7 @@ int vt_fail(lua_State *L, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Replaces every occurrence of secret (len > 0) in s, in place, by "***". */
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len);
+/* The error metatable; registers vt.error into the table at the top. */
 void vt_errors_open(lua_State *L);
 
 /* -------------------------------------------------------------- indicators */
@@ -77,8 +81,26 @@ bool vt_is_domain(const char *s, size_t len);
 size_t vt_base64url(const char *data, size_t len, char *out);
 /* Pushes the refanged copy of s. */
 void vt_push_refanged(lua_State *L, const char *s, size_t len);
-/* Registers url_id, hash_type, refang, ip_version, is_private_ip into the table at the top. */
+/* Percent-encodes s for a path segment or query component into a Lua buffer. */
+void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len);
+/* Pushes a query string built from the table at idx (nil: pushes ""). */
+void vt_push_query(lua_State *L, int idx);
+/* Trims ASCII whitespace; returns the trimmed view. */
+const char *vt_trim(const char *s, size_t len, size_t *out_len);
+
+typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_ANALYSIS } vt_kind;
+/* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
+vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis);
+/* Validates and normalises the indicator at idx (trim, refang, lowercase) and
+ * pushes its id / its path ("/files/<sha256>"); on malformed data returns 0 with
+ * e filled (InvalidArgument) and pushes nothing. Non-strings raise. */
+int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e);
+int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
+
+/* Registers url_id, hash_type, refang, ip_version, is_private_ip, normalize into the table at the top. */
 void vt_indicators_open(lua_State *L);
+/* psl.c: registers vt.registered_domain (libpsl) into the table at the top. */
+void vt_psl_open(lua_State *L);
 
 /* ------------------------------------------------------------------ digest */
 
@@ -90,6 +112,8 @@ void vt_digest_final(vt_digest *d, char md5[33], char sha1[41], char sha256[65])
 void vt_digest_free(vt_digest *d);
 /* Lowercase hex SHA-256 of data. */
 void vt_sha256_hex(const void *data, size_t len, char out[65]);
+/* Registers vt.digest into the table at the top. */
+void vt_digest_open(lua_State *L);
 
 /* -------------------------------------------------------------------- json */
 
@@ -102,6 +126,7 @@ void vt_json_encode(lua_State *L, int idx);
 /* Pushes the null sentinel (cjson.null). */
 void vt_json_push_null(lua_State *L);
 void vt_json_open(lua_State *L); /* loads cjson once per Lua state */
+void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
 
 /* ----------------------------------------------------------------- limiter */
 
@@ -195,6 +220,7 @@ typedef struct vt_transport {
 
 typedef struct vt_retry_policy {
     int retries;        /* extra attempts after the first */
+    double retry_base;  /* seconds: the first backoff step, doubled each retry */
     double max_wait;    /* seconds a job may spend waiting (quota + backoff) */
     vt_limiter *limiter;/* NULL = no local quota */
 } vt_retry_policy;
@@ -258,6 +284,8 @@ void vt_job_release(vt_job *j);
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
 int vt_engine_fd(vt_engine *eng);
+/* API requests the engine has sent (each attempt that took a quota slot counts). */
+uint64_t vt_engine_requests(const vt_engine *eng);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
 

@@ -1,40 +1,29 @@
---- JSON for the playbook layer: lua-cjson, with whole numbers handed back as Lua integers.
---
--- Debian's lua-cjson 2.1.0 decodes every number as a float on Lua 5.4; case files and resume
--- states carry counts and ids that must stay integers (`54`, not `54.0`). JSON null decodes to
--- `vt.null` (the same sentinel as `cjson.null`).
+--- JSON for the playbook layer: the core's `vt.decode` and `vt.encode` (integers kept, floats
+-- written whole, JSON null as `vt.null`), with file helpers.
 -- @module vt.soar.json
-local cjson = require "cjson.safe"
+local vt = require "vt"
 
 local json = {}
-
-local function integers(value)
-    if type(value) == "number" then
-        return math.tointeger(value) or value
-    end
-    if type(value) == "table" then
-        for k, v in pairs(value) do
-            value[k] = integers(v)
-        end
-    end
-    return value
-end
 
 --- Decodes a JSON text.
 -- @tparam string text
 -- @return the value, or nil and a message
 function json.decode(text)
-    local value, err = cjson.decode(text)
-    if value == nil then
-        return nil, err
+    local value, err = vt.decode(text)
+    if err then
+        return nil, err.message
     end
-    return integers(value)
+    return value
 end
 
 --- Encodes a value as JSON.
 -- @return the text, or nil and a message
 function json.encode(value)
-    return cjson.encode(value)
+    local ok, text = pcall(vt.encode, value)
+    if not ok then
+        return nil, text
+    end
+    return text
 end
 
 --- Reads and decodes a JSON file.
