@@ -7,7 +7,7 @@
 --    -- front.wrong_name_url  "https://localhost:<wrong_name_port>" (certificate for wrong.example)
 --    -- front.ca              the CA that signed both certificates (a client's `cainfo`)
 --    -- front.other_ca        a CA that signed nothing here (an unknown CA)
---    -- front.port, front.wrong_name_port, front.host ("127.0.0.1"), front.pid, front.dir
+--    -- front.port, front.wrong_name_port, front.host ("127.0.0.1"), front.pid, front.dir, front.log_file
 --    front:log()             -- access log entries, oldest first (fields below)
 --    front:reset()           -- empties the access log
 --    front:stop()            -- also on garbage collection and at the end of a <close> scope
@@ -18,6 +18,7 @@
 -- JSON answers and pass requests on to `upstream`, with Host set to the address the client used.
 -- A watchdog stops nginx when the Lua process that started it exits (helpers.remote_proc).
 -- Debian packages: nginx-light (ssl, http_v2, gzip), openssl.
+local daemon = require "helpers.daemon"
 local proc = require "helpers.remote_proc"
 local tls = require "helpers.tls"
 
@@ -97,8 +98,7 @@ local function config(dir, upstream, listeners)
   return table.concat(lines, "\n")
 end
 
-local Front = {}
-Front.__index = Front
+local Front = daemon.class()
 
 --- Starts nginx in front of opts.upstream (a base URL such as "http://127.0.0.1:8080").
 function nginx.start(opts)
@@ -122,7 +122,7 @@ function nginx.start(opts)
           url = "https://localhost:" .. port,
           ip_url = "https://127.0.0.1:" .. port,
           wrong_name_url = "https://localhost:" .. wrong_name_port,
-          ca = ca.cert, other_ca = other_ca.cert, access_log = dir .. "/access.log",
+          ca = ca.cert, other_ca = other_ca.cert, log_file = dir .. "/access.log",
         }, Front)
       end
       proc.stop(pid)
@@ -141,7 +141,7 @@ function Front:log(count)
   local entries
   for _ = 1, 200 do
     entries = {}
-    for line in (proc.read(self.access_log) or ""):gmatch("[^\n]+") do
+    for line in (proc.read(self.log_file) or ""):gmatch("[^\n]+") do
       entries[#entries + 1] = parse_line(line)
     end
     if #entries >= (count or 0) then break end
@@ -149,22 +149,5 @@ function Front:log(count)
   end
   return entries
 end
-
---- Empties the access log (nginx appends, so it carries on at the start).
-function Front:reset()
-  proc.write(self.access_log, "")
-end
-
---- Stops nginx and removes its directory; safe to call more than once.
-function Front:stop()
-  if self.pid then
-    proc.stop(self.pid)
-    proc.rmdir(self.dir)
-    self.pid = nil
-  end
-end
-
-Front.__gc = Front.stop
-Front.__close = Front.stop
 
 return nginx

@@ -3,7 +3,7 @@
 --    local tinyproxy = require "helpers.tinyproxy"
 --    local px = tinyproxy.start{connect_ports = {front.port}, user = "u", password = "p"}
 --    -- px.url    "http://127.0.0.1:<port>" (no credentials in it)
---    -- px.port, px.pid, px.dir
+--    -- px.port, px.pid, px.dir, px.log_file
 --    px:requests()   -- what it was asked, oldest first: {method = "GET"|"CONNECT", target = ...}
 --    px:reset()      -- empties its log
 --    px:stop()       -- also on garbage collection and at the end of a <close> scope
@@ -14,6 +14,7 @@
 -- authentication (tinyproxy 1.11 answers 407 without credentials, 401 to wrong ones).
 -- A watchdog stops it when the Lua process that started it exits (helpers.remote_proc).
 -- Debian package: tinyproxy.
+local daemon = require "helpers.daemon"
 local proc = require "helpers.remote_proc"
 
 local tinyproxy = {}
@@ -37,8 +38,7 @@ local function config(dir, port, opts)
   return table.concat(lines, "\n")
 end
 
-local Proxy = {}
-Proxy.__index = Proxy
+local Proxy = daemon.class()
 
 --- Starts tinyproxy. opts: connect_ports (list of ports CONNECT may reach), user and password
 -- (Basic proxy authentication; plain words).
@@ -65,22 +65,5 @@ function Proxy:requests()
   end
   return list
 end
-
---- Empties its log (tinyproxy appends, so it carries on at the start).
-function Proxy:reset()
-  proc.write(self.log_file, "")
-end
-
---- Stops tinyproxy and removes its directory; safe to call more than once.
-function Proxy:stop()
-  if self.pid then
-    proc.stop(self.pid)
-    proc.rmdir(self.dir)
-    self.pid = nil
-  end
-end
-
-Proxy.__gc = Proxy.stop
-Proxy.__close = Proxy.stop
 
 return tinyproxy
