@@ -368,6 +368,12 @@ static CURL *make_easy(vt_job *j, const vt_transport *t)
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(t->connect_timeout * 1000));
+    /* Concurrent transfers to a host not yet connected wait to learn whether its
+     * connection multiplexes (HTTP/2) instead of each opening their own. Over TLS
+     * the handshake (ALPN) tells; over plain HTTP only the first answer would, so
+     * a slow one would hold the others back: there they do not wait. */
+    if (strncmp(j->url, "https://", 8) == 0)
+        curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
     if (j->streaming) {
         /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -506,6 +512,24 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }
 
+/* Scrubs from msg the password of a proxy URL "[scheme://]user:password@host...":
+ * curl quotes a proxy URL it cannot parse whole ("Unsupported proxy syntax in '...'").
+ * Found by hand, because such a URL is exactly the one curl's URL parser refuses. */
+static void redact_proxy_password(char *msg, size_t cap, const char *proxy)
+{
+    if (!proxy)
+        return;
+    const char *user = strstr(proxy, "://");
+    user = user ? user + 3 : proxy;
+    const char *end = user + strcspn(user, "/?#"), *at = NULL;
+    for (const char *p = user; p < end; p++)
+        if (*p == '@')
+            at = p; /* the last one: a raw '@' in the password stays inside the span */
+    const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
+    if (colon && at > colon + 1)
+        vt_redact(msg, cap, colon + 1, (size_t)(at - colon - 1));
+}
+
 static void describe_curl_failure(vt_job *j, CURLcode rc)
 {
     if (j->err.code[0])
@@ -515,10 +539,21 @@ static void describe_curl_failure(vt_job *j, CURLcode rc)
         code = "Timeout";
     else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
              rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
-             rc == CURLE_SSL_CIPHER || rc == CURLE_SSL_ISSUER_ERROR)
+             rc == CURLE_SSL_CIPHER || rc == CURLE_SSL_ISSUER_ERROR ||
+             rc == CURLE_SSL_ENGINE_NOTFOUND || rc == CURLE_SSL_ENGINE_SETFAILED ||
+             rc == CURLE_SSL_ENGINE_INITFAILED || rc == CURLE_SSL_SHUTDOWN_FAILED ||
+             rc == CURLE_SSL_CRL_BADFILE || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
+             rc == CURLE_SSL_INVALIDCERTSTATUS || rc == CURLE_SSL_CLIENTCERT)
         code = "TLSError";
     vt_err_set(&j->err, code, "%s", j->curl_errbuf[0] ? j->curl_errbuf : curl_easy_strerror(rc));
     snprintf(j->err.curl, sizeof j->err.curl, "%s", curl_easy_strerror(rc));
+    /* the proxy curl used: the option, else the variables curl reads */
+    const char *from_env[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+    if (j->transport->proxy)
+        redact_proxy_password(j->err.message, sizeof j->err.message, j->transport->proxy);
+    else
+        for (size_t i = 0; i < sizeof from_env / sizeof *from_env; i++)
+            redact_proxy_password(j->err.message, sizeof j->err.message, getenv(from_env[i]));
 }
 
 static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
