@@ -97,6 +97,9 @@ static int vt_versions(lua_State *L)
     return 1;
 }
 
+/* The loader finds it by name; declared for -Wmissing-prototypes. */
+LUALIB_API int luaopen_vt(lua_State *L);
+
 LUALIB_API int luaopen_vt(lua_State *L)
 {
     luaL_checkversion(L);
