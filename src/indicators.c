@@ -15,6 +15,8 @@
  *     them up. Brackets, ports, prefixes and surrounding spaces are refused too.
  * inet_pton (the same ISC-derived rules in glibc, musl and the BSDs) implements
  * exactly these, so it does the parsing; the spec pins every rule down. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <arpa/inet.h>
@@ -415,6 +417,16 @@ static const char *check_string(lua_State *L, int arg, size_t *len)
     return lua_tolstring(L, arg, len);
 }
 
+/***
+The v3 identifier of a URL, as in `/api/v3/urls/{id}`: its URL-safe base64 (RFC 4648 section 5)
+without padding. The URL is encoded byte for byte, as given: refang it first if it may be
+defanged.
+@function url_id
+@tparam string url the URL (any bytes, NUL included)
+@treturn string the identifier (`""` for `""`)
+@raise when `url` is not a string (a number is refused too)
+@usage vt.url_id("http://example.com/") --> "aHR0cDovL2V4YW1wbGUuY29tLw"
+*/
 static int l_url_id(lua_State *L)
 {
     size_t len;
@@ -425,6 +437,14 @@ static int l_url_id(lua_State *L)
     return 1;
 }
 
+/***
+The kind of a file hash, by its length, when it is all hexadecimal digits (either case).
+@function hash_type
+@tparam string s the text to judge
+@treturn[1] string `"md5"` (32 digits), `"sha1"` (40) or `"sha256"` (64)
+@return[2] nil when `s` is not one of these
+@raise when `s` is not a string
+*/
 static int l_hash_type(lua_State *L)
 {
     size_t len;
@@ -437,6 +457,18 @@ static int l_hash_type(lua_State *L)
     return 1;
 }
 
+/***
+Undoes the usual defanging of indicators, in one pass over the text: `[.]`, `(.)`, `{.}`,
+`[dot]`, `(dot)`, `{dot}` become `.`; `[:]` becomes `:` and `[://]` becomes `://`; `[@]` and
+`[at]` become `@`; the schemes `hxxp`, `hxxps` and `fxp` become `http`, `https` and `ftp` when they
+are a whole word followed by `:` or `[`. Letters may be in either case. Anything else is left
+as it is.
+@function refang
+@tparam string s the defanged text
+@treturn string the text with every defanged token restored
+@raise when `s` is not a string
+@usage vt.refang("hxxps://evil[.]example/x") --> "https://evil.example/x"
+*/
 static int l_refang(lua_State *L)
 {
     size_t len;
@@ -445,6 +477,16 @@ static int l_refang(lua_State *L)
     return 1;
 }
 
+/***
+The version of a literal IP address. IPv4 is four decimal octets without leading zeros
+(`010.1.1.1` is refused: tools read it as octal or as decimal); IPv6 is any RFC 4291 text form,
+an IPv4 tail included. Zone ids, brackets, ports, prefixes and spaces are refused.
+@function ip_version
+@tparam string s the text to judge
+@treturn[1] integer `4` or `6`
+@return[2] nil when `s` is not an IP address
+@raise when `s` is not a string
+*/
 static int l_ip_version(lua_State *L)
 {
     size_t len;
@@ -457,8 +499,18 @@ static int l_ip_version(lua_State *L)
     return 1;
 }
 
-/* vt.normalize(kind, s): the one definition of a valid hash, URL, domain and IP,
- * shared by the client's calls and the playbook layers. */
+/***
+The canonical id of an indicator, or why it is not one: the one definition of a valid hash,
+URL, domain and IP address, which every client call and both playbook layers use.
+@function normalize
+@tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"` (also `"files"`, `"urls"`,
+`"domains"`, `"ip_addresses"`)
+@tparam string s the indicator, as it came (trimmed and refanged here)
+@treturn[1] string the lower-case hash, the URL's id, the lower-case domain, or the address
+@treturn[2] nil
+@treturn[2] table an `InvalidArgument` error naming what is wrong
+@raise when `kind` is not a kind or `s` is not a string
+*/
 static int l_normalize(lua_State *L)
 {
     vt_kind kind = vt_kind_check(L, 1, false);
@@ -468,6 +520,16 @@ static int l_normalize(lua_State *L)
     return 1;
 }
 
+/***
+Whether an IP address is one VirusTotal cannot know about: RFC 1918 private networks, loopback,
+link-local, "this network" (`0.0.0.0/8`), shared address space (`100.64.0.0/10`), IPv6
+unspecified, unique local (`fc00::/7`), and IPv4-mapped IPv6 addresses of these.
+@function is_private_ip
+@tparam string s the address
+@treturn boolean `true` when private; `false` for a public address and for text that is not
+an address
+@raise when `s` is not a string
+*/
 static int l_is_private_ip(lua_State *L)
 {
     size_t len;

@@ -1,4 +1,6 @@
 /* Module entry: luaopen_vt, one-time library set-up, vt.versions. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <pthread.h>
@@ -62,6 +64,14 @@ void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *c
     }
 }
 
+/***
+What this build of vt runs on, for bug reports and feature checks.
+@function versions
+@treturn table `vt` (this module's version), `libcurl`, `tls` (the TLS library with its version,
+or `"none"`), `libssh2`, `lua` (the Lua release vt was built against), and two booleans: `http2`
+(libcurl can speak HTTP/2) and `smb` (built with libsmbclient's headers, so `vt.smb_open` can read
+Windows shares)
+*/
 static int vt_versions(lua_State *L)
 {
     const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
@@ -87,6 +97,9 @@ static int vt_versions(lua_State *L)
     return 1;
 }
 
+/* The loader finds it by name; declared for -Wmissing-prototypes. */
+LUALIB_API int luaopen_vt(lua_State *L);
+
 LUALIB_API int luaopen_vt(lua_State *L)
 {
     luaL_checkversion(L);
@@ -95,11 +108,17 @@ LUALIB_API int luaopen_vt(lua_State *L)
         return luaL_error(L, "vt: %s failed", global_status == -1 ? "curl_global_init" : "libssh2_init");
 
     lua_newtable(L);
+    /*** The module's version, `"vt X.Y.Z"`.
+    @field _VERSION
+    */
     lua_pushliteral(L, "vt " VT_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushcfunction(L, vt_versions);
     lua_setfield(L, -2, "versions");
     vt_json_open(L);
+    /*** JSON's null in decoded objects (the value of lua-cjson's `cjson.null`).
+    @field null
+    */
     vt_json_push_null(L);
     lua_setfield(L, -2, "null");
     vt_json_register(L);
