@@ -10,7 +10,6 @@
 #include <curl/curl.h>
 #include <libssh2.h>
 
-void vt_client_open(lua_State *L); /* client.c */
 
 /* curl_global_init and libssh2_init are not thread-safe and must run once per
  * process, however many Lua states load the module (busted re-opens it per spec

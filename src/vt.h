@@ -289,6 +289,10 @@ uint64_t vt_engine_requests(const vt_engine *eng);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
 
+/* ------------------------------------------------------------------ client */
+
+void vt_client_open(lua_State *L); /* client.c: registers vt.client and the handle's metatable */
+
 /* ------------------------------------------------------------ remote files */
 
 void vt_sftp_open(lua_State *L); /* sftp.c: registers vt.sftp into the table at the top */
