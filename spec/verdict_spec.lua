@@ -83,7 +83,8 @@ local function v2_domain(positives, more)
   return body
 end
 
-local BELOW_0_OF_70 = "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 70 engines"
+local BELOW_0_OF_70 =
+  "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 70 engines"
 local NO_STATS = "no analysis yet: the object has no last_analysis_stats"
 local NOT_COUNTED = "related files not counted (the policy's related is not true)"
 local FIVE = { "A", "B", "C", "D", "E" }
@@ -118,7 +119,8 @@ local CASES = {
   { "v3 domain haiku-os.org: ranks average 505632.7, 0 of 94", sample(V3 .. "domain_haiku-os.org.json"), nil,
     "harmless", 0, 0, 94, { "not popular enough: average rank 505632.7 > 10000",
       "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 94 engines" } },
-  { "v3 domain github.com: ranks 105, 2609, 29, 165, no analysis", sample(V3 .. "ninoseki_domain_get_github.com.200.json"),
+  { "v3 domain github.com: ranks 105, 2609, 29, 165, no analysis",
+    sample(V3 .. "ninoseki_domain_get_github.com.200.json"),
     nil, "harmless", 0, 0, 0, { "popular domain: average rank 727 ≤ 10000" } },
   { "v3 domain github.com, popularity off", sample(V3 .. "ninoseki_domain_get_github.com.200.json"),
     { domain = { popularity_rank = false } }, "unknown", 0, 0, 0, { NO_STATS, NOT_COUNTED } },
@@ -180,11 +182,13 @@ local CASES = {
     "malicious", 54, 0, 60, { "54 of 60 engines say malicious (threshold 10)" } },
   { "v2 file report (SecOps example), preferred vendors from its two scans",
     sample(MORE .. "scan_hash_JsonResult_example.json"),
-    { file = { malicious = 60, preferred_vendors = { "Bkav", "MicroWorld-eScan", "Microsoft" }, preferred_threshold = 2 } },
+    { file = { malicious = 60, preferred_vendors = { "Bkav", "MicroWorld-eScan", "Microsoft" },
+      preferred_threshold = 2 } },
     "malicious", 54, 0, 60, { "2 of 2 preferred vendors say malicious (threshold 2)" } },
   { "v2 URL report (SecOps example): 5 of 67", sample(MORE .. "scan_url_JsonResult_example.json"), nil,
     "suspicious", 5, 0, 67, { "5 of 67 engines say malicious or suspicious (threshold 5)" } },
-  { "v2 file report with allinfo (SecOps example): 0 of 61", sample(MORE .. "upload_and_scan_file_JsonResult_example.json"),
+  { "v2 file report with allinfo (SecOps example): 0 of 61",
+    sample(MORE .. "upload_and_scan_file_JsonResult_example.json"),
     nil, "harmless", 0, 0, 61,
     { "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 61 engines" } },
   { "v2 domain report (SecOps example): Alexa rank 100", sample(MORE .. "get_domain_report_JsonResult_example.json"),
@@ -229,7 +233,8 @@ local CASES = {
     { malicious = 3, url = { malicious = 20 } }, "suspicious", 5, 0, 90,
     { "5 of 90 engines say malicious or suspicious (threshold 5)" } },
   { "a domain takes the top level's threshold", analysed("domain", stats(3, 0, 10, 80)),
-    { malicious = 3, url = { malicious = 20 } }, "malicious", 3, 0, 93, { "3 of 93 engines say malicious (threshold 3)" } },
+    { malicious = 3, url = { malicious = 20 } }, "malicious", 3, 0, 93,
+    { "3 of 93 engines say malicious (threshold 3)" } },
   { "the domain's own suspicious threshold", analysed("domain", stats(0, 5, 10, 80)),
     { suspicious = 2, domain = { suspicious = 6 } }, "harmless", 0, 5, 95,
     { "below the thresholds: 0 malicious (threshold 10), 5 malicious or suspicious (threshold 6) of 95 engines" } },
@@ -316,7 +321,8 @@ local CASES = {
     { "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 90 engines" } },
 
   -- popularity (domains, URLs, IPs; rank threshold 10000)
-  { "average rank exactly at the threshold", analysed("domain", stats(20, 0, 0, 70), { popularity_ranks = ranks { 10000 } }),
+  { "average rank exactly at the threshold",
+    analysed("domain", stats(20, 0, 0, 70), { popularity_ranks = ranks { 10000 } }),
     nil, "harmless", 20, 0, 90, { "popular domain: average rank 10000 ≤ 10000" } },
   { "average rank just above the threshold",
     analysed("domain", stats(20, 0, 0, 70), { popularity_ranks = ranks { 10000, 10001 } }), nil, "malicious", 20, 0, 90,
@@ -326,7 +332,8 @@ local CASES = {
     { "not popular enough: average rank 10001 > 10000", "20 of 90 engines say malicious (threshold 10)" } },
   { "popularity turned off", analysed("domain", stats(20, 0, 0, 70), { popularity_ranks = ranks { 5 } }),
     { popularity_rank = false }, "malicious", 20, 0, 90, { "20 of 90 engines say malicious (threshold 10)" } },
-  { "the domain's own rank threshold", analysed("domain", stats(20, 0, 0, 70), { popularity_ranks = ranks { 100, 300 } }),
+  { "the domain's own rank threshold",
+    analysed("domain", stats(20, 0, 0, 70), { popularity_ranks = ranks { 100, 300 } }),
     { domain = { popularity_rank = 100 } }, "malicious", 20, 0, 90,
     { "not popular enough: average rank 200 > 100", "20 of 90 engines say malicious (threshold 10)" } },
   { "a URL's own rank threshold over a top level false",
@@ -354,8 +361,10 @@ local CASES = {
     "unknown", 0, 0, 0, { "no analysis yet: no engine has given a verdict (0 results)" } },
   { "a domain with null stats", object("domain", { last_analysis_stats = vt.null }), nil, "unknown", 0, 0, 0,
     { NO_STATS, NOT_COUNTED } },
-  { "a queued analysis", { type = "analysis", id = "x", attributes = { status = "queued", stats = stats(0), results = {} },
-    meta = { file_info = { sha256 = IDS.file } } }, nil, "unknown", 0, 0, 0, { "no analysis yet: the analysis is queued" } },
+  { "a queued analysis",
+    { type = "analysis", id = "x", attributes = { status = "queued", stats = stats(0), results = {} },
+      meta = { file_info = { sha256 = IDS.file } } },
+    nil, "unknown", 0, 0, 0, { "no analysis yet: the analysis is queued" } },
   { "a completed file analysis takes the file thresholds",
     { type = "analysis", id = "y", attributes = { status = "completed", stats = stats(12, 0, 58), results = {} },
       meta = { file_info = { sha256 = IDS.file } } }, { malicious = 20, file = { malicious = 12 } },
@@ -411,7 +420,8 @@ local CASES = {
       "referrer files (0 counted): 0 malicious (threshold 4), 0 malicious or suspicious (threshold 2)" } },
   { "v2 IP report with related turned off",
     { response_code = 1, asn = 64500, detected_communicating_samples = { { positives = 50, total = 70 } } },
-    { related = false }, "unknown", 0, 0, 0, { "a v2 IP address report has no engine verdicts of its own", NOT_COUNTED } },
+    { related = false }, "unknown", 0, 0, 0,
+    { "a v2 IP address report has no engine verdicts of its own", NOT_COUNTED } },
 }
 
 describe("vt.verdict on a table of objects", function()
@@ -437,12 +447,279 @@ describe("vt.verdict on a table of objects", function()
       local p = assert(io.popen("ls " .. dir))
       for name in p:lines() do
         -- the relationship page is a list of resolutions, not an object to judge
-        if name:match "%.json$" and not USED[dir .. name] and name ~= "ninoseki_domain_resolutions_page_cursor.200.json" then
+        if name:match "%.json$" and not USED[dir .. name]
+          and name ~= "ninoseki_domain_resolutions_page_cursor.200.json" then
           missing[#missing + 1] = dir .. name
         end
       end
       p:close()
     end
     assert.same({}, missing)
+  end)
+end)
+
+describe("vt.verdict policies", function()
+  local obj = analysed("file", stats(5, 0, 65))
+
+  local function raises_naming(key, fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    assert.is_string(err)
+    assert.truthy(err:find("'" .. key .. "'", 1, true), err)
+  end
+
+  local INVALID = {
+    { "malicous", { malicous = 5 } },
+    { "file.malicious", { file = { malicious = "10" } } },
+    { "file.malicious", { file = { malicious = 0 } } },
+    { "suspicious", { suspicious = 2.5 } },
+    { "popularity_rank", { popularity_rank = true } },
+    { "related_malicious", { related_malicious = false } },
+    { "preferred_vendors", { preferred_vendors = "Microsoft" } },
+    { "preferred_vendors", { preferred_vendors = { "Microsoft", 5 } } },
+    { "domain.preferred_vendors", { domain = { preferred_vendors = { x = "Microsoft" } } } },
+    { "related", { related = "yes" } },
+    { "client", { client = "c" } },
+    { "file", { file = 5 } },
+    { "file.client", { file = { client = "c" } } },
+    { "domain.sigma", { domain = { sigma = -1 } } },
+    { "ip.bogus", { ip = { bogus = 1 } } },
+    { "url.yara", '{"url": {"yara": "1"}}' },
+  }
+  for _, case in ipairs(INVALID) do
+    local key, policy = case[1], case[2]
+    it("raises naming '" .. key .. "'", function()
+      raises_naming(key, function() verdict.parse_policy(policy) end)
+      raises_naming(key, function() verdict.verdict(obj, policy) end)
+    end)
+  end
+
+  it("raises naming 'client' when a v3 look-up needs one", function()
+    raises_naming("client", function()
+      verdict.verdict(analysed("domain", stats(0, 0, 0, 90)), { related = true })
+    end)
+  end)
+
+  it("raises when the policy or the object is not a table", function()
+    assert.has_error(function() verdict.parse_policy(5) end)
+    assert.has_error(function() verdict.verdict("abc") end)
+  end)
+
+  it("resolves per type over the top level over XSOAR's defaults", function()
+    local p = verdict.parse_policy {
+      file = { malicious = 5 }, domain = { popularity_rank = false }, preferred_vendors = { "Microsoft", "Kaspersky" },
+      sigma = 7,
+    }
+    assert.same({
+      malicious = 5, suspicious = 5, preferred_vendors = { "Microsoft", "Kaspersky" }, preferred_threshold = 5,
+      yara = 1, sigma = 7, ids = 5, popularity_rank = 10000, related = false, related_malicious = 3,
+      related_suspicious = 2,
+    }, p.file)
+    assert.equal(false, p.domain.popularity_rank)
+    assert.equal(10, p.url.malicious)
+    assert.equal(10000, p.ip.popularity_rank)
+    assert.equal(p, verdict.parse_policy(p))
+  end)
+
+  it("takes a JSON text, keeps its integers and reads null as not given", function()
+    local p = assert(verdict.parse_policy(
+      '{"file": {"malicious": 5}, "domain": {"popularity_rank": false}, "preferred_vendors": ["Microsoft"],'
+      .. ' "suspicious": null, "url": {"yara": 2}}'))
+    assert.equal(5, p.file.malicious)
+    assert.equal("integer", math.type(p.file.malicious))
+    assert.equal(false, p.domain.popularity_rank)
+    assert.same({ "Microsoft" }, p.ip.preferred_vendors)
+    assert.equal(5, p.ip.suspicious)
+    assert.equal("integer", math.type(p.url.yara))
+    local res = assert(verdict.verdict(obj, '{"file": {"malicious": 5}}'))
+    assert.same({ "malicious", { "5 of 70 engines say malicious (threshold 5)" } }, { res.verdict, res.reasons })
+  end)
+
+  it("returns nil, err for a JSON text that is not an object", function()
+    for _, text in ipairs { '{"file": ', "", "5", '"x"' } do
+      local p, err = verdict.parse_policy(text)
+      assert.is_nil(p)
+      assert.equal("InvalidArgument", err.code)
+      local res, verr = verdict.verdict(obj, text)
+      assert.is_nil(res)
+      assert.equal("InvalidArgument", verr.code)
+    end
+  end)
+
+  it("returns nil, err for what is not an object or a report", function()
+    for _, bad in ipairs {
+      {},
+      { last_analysis_stats = stats(1) }, -- attributes without their object
+      { error = { code = "NotFoundError", message = "File not found" } },
+      { type = "analysis", id = "z", attributes = { status = "completed", stats = stats(1) } },
+      { type = "file", id = "f" },
+      { response_code = 1, verbose_msg = "something" },
+      { response_code = 1, positives = 3, total = 9 },
+    } do
+      local res, err = verdict.verdict(bad)
+      assert.is_nil(res)
+      assert.equal("InvalidArgument", err.code)
+    end
+  end)
+
+  it("explains a verdict in one line", function()
+    local res = assert(verdict.verdict(analysed("file", stats(10, 0, 60), { crowdsourced_yara_results = yara(1) })))
+    assert.equal("malicious (score 3): 10 of 70 engines say malicious (threshold 10)", verdict.explain(res))
+  end)
+end)
+
+-- The fake's related files: item i of a relationship has i malicious engines when i is even, none
+-- when odd. With the file thresholds 10 / 5, the first 20 (i = 0..19) hold 5 malicious files
+-- (i = 10..18) and 2 suspicious ones (i = 6, 8); a URL's 12 items hold 1 malicious (10) and 2
+-- suspicious (6, 8). The fake serves no communicating_files for URLs (400).
+describe("vt.verdict related files through a client", function()
+  local srv, c
+  local URL = "https://www.dropbox.com/s/qmi112rc4ns75eb/Confidential_123.xls?dl=1"
+  local HAIKU_BASE = { "not popular enough: average rank 505632.7 > 10000",
+    "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 94 engines" }
+
+  setup(function()
+    srv = fake.start { analysis_steps = 0 }
+    c = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, max_wait = 5 }
+  end)
+
+  teardown(function()
+    srv:stop()
+  end)
+
+  -- Judges obj; returns the result and the requests the fake received meanwhile ("GET path?query").
+  local function judged(obj, policy)
+    local seq = #srv:log()
+    local res, err = verdict.verdict(obj, policy)
+    local sent = {}
+    for i, e in ipairs(srv:log()) do
+      if i > seq then
+        sent[#sent + 1] = e.method .. " " .. e.path .. (e.query ~= "" and "?" .. e.query or "")
+      end
+    end
+    return res, err, sent
+  end
+
+  local function with(base, extra)
+    local out = {}
+    for _, r in ipairs(base) do out[#out + 1] = r end
+    for _, r in ipairs(extra) do out[#out + 1] = r end
+    return out
+  end
+
+  local function haiku() return assert(c:domain "haiku-os.org") end
+
+  it("stops at the first relationship over the malicious threshold: one request", function()
+    local res, _, sent = judged(haiku(), { related = true, client = c })
+    assert.equal("malicious", res.verdict)
+    assert.same(with(HAIKU_BASE, {
+      "communicating files (20 counted): 5 malicious (threshold 3), 7 malicious or suspicious (threshold 2)" }),
+      res.reasons)
+    assert.same({ "GET /api/v3/domains/haiku-os.org/communicating_files?limit=20" }, sent)
+    assert.equal(1, res.requests)
+    assert.equal(#sent, res.requests)
+  end)
+
+  it("reads all three relationships when none decides: three requests", function()
+    local res, _, sent = judged(haiku(), { related = true, client = c, related_malicious = 6, related_suspicious = 8 })
+    assert.equal("harmless", res.verdict)
+    assert.same(with(HAIKU_BASE, {
+      "communicating files (20 counted): 5 malicious (threshold 6), 7 malicious or suspicious (threshold 8)",
+      "downloaded files (20 counted): 5 malicious (threshold 6), 7 malicious or suspicious (threshold 8)",
+      "referrer files (20 counted): 5 malicious (threshold 6), 7 malicious or suspicious (threshold 8)" }),
+      res.reasons)
+    assert.same({ "GET /api/v3/domains/haiku-os.org/communicating_files?limit=20",
+      "GET /api/v3/domains/haiku-os.org/downloaded_files?limit=20",
+      "GET /api/v3/domains/haiku-os.org/referrer_files?limit=20" }, sent)
+    assert.equal(3, res.requests)
+  end)
+
+  it("makes a harmless domain suspicious at the related suspicious threshold", function()
+    local res, _, sent = judged(haiku(), { related = true, client = c, domain = {
+      related_malicious = 6, related_suspicious = 7 } })
+    assert.equal("suspicious", res.verdict)
+    assert.equal(3, res.requests)
+    assert.equal(#sent, res.requests)
+    assert.equal("communicating files (20 counted): 5 malicious (threshold 6), 7 malicious or suspicious (threshold 7)",
+      res.reasons[3])
+  end)
+
+  it("turns a failed look-up into a reason; suspicious by itself and by related files is malicious", function()
+    local url = assert(c:url(URL))
+    local res, _, sent = judged(url, { related = true, client = c })
+    assert.equal("malicious", res.verdict)
+    assert.equal(4, #res.reasons)
+    assert.equal("5 of 90 engines say malicious or suspicious (threshold 5)", res.reasons[1])
+    assert.truthy(res.reasons[2]:find("communicating files not counted: InvalidArgumentError (HTTP 400)", 1, true),
+      res.reasons[2])
+    assert.same({ "downloaded files (12 counted): 1 malicious (threshold 3), 3 malicious or suspicious (threshold 2)",
+      "suspicious both by its own analysis and by related files" }, { res.reasons[3], res.reasons[4] })
+    assert.same({ "GET /api/v3/urls/" .. url.id .. "/communicating_files?limit=20",
+      "GET /api/v3/urls/" .. url.id .. "/downloaded_files?limit=20" }, sent)
+    assert.equal(2, res.requests)
+  end)
+
+  it("keeps the other rules' verdict when a look-up is forbidden", function()
+    srv:fault { type = "status", status = 403, path = "/api/v3/domains/haiku-os.org/downloaded_files",
+      message = "premium only" }
+    local res, _, sent = judged(haiku(), { related = true, client = c, related_malicious = 6, related_suspicious = 8 })
+    assert.equal("harmless", res.verdict)
+    assert.same(with(HAIKU_BASE, {
+      "communicating files (20 counted): 5 malicious (threshold 6), 7 malicious or suspicious (threshold 8)",
+      "downloaded files not counted: ForbiddenError (HTTP 403): premium only",
+      "referrer files (20 counted): 5 malicious (threshold 6), 7 malicious or suspicious (threshold 8)" }),
+      res.reasons)
+    assert.equal(3, #sent)
+    assert.equal(3, res.requests)
+  end)
+
+  it("returns nil, err when the related look-up's key is wrong", function()
+    local wrong = vt.client { apikey = "not-the-key", base_url = srv.url, quota_state = false }
+    local res, err, sent = judged(haiku(), { related = true, client = wrong })
+    assert.is_nil(res)
+    assert.equal("WrongCredentialsError", err.code)
+    assert.equal(1, #sent)
+  end)
+
+  it("judges an object without analysis by its related files", function()
+    local ip = assert(c:ip "1.1.1.1")
+    local res, _, sent = judged(ip, { related = true, client = c })
+    assert.equal("malicious", res.verdict)
+    assert.same({ NO_STATS,
+      "communicating files (20 counted): 5 malicious (threshold 3), 7 malicious or suspicious (threshold 2)" },
+      res.reasons)
+    assert.same({ 1, 1 }, { #sent, res.requests })
+    res, _, sent = judged(ip, { related = true, client = c, related_malicious = 6, related_suspicious = 8 })
+    assert.equal("harmless", res.verdict)
+    assert.same({ 3, 3 }, { #sent, res.requests })
+  end)
+
+  it("costs nothing when related files cannot change the verdict or are not asked", function()
+    local no_lookup = {
+      { "popular", assert(c:domain "virustotal.com"), { related = true, client = c }, "harmless" },
+      { "already malicious", object("domain", { last_analysis_stats = stats(20, 0, 0, 70) }),
+        { related = true, client = c }, "malicious" },
+      { "a file", assert(c:file "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c"),
+        { related = true, client = c }, "suspicious" },
+      { "off for domains", haiku(), { related = true, client = c, domain = { related = false } }, "harmless" },
+      { "not asked", haiku(), { client = c }, "harmless" },
+    }
+    for _, case in ipairs(no_lookup) do
+      local res, _, sent = judged(case[2], case[3])
+      assert.equal(case[4], res.verdict, case[1])
+      assert.same({ 0, 0 }, { #sent, res.requests }, case[1])
+    end
+  end)
+
+  it("counts the requests the client sent, retries included", function()
+    if not c.cache_stats then
+      pending("needs c:cache_stats() (the client's request counter)")
+      return
+    end
+    local retrying = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, retry_base = 0.01 }
+    srv:fault { type = "status", status = 503, path = "/api/v3/domains/haiku-os.org/communicating_files" }
+    local res, _, sent = judged(haiku(), { related = true, client = retrying })
+    assert.equal("malicious", res.verdict)
+    assert.same({ 2, 2 }, { #sent, res.requests })
   end)
 end)

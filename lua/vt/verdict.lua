@@ -441,8 +441,8 @@ local function judge(f, p, reasons)
         say("%d of %d engines say malicious or suspicious (threshold %d)", flagged, f.total, p.suspicious)
         base = "suspicious"
     else
-        say("below the thresholds: %d malicious (threshold %d), %d malicious or suspicious (threshold %d) of %d engines",
-            f.malicious, p.malicious, flagged, p.suspicious, f.total)
+        say("below the thresholds: %d malicious (threshold %d), %d malicious or suspicious (threshold %d)"
+            .. " of %d engines", f.malicious, p.malicious, flagged, p.suspicious, f.total)
     end
     local rule = f.kind == "file" and crowdsourced(f, p)
     if rule then
@@ -528,8 +528,9 @@ local function weigh_related(f, base, policy, p, out)
                 malicious = malicious + (v == "malicious" and 1 or 0)
                 suspicious = suspicious + (v == "suspicious" and 1 or 0)
             end
-            reasons[#reasons + 1] = ("%s (%d counted): %d malicious (threshold %d), %d malicious or suspicious (threshold %d)")
-                :format(label, #files, malicious, p.related_malicious, malicious + suspicious, p.related_suspicious)
+            reasons[#reasons + 1] = ("%s (%d counted): %d malicious (threshold %d), %d malicious or suspicious"
+                .. " (threshold %d)"):format(label, #files, malicious, p.related_malicious, malicious + suspicious,
+                p.related_suspicious)
             if malicious >= p.related_malicious then
                 verdict = "malicious"
                 break
