@@ -711,6 +711,18 @@ describe("vt.verdict related files through a client", function()
     end
   end)
 
+  it("yields to the loop in coroutine mode while it looks related files up", function()
+    local yielding = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, yield = true }
+    local obj = haiku()
+    local loop = require("vt.loop").new(yielding)
+    local task = loop:spawn(function() return verdict.verdict(obj, { related = true, client = yielding }) end)
+    assert.is_false(task.done) -- waiting for the first look-up
+    loop:run()
+    assert.is_true(task.ok, tostring(task.error))
+    local res = task.results[1]
+    assert.same({ "malicious", 1 }, { res.verdict, res.requests })
+  end)
+
   it("counts the requests the client sent, retries included", function()
     if not c.cache_stats then
       pending("needs c:cache_stats() (the client's request counter)")
