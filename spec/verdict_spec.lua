@@ -370,6 +370,11 @@ local CASES = {
       meta = { file_info = { sha256 = IDS.file } } }, { malicious = 20, file = { malicious = 12 } },
     "malicious", 12, 0, 70, { "12 of 70 engines say malicious (threshold 12)" } },
 
+  { "an analysis with url_info and file_info takes the URL thresholds",
+    { type = "analysis", id = "u", attributes = { status = "completed", stats = stats(5, 0, 0, 85), results = {} },
+      meta = { url_info = { id = IDS.url }, file_info = { sha256 = IDS.file } } }, { url = { malicious = 5 } },
+    "malicious", 5, 0, 90, { "5 of 90 engines say malicious (threshold 5)" } },
+
   -- crafted v2 bodies
   { "v2 file report at the malicious threshold",
     { response_code = 1, md5 = ("1"):rep(32), positives = 10, total = 60, scans = {} }, nil, "malicious", 10, 0, 60,
@@ -493,6 +498,13 @@ describe("vt.verdict policies", function()
       raises_naming(key, function() verdict.verdict(obj, policy) end)
     end)
   end
+
+  it("says what a key takes", function()
+    assert.has_error(function() verdict.parse_policy { file = { malicious = "10" } } end,
+      "vt.verdict: policy key 'file.malicious' must be a whole number, 1 or more (got \"10\")")
+    assert.has_error(function() verdict.parse_policy { ip = { bogus = 1 } } end,
+      "vt.verdict: unknown policy key 'ip.bogus'")
+  end)
 
   it("raises naming 'client' when a v3 look-up needs one", function()
     raises_naming("client", function()
@@ -673,11 +685,16 @@ describe("vt.verdict related files through a client", function()
     assert.equal(3, res.requests)
   end)
 
-  it("returns nil, err when the related look-up's key is wrong", function()
+  it("returns nil, err when the related look-up's key is wrong or missing", function()
     local wrong = vt.client { apikey = "not-the-key", base_url = srv.url, quota_state = false }
     local res, err, sent = judged(haiku(), { related = true, client = wrong })
     assert.is_nil(res)
     assert.equal("WrongCredentialsError", err.code)
+    assert.equal(1, #sent)
+    srv:fault { type = "status", status = 401, path = "/api/v3/domains/haiku-os.org/communicating_files" }
+    res, err, sent = judged(haiku(), { related = true, client = c })
+    assert.is_nil(res)
+    assert.equal("AuthenticationRequiredError", err.code)
     assert.equal(1, #sent)
   end)
 
