@@ -55,12 +55,9 @@ local RULE_KEYS = {
 
 local Policy = { __name = "vt.verdict.policy" }
 
--- nil for an absent value or JSON null, else the value
-local function value(x)
-    if x == vt.null then
-        return nil
-    end
-    return x
+-- Whether a field is there and not JSON null (`vt.null`, which is not a table, number or string).
+local function given(x)
+    return x ~= nil and x ~= vt.null
 end
 
 -- A count from decoded JSON (Debian's lua-cjson gives floats): an integer, 0 when absent.
@@ -120,8 +117,7 @@ local function check_level(t, prefix, allowed)
         if not want and not allowed[key] then
             error(("vt.verdict: unknown policy key '%s'"):format(name), 0)
         end
-        v = value(v)
-        if want and v ~= nil then
+        if want and given(v) then
             rules[key] = check_rule(name, want, v)
         end
     end
@@ -156,17 +152,21 @@ function M.parse_policy(policy)
         error(("vt.verdict: the policy must be a table or a JSON text (got %s)"):format(type(policy)), 0)
     end
     local top = check_level(policy, "", TOP_LEVEL)
-    local client = value(policy.client)
-    if client ~= nil and type(client) ~= "userdata" then
+    local client = policy.client
+    if not given(client) then
+        client = nil
+    elseif type(client) ~= "userdata" then
         bad_value("client", "a vt.client", client)
     end
     local resolved = { client = client }
     for _, kind in ipairs(KINDS) do
-        local own = value(policy[kind])
-        if own ~= nil and type(own) ~= "table" then
+        local own = policy[kind]
+        if not given(own) then
+            own = {}
+        elseif type(own) ~= "table" then
             bad_value(kind, "a table of rules", own)
         end
-        own = check_level(own or {}, kind .. ".", {})
+        own = check_level(own, kind .. ".", {})
         local rules = {}
         for key in pairs(RULE_KEYS) do
             local v = own[key]
@@ -206,29 +206,37 @@ local function set_counts(f, malicious, suspicious, total, says, missing)
     return f
 end
 
-local function v3_counts(stats)
-    stats = value(stats)
-    if type(stats) ~= "table" then
-        return nil
-    end
-    local malicious, suspicious = count(stats.malicious), count(stats.suspicious)
-    return malicious, suspicious, malicious + suspicious + count(stats.undetected) + count(stats.harmless)
-end
-
-local function v3_says(results)
-    results = value(results)
+-- engine -> whether it says malicious, from per-engine results (nil when there are none)
+local function says(results, is_malicious)
     if type(results) ~= "table" then
         return nil
     end
-    local says = {}
+    local out = {}
     for engine, r in pairs(results) do
-        says[engine] = type(r) == "table" and r.category == "malicious"
+        out[engine] = type(r) == "table" and is_malicious(r)
     end
-    return says
+    return out
+end
+
+local function v3_malicious(r)
+    return r.category == "malicious"
+end
+
+local function v2_detected(r)
+    return r.detected == true
+end
+
+-- The engine counts (from v3 stats) and per-engine results of a v3 object or analysis.
+local function v3_engines(f, stats, results, missing)
+    local malicious, suspicious, total
+    if type(stats) == "table" then
+        malicious, suspicious = count(stats.malicious), count(stats.suspicious)
+        total = malicious + suspicious + count(stats.undetected) + count(stats.harmless)
+    end
+    return set_counts(f, malicious, suspicious, total, says(results, v3_malicious), missing)
 end
 
 local function v3_ranks(popularity)
-    popularity = value(popularity)
     if type(popularity) ~= "table" or next(popularity) == nil then
         return nil
     end
@@ -240,21 +248,17 @@ local function v3_ranks(popularity)
 end
 
 local function high_and_critical(stats)
-    stats = value(stats)
-    if type(stats) ~= "table" then
-        return nil
-    end
-    return count(stats.high) + count(stats.critical)
+    return type(stats) == "table" and count(stats.high) + count(stats.critical) or nil
 end
 
 local function from_object(obj, kind)
-    local a = value(obj.attributes)
+    local a = obj.attributes
     if type(a) ~= "table" then
         return errors.fail("InvalidArgument", "a %s object without attributes", kind)
     end
     local f = { kind = kind }
     if kind == "file" then
-        local yara = value(a.crowdsourced_yara_results)
+        local yara = a.crowdsourced_yara_results
         f.yara = type(yara) == "table" and #yara or 0
         f.sigma = high_and_critical(a.sigma_analysis_stats)
         f.ids = high_and_critical(a.crowdsourced_ids_stats)
@@ -263,67 +267,51 @@ local function from_object(obj, kind)
         f.ranks = v3_ranks(a.popularity_ranks)
         f.related = type(obj.id) == "string" and { id = obj.id } or nil
     end
-    local malicious, suspicious, total = v3_counts(a.last_analysis_stats)
-    return set_counts(f, malicious, suspicious, total, v3_says(a.last_analysis_results),
+    return v3_engines(f, a.last_analysis_stats, a.last_analysis_results,
         "no analysis yet: the object has no last_analysis_stats")
 end
 
 local function from_analysis(obj)
-    local a, meta = value(obj.attributes), value(obj.meta)
-    meta = type(meta) == "table" and meta or {}
-    local kind = value(meta.url_info) and "url" or value(meta.file_info) and "file"
+    local a, meta = obj.attributes, type(obj.meta) == "table" and obj.meta or {}
+    local kind = given(meta.url_info) and "url" or given(meta.file_info) and "file"
     if type(a) ~= "table" or not kind then
         return errors.fail("InvalidArgument",
             "an analysis needs its attributes and meta.url_info or meta.file_info to tell what it analysed")
     end
     local f = { kind = kind }
     if a.status ~= "completed" then
-        f.unanalysed = ("no analysis yet: the analysis is %s"):format(tostring(value(a.status) or "without a status"))
+        f.unanalysed = "no analysis yet: the analysis is "
+            .. (type(a.status) == "string" and a.status or "without a status")
         return f
     end
-    local malicious, suspicious, total = v3_counts(a.stats)
-    return set_counts(f, malicious, suspicious, total, v3_says(a.results),
-        "no analysis yet: the analysis has no stats")
-end
-
-local function v2_says(scans)
-    scans = value(scans)
-    if type(scans) ~= "table" then
-        return nil
-    end
-    local says = {}
-    for engine, scan in pairs(scans) do
-        says[engine] = type(scan) == "table" and scan.detected == true
-    end
-    return says
+    return v3_engines(f, a.stats, a.results, "no analysis yet: the analysis has no stats")
 end
 
 -- A v2 file or URL report names its file by hash or its URL.
 local function v2_scanned_kind(body)
-    if value(body.sha256) or value(body.sha1) or value(body.md5) then
+    if given(body.sha256) or given(body.sha1) or given(body.md5) then
         return "file"
-    elseif value(body.url) then
+    elseif given(body.url) then
         return "url"
     end
 end
 
 -- A v2 domain report resolves to IP addresses, an IP report to host names.
 local function v2_place_kind(body)
-    local resolutions = value(body.resolutions)
-    local first = type(resolutions) == "table" and resolutions[1]
+    local first = type(body.resolutions) == "table" and body.resolutions[1]
     if type(first) == "table" and first.hostname then
         return "ip"
     elseif type(first) == "table" and first.ip_address then
         return "domain"
-    elseif value(body.asn) or value(body.as_owner) or value(body.network) then
+    elseif given(body.asn) or given(body.as_owner) or given(body.network) then
         return "ip"
-    elseif value(body.subdomains) or value(body.domain_siblings) or value(body["Alexa rank"]) then
+    elseif given(body.subdomains) or given(body.domain_siblings) or given(body["Alexa rank"]) then
         return "domain"
     end
 end
 
 local function from_v2(body)
-    local code, message = value(body.response_code), value(body.verbose_msg)
+    local code, message = body.response_code, body.verbose_msg
     message = type(message) == "string" and message ~= "" and (" (%s)"):format(message) or ""
     if code == 0 then
         return { unanalysed = "not in VirusTotal's dataset: response_code 0" .. message }
@@ -331,18 +319,18 @@ local function from_v2(body)
         code = type(code) == "number" and math.tointeger(code) or code
         return { unanalysed = ("no report yet: response_code %s%s"):format(describe(code), message) }
     end
-    if type(value(body.positives)) == "number" or value(body.scan_id) then
+    if type(body.positives) == "number" or given(body.scan_id) then
         local kind = v2_scanned_kind(body)
         if not kind then
             return errors.fail("InvalidArgument", "a v2 scan report without a hash or a URL")
         end
         local f = { kind = kind }
-        if type(value(body.positives)) ~= "number" then
+        if type(body.positives) ~= "number" then
             f.unanalysed = "no report yet: the scan is queued" .. message
             return f
         end
         -- v2 knows detected or not: every detection counts as malicious, none as suspicious
-        return set_counts(f, count(body.positives), 0, count(body.total), v2_says(body.scans))
+        return set_counts(f, count(body.positives), 0, count(body.total), says(body.scans, v2_detected))
     end
     local kind = v2_place_kind(body)
     if not kind then
@@ -350,10 +338,9 @@ local function from_v2(body)
     end
     local lists = {}
     for rel, field in pairs(V2_RELATED_LISTS) do
-        local list = value(body[field])
-        lists[rel] = type(list) == "table" and list or {}
+        lists[rel] = type(body[field]) == "table" and body[field] or {}
     end
-    local alexa = value(body["Alexa rank"])
+    local alexa = body["Alexa rank"]
     return {
         kind = kind, ranks = type(alexa) == "number" and { count(alexa) } or nil,
         unanalysed = ("a v2 %s report has no engine verdicts of its own"):format(KIND_LABELS[kind]),
@@ -362,7 +349,7 @@ local function from_v2(body)
 end
 
 local function facts(obj)
-    local t = value(obj.type)
+    local t = obj.type
     if OBJECT_KINDS[t] then
         return from_object(obj, OBJECT_KINDS[t])
     elseif t == "analysis" then
