@@ -486,6 +486,8 @@ describe("vt.verdict policies", function()
     { "related", { related = "yes" } },
     { "client", { client = "c" } },
     { "file", { file = 5 } },
+    { "url", { url = false } },
+    { "client", { client = false } },
     { "file.client", { file = { client = "c" } } },
     { "domain.sigma", { domain = { sigma = -1 } } },
     { "ip.bogus", { ip = { bogus = 1 } } },
