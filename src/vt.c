@@ -99,6 +99,28 @@ static int vt_versions(lua_State *L)
 /* The loader finds it by name; declared for -Wmissing-prototypes. */
 LUALIB_API int luaopen_vt(lua_State *L);
 
+/* Functions of the vt table written in Lua (lua/vt/NAME.lua, field NAME): loaded
+ * on first use, so `require "vt"` stays the C module and pays nothing for them. */
+static const char *const lua_backed[] = {"verdict", NULL};
+
+static int vt_index(lua_State *L)
+{
+    const char *key = lua_tostring(L, 2);
+    for (int i = 0; key && lua_backed[i]; i++) {
+        if (strcmp(key, lua_backed[i]) != 0)
+            continue;
+        lua_getglobal(L, "require");
+        lua_pushfstring(L, "vt.%s", key);
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, key);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1); /* later look-ups find it directly */
+        return 1;
+    }
+    return 0;
+}
+
 LUALIB_API int luaopen_vt(lua_State *L)
 {
     luaL_checkversion(L);
@@ -128,5 +150,9 @@ LUALIB_API int luaopen_vt(lua_State *L)
     vt_client_open(L);
     vt_sftp_open(L);
     vt_smb_open(L);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, vt_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     return 1;
 }

@@ -12,10 +12,13 @@
 -- a v2 body can tell are in docs/verdict.md.
 -- @module vt.verdict
 local vt = require "vt"
-local cjson = require "cjson.safe"
-local errors = require "vt.actions.errors"
 
 local M = {}
+
+-- nil and an InvalidArgument error.
+local function fail(fmt, ...)
+    return nil, vt.error("InvalidArgument", fmt:format(...))
+end
 
 --- XSOAR's defaults, used where a policy says nothing.
 M.DEFAULTS = {
@@ -140,10 +143,9 @@ function M.parse_policy(policy)
         return policy
     end
     if type(policy) == "string" then
-        local decoded, err = cjson.decode(policy)
+        local decoded, err = vt.decode(policy)
         if type(decoded) ~= "table" then
-            return errors.fail("InvalidArgument", "the policy is not a JSON object: %s",
-                err or "got " .. describe(decoded))
+            return fail("the policy is not a JSON object: %s", err and err.message or "got " .. describe(decoded))
         end
         policy = decoded
     elseif policy == nil then
@@ -254,7 +256,7 @@ end
 local function from_object(obj, kind)
     local a = obj.attributes
     if type(a) ~= "table" then
-        return errors.fail("InvalidArgument", "a %s object without attributes", kind)
+        return fail("a %s object without attributes", kind)
     end
     local f = { kind = kind }
     if kind == "file" then
@@ -275,8 +277,7 @@ local function from_analysis(obj)
     local a, meta = obj.attributes, type(obj.meta) == "table" and obj.meta or {}
     local kind = given(meta.url_info) and "url" or given(meta.file_info) and "file"
     if type(a) ~= "table" or not kind then
-        return errors.fail("InvalidArgument",
-            "an analysis needs its attributes and meta.url_info or meta.file_info to tell what it analysed")
+        return fail("an analysis needs its attributes and meta.url_info or meta.file_info to tell what it analysed")
     end
     local f = { kind = kind }
     if a.status ~= "completed" then
@@ -322,7 +323,7 @@ local function from_v2(body)
     if type(body.positives) == "number" or given(body.scan_id) then
         local kind = v2_scanned_kind(body)
         if not kind then
-            return errors.fail("InvalidArgument", "a v2 scan report without a hash or a URL")
+            return fail("a v2 scan report without a hash or a URL")
         end
         local f = { kind = kind }
         if type(body.positives) ~= "number" then
@@ -334,7 +335,7 @@ local function from_v2(body)
     end
     local kind = v2_place_kind(body)
     if not kind then
-        return errors.fail("InvalidArgument", "a v2 report that is neither a file, URL, domain nor IP report")
+        return fail("a v2 report that is neither a file, URL, domain nor IP report")
     end
     local lists = {}
     for rel, field in pairs(V2_RELATED_LISTS) do
@@ -357,7 +358,7 @@ local function facts(obj)
     elseif obj.response_code ~= nil then
         return from_v2(obj)
     end
-    return errors.fail("InvalidArgument", "not a VirusTotal object or v2 report (no type, no response_code)")
+    return fail("not a VirusTotal object or v2 report (no type, no response_code)")
 end
 
 -- ---------------------------------------------------------------- rules
@@ -443,12 +444,6 @@ local function judge(f, p, reasons)
     return base
 end
 
--- Requests this client has sent, when it tells (`c:cache_stats()`); nil when it does not.
-local function requests_sent(client)
-    local stats = client.cache_stats
-    return stats and stats(client).requests
-end
-
 -- The related files of one relationship through the client: a list of facts, or nil, err.
 local function look_up(client, kind, id, rel)
     local iter, err = client:related(kind, id, rel, { limit = RELATED_LOOKBACK, max = RELATED_LOOKBACK })
@@ -491,13 +486,12 @@ local function weigh_related(f, base, policy, p, out)
         error("vt.verdict: policy key 'client' is required when 'related' is true (v3 look-ups go through it)", 0)
     end
     local reasons = out.reasons
-    local before, lookups = f.related.id and requests_sent(client), 0
+    local before = f.related.id and client:cache_stats().requests
     local verdict, flagged, counted = nil, false, false
     for _, rel in ipairs(M.RELATIONSHIPS) do
         local label = rel:gsub("_", " ")
         local files, err
         if f.related.id then
-            lookups = lookups + 1
             files, err = look_up(client, f.kind, f.related.id, rel)
         else
             files = from_list(f.related.lists[rel])
@@ -532,8 +526,7 @@ local function weigh_related(f, base, policy, p, out)
         end
     end
     if f.related.id then
-        local after = before and requests_sent(client)
-        out.requests = after and after - before or lookups
+        out.requests = client:cache_stats().requests - before
     end
     if verdict then
         return verdict
