@@ -352,7 +352,9 @@ describe("raw requests and batch", function()
     assert.equal("InvalidArgument", results[6].err.code)
     assert.equal("1.1.1.1", results[7].value.id)
     assert.equal(EXE_SHA256, results[8].value.id)
-    assert.equal(#list - 1, #srv:log()) -- the malformed member cost nothing
+    -- the malformed member cost nothing; the repeated one shares the first one's request
+    assert.equal(#list - 2, #srv:log())
+    assert.equal(1, c:cache_stats().coalesced)
   end)
 end)
 

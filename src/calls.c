@@ -862,10 +862,13 @@ static int client_quotas(lua_State *L)
 
 /* ----------------------------------------------------------------- batch */
 
-/* Pushes {ok = true, value = v} or {ok = false, err = e} from a finished job. */
-static void push_outcome(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
+/* Pushes {ok = true, value = v} or {ok = false, err = e} from a finished job;
+ * false (pushing nothing) when the job must run again (a corrupt cache entry). */
+static bool push_outcome(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 {
     int n = vt_client_data_result(L, c, j, keep_meta);
+    if (n < 0)
+        return false;
     lua_createtable(L, 0, 2);
     lua_pushboolean(L, n == 1);
     lua_setfield(L, -2, "ok");
@@ -873,6 +876,7 @@ static void push_outcome(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
     lua_setfield(L, -2, n == 1 ? "value" : "err");
     if (n == 2)
         lua_remove(L, -2);
+    return true;
 }
 
 static void push_failed_outcome(lua_State *L, const vt_err *e)
@@ -884,7 +888,8 @@ static void push_failed_outcome(lua_State *L, const vt_err *e)
     lua_setfield(L, -2, "err");
 }
 
-/* Stack of a batch: 1 client, 2 list, 3 opts, 4 results, 5 jobs by index, 6 this. */
+/* Stack of a batch: 1 client, 2 list, 3 opts, 4 results, 5 jobs by index, 6 the
+ * later indices of a look-up asked more than once, by first index, 7 this. */
 typedef struct batch_state {
     lua_Integer n, conc, next, done, total, inflight;
     lua_Integer flight[]; /* indices of the jobs in flight */
@@ -916,7 +921,27 @@ static void batch_collect(lua_State *L, vt_client *c, batch_state *b)
         lua_getiuservalue(L, -1, 1);
         bool keep_meta = lua_toboolean(L, -1);
         lua_pop(L, 1);
-        push_outcome(L, c, j, keep_meta);
+        if (!push_outcome(L, c, j, keep_meta)) {
+            vt_job_submit(c->engine, j, &c->transport, &c->policy);
+            lua_pop(L, 1);
+            k++;
+            continue;
+        }
+        /* the look-up's duplicates share its outcome (their own table, the same value) */
+        if (lua_rawgeti(L, 6, b->flight[k]) == LUA_TTABLE) {
+            for (lua_Integer d = 1, n = (lua_Integer)lua_rawlen(L, -1); d <= n; d++) {
+                lua_createtable(L, 0, 2);
+                for (int f = 0; f < 3; f++) {
+                    static const char *const fields[] = {"ok", "value", "err"};
+                    lua_getfield(L, -3, fields[f]);
+                    lua_setfield(L, -2, fields[f]);
+                }
+                lua_rawgeti(L, -2, d);
+                lua_insert(L, -2);
+                lua_rawset(L, 4);
+            }
+        }
+        lua_pop(L, 1);
         lua_rawseti(L, 4, b->flight[k]);
         vt_job_reset(j); /* free its buffers now: memory stays flat over big batches */
         lua_pop(L, 1);
@@ -930,8 +955,8 @@ static void batch_collect(lua_State *L, vt_client *c, batch_state *b)
 static int batch_step(lua_State *L, int status, lua_KContext ctx)
 {
     vt_client *c = vt_client_check(L, 1);
-    lua_settop(L, 6);
-    batch_state *b = lua_touserdata(L, 6);
+    lua_settop(L, 7);
+    batch_state *b = lua_touserdata(L, 7);
     for (;;) {
         batch_collect(L, c, b);
         batch_submit(L, c, b);
@@ -948,15 +973,18 @@ static int batch_step(lua_State *L, int status, lua_KContext ctx)
 
 static int client_batch(lua_State *L)
 {
-    static const char *const keys[] = {"concurrency", NULL};
+    static const char *const keys[] = {"concurrency", "max_age", NULL};
     vt_client *c = vt_client_check(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 3);
     check_keys(L, 3, "batch", keys);
     lua_Integer conc = opt_int(L, 3, "concurrency", 8, 1);
+    double max_age = vt_cache_max_age(L, 3);
     lua_Integer n = luaL_len(L, 2);
     lua_createtable(L, (int)n, 0); /* 4: results */
     lua_createtable(L, (int)n, 0); /* 5: job userdata by index */
+    lua_newtable(L);               /* 6: duplicates by first index */
+    lua_newtable(L);               /* 7 (until the state replaces it): first index by path */
     lua_Integer total = 0;         /* jobs to run */
     /* validate everything first: a bad member costs no request */
     for (lua_Integer i = 1; i <= n; i++) {
@@ -969,9 +997,27 @@ static int client_batch(lua_State *L)
         if (!vt_push_object_path(L, kind, -1, &e)) {
             push_failed_outcome(L, &e);
             lua_rawseti(L, 4, i);
+        } else if (lua_pushvalue(L, -1), lua_rawget(L, 7) == LUA_TNUMBER) {
+            /* asked before in this batch: one request serves both */
+            lua_Integer first = lua_tointeger(L, -1);
+            if (lua_rawgeti(L, 6, first) != LUA_TTABLE) {
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_rawseti(L, 6, first);
+            }
+            lua_pushinteger(L, i);
+            lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+            lua_pop(L, 3);
+            vt_cache_counters(c->policy.cache)->coalesced++;
         } else {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            lua_pushinteger(L, i);
+            lua_rawset(L, 7);
             vt_job *j = vt_job_push(L);
             vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
+            vt_cache_key(c->policy.cache, j, kind, lua_tostring(L, -2), max_age);
             lua_pushboolean(L, kind == VT_KIND_ANALYSIS);
             lua_setiuservalue(L, -2, 1);
             lua_rawseti(L, 5, i);
@@ -980,10 +1026,10 @@ static int client_batch(lua_State *L)
         }
         lua_pop(L, 3);
     }
-    lua_settop(L, 5);
+    lua_settop(L, 6);
     if (conc > total)
         conc = total > 0 ? total : 1; /* never more slots than jobs (and no overflowing size) */
-    batch_state *b = lua_newuserdatauv(L, sizeof *b + sizeof(lua_Integer) * (size_t)conc, 0); /* 6 */
+    batch_state *b = lua_newuserdatauv(L, sizeof *b + sizeof(lua_Integer) * (size_t)conc, 0); /* 7 */
     *b = (batch_state){n, conc, 1, 0, total, 0};
     return batch_step(L, LUA_OK, 0);
 }
@@ -1008,7 +1054,10 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
 {
     vt_client *c = vt_client_check(L, 1);
     vt_job *j = lua_touserdata(L, -1);
-    if (vt_client_result(L, c, j) == 2)
+    int n = vt_client_result(L, c, j);
+    if (n < 0) /* a corrupt cache entry: asked again */
+        return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
+    if (n == 2)
         return 2;
     if (!lua_istable(L, -1))
         return 1;
@@ -1085,6 +1134,7 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
     vt_job *j = vt_job_push(L);
     if (ep->style == V2_GET) {
         vt_client_prepare(L, c, j, "GET", lua_tostring(L, path), lua_tostring(L, query));
+        vt_cache_key_v2(L, c->policy.cache, j, ep->name, params_idx);
     } else if (ep->style == V2_POST_FORM) {
         vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), NULL);
         set_form_body(L, j, query);

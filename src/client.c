@@ -95,7 +95,8 @@ void vt_push_query(lua_State *L, int idx)
 static const char *const client_option_names[] = {
     "apikey", "base_url", "api", "requests_per_minute", "requests_per_day", "requests_per_month",
     "rate", "quota_state", "max_wait", "timeout", "connect_timeout", "retries", "proxy", "cainfo",
-    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", "retry_base", NULL,
+    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", "retry_base",
+    "cache", "cache_ttl", "cache_max_bytes", NULL,
 };
 
 /* Reads opts[key]; raises naming the key when present with another type. */
@@ -221,6 +222,11 @@ static void client_release(vt_client *c)
         vt_engine_free(c->engine);
         c->engine = NULL;
     }
+    /* after the engine: its jobs give their in-flight markers up through the cache */
+    vt_cache_free(c->policy.cache);
+    vt_redis_limiter_free(c->policy.redis_limiter);
+    c->policy.cache = NULL;
+    c->policy.redis_limiter = NULL;
     if (c->limiter) {
         vt_limiter_free(c->limiter);
         c->limiter = c->policy.limiter = NULL;
@@ -312,8 +318,17 @@ static int client_new(lua_State *L)
     if (c->per_minute)
         lua_pop(L, 1);
 
+    vt_err e;
+    c->engine = vt_engine_new(&e);
+    if (!c->engine)
+        return luaL_error(L, "vt.client: %s", e.message);
     int qt = lua_getfield(L, 1, "quota_state");
-    if (qt == LUA_TSTRING) {
+    if (qt == LUA_TSTRING && strncmp(lua_tostring(L, -1), "redis://", 8) == 0) {
+        c->policy.redis_limiter = vt_redis_limiter_new(c->engine, lua_tostring(L, -1), c->windows, c->nwin, c->apikey,
+                                                       c->apikey_len, c->transport.connect_timeout, &e);
+        if (!c->policy.redis_limiter)
+            return luaL_error(L, "vt.client: option 'quota_state': %s", e.message);
+    } else if (qt == LUA_TSTRING) {
         size_t ql;
         const char *q = lua_tolstring(L, -1, &ql);
         if (ql == 0 || memchr(q, '\0', ql))
@@ -322,17 +337,16 @@ static int client_new(lua_State *L)
     } else if (qt == LUA_TNIL)
         c->quota_path = default_quota_path(L, c->apikey, c->apikey_len);
     else if (!(qt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-        return luaL_error(L, "vt.client: option 'quota_state' must be a path (string) or false");
+        return luaL_error(L, "vt.client: option 'quota_state' must be a path (string), \"redis://...\" or false");
     lua_pop(L, 1);
 
-    vt_err e;
-    c->limiter = vt_limiter_new(c->windows, c->nwin, c->quota_path, &e);
-    if (!c->limiter)
-        return luaL_error(L, "vt.client: %s", e.message);
-    c->policy.limiter = c->limiter;
-    c->engine = vt_engine_new(&e);
-    if (!c->engine)
-        return luaL_error(L, "vt.client: %s", e.message);
+    if (!c->policy.redis_limiter) {
+        c->limiter = vt_limiter_new(c->windows, c->nwin, c->quota_path, &e);
+        if (!c->limiter)
+            return luaL_error(L, "vt.client: %s", e.message);
+        c->policy.limiter = c->limiter;
+    }
+    c->policy.cache = vt_cache_open(L, 1, c->base_url, c->engine, c->transport.connect_timeout);
     lua_pushvalue(L, self);
     return 1;
 }
@@ -636,7 +650,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
     return true;
 }
 
-int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
+static int job_result(lua_State *L, vt_client *c, vt_job *j)
 {
     vt_err e;
     if (vt_client_job_error(L, c, j, &e))
@@ -652,10 +666,19 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
     return 1;
 }
 
+int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
+{
+    int n = job_result(L, c, j);
+    if (j->cache.key && !vt_cache_settle(L, c->policy.cache, j, n, c->apikey, c->apikey_len))
+        return -1;
+    return n;
+}
+
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 {
-    if (vt_client_result(L, c, j) == 2)
-        return 2;
+    int n = vt_client_result(L, c, j);
+    if (n != 1)
+        return n;
     if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") == LUA_TNIL) {
         vt_err e;
         vt_err_set(&e, "InvalidResponse", "the answer has no 'data' member");
@@ -675,17 +698,28 @@ int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 static int lookup_done(lua_State *L, int status, lua_KContext kind)
 {
     vt_client *c = vt_client_check(L, 1);
-    return vt_client_data_result(L, c, lua_touserdata(L, -1), kind == VT_KIND_ANALYSIS);
+    int n = vt_client_data_result(L, c, lua_touserdata(L, -1), kind == VT_KIND_ANALYSIS);
+    if (n < 0) /* a corrupt cache entry: asked again */
+        return vt_client_await(L, c, 1, -1, 1, kind, lookup_done);
+    return n;
 }
 
 static int lookup(lua_State *L, vt_kind kind)
 {
+    static const char *const keys[] = {"max_age", NULL};
     vt_client *c = vt_client_check(L, 1);
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        vt_check_option_keys(L, 3, "look-up", keys);
+    }
+    double max_age = vt_cache_max_age(L, 3);
     vt_err e;
     if (!vt_push_object_path(L, kind, 2, &e))
         return vt_err_return(L, &e);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
+    vt_cache_key(c->policy.cache, j, kind, lua_tostring(L, -2), max_age);
     return vt_client_await(L, c, 1, -1, 1, kind, lookup_done);
 }
 
@@ -734,6 +768,8 @@ static int client_step(lua_State *L)
 static int client_quota_status(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
+    if (c->policy.redis_limiter)
+        return vt_client_redis_quota_status(L, c);
     vt_err e;
     if (!vt_limiter_push_status(L, c->limiter, vt_now(), &e))
         return vt_err_return(L, &e);
@@ -805,11 +841,14 @@ static int client_options(lua_State *L)
         lua_setfield(L, -2, "rate");
     else
         lua_pop(L, 1);
-    if (c->quota_path)
+    if (c->policy.redis_limiter)
+        lua_pushstring(L, vt_redis_limiter_name(c->policy.redis_limiter));
+    else if (c->quota_path)
         lua_pushstring(L, c->quota_path);
     else
         lua_pushboolean(L, 0);
     lua_setfield(L, -2, "quota_state");
+    vt_cache_push_options(L, c->policy.cache);
     set_number_field(L, "max_wait", c->policy.max_wait);
     set_number_field(L, "timeout", c->transport.timeout);
     set_number_field(L, "connect_timeout", c->transport.connect_timeout);
@@ -839,16 +878,7 @@ static int client_options(lua_State *L)
 static int client_cache_stats(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
-    static const char *const counters[] = {"hits", "misses", "stores", "coalesced", "errors", NULL};
-    lua_createtable(L, 0, 7);
-    lua_pushliteral(L, "none");
-    lua_setfield(L, -2, "backend");
-    for (int i = 0; counters[i]; i++) {
-        lua_pushinteger(L, 0);
-        lua_setfield(L, -2, counters[i]);
-    }
-    lua_pushinteger(L, (lua_Integer)vt_engine_requests(c->engine));
-    lua_setfield(L, -2, "requests");
+    vt_cache_push_stats(L, c->policy.cache, vt_engine_requests(c->engine));
     return 1;
 }
 

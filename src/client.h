@@ -55,7 +55,9 @@ bool vt_client_may_yield(lua_State *L, vt_client *c);
 int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext ctx, lua_KFunction then);
 /* Turns a finished job into Lua values: the decoded body (1 value) or nil, err
  * (2 values). Errors carry the service's code where it sent one; the key is
- * scrubbed from every message. */
+ * scrubbed from every message. A look-up (a job with a cache key) answered by
+ * a corrupt cache entry returns -1, pushing nothing: the job is ready to be
+ * awaited again (vt_cache_settle). */
 int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
 /* Same, but returns body.data (and keeps body.meta in it when keep_meta). */
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
@@ -68,5 +70,8 @@ void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 
 /* calls.c */
 void vt_calls_register(lua_State *L); /* adds its methods to the table at the top */
+
+/* limiter_redis.c: c:quota_status of a client whose quota_state is in Redis. */
+int vt_client_redis_quota_status(lua_State *L, vt_client *c);
 
 #endif

@@ -1,7 +1,15 @@
 /* The engine: one curl multi handle driven through epoll, and the life of a job
- * (wait for quota, run, retry transient failures with backoff and jitter, all
- * within the job's deadline). No Lua here: curl's callbacks only touch C data,
- * so no Lua error can ever longjmp through libcurl. */
+ * (consult the cache, wait for quota, run, retry transient failures with backoff
+ * and jitter, all within the job's deadline). No Lua here: curl's callbacks and
+ * the answers of Redis only touch C data, so no Lua error can ever longjmp
+ * through libcurl or hiredis.
+ *
+ * Shared requests. A look-up (a job with a cache key) that finds another job of
+ * the engine asking for the same key follows it: it gets a copy of that job's
+ * response when it ends. With a cache backend, a look-up asks the cache first;
+ * without an entry it takes the key's in-flight marker, or, when another
+ * process holds it, looks again now and then (for at most `timeout`) until that
+ * process's answer is stored or its marker is gone. */
 #include "vt.h"
 
 #include <errno.h>
@@ -16,15 +24,19 @@
 #define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
 #define BACKOFF_CAP 30.0
 #define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
+#define FIRST_POLL 0.02          /* seconds: first look at another process's answer */
+#define MAX_POLL 0.25            /* ... growing by half each time up to this */
 
-/* epoll data tags: curl's sockets and sources' fds share one epoll set. */
+/* epoll data tags: curl's sockets, sources' fds and watchers' fds share one epoll set. */
 #define TAG_CURL   1u
 #define TAG_SOURCE 2u
+#define TAG_WATCH  3u
 
 struct vt_engine {
     CURLM *multi;
     int epfd;
     vt_job *jobs;         /* every linked job */
+    vt_watcher *watchers;
     unsigned jitter_state;
     uint64_t requests;    /* API requests sent (attempts that counted against the quota) */
 };
@@ -40,10 +52,43 @@ static double jitter(vt_engine *eng)
     return 0.5 + (x % 1000) / 2000.0; /* [0.5, 1.0) */
 }
 
+static bool sink_memory(vt_job *j, const char *data, size_t n);
+
+/* A follower gets the response of the job it followed. */
+static void share_response(const vt_job *from, vt_job *to)
+{
+    to->status = from->status;
+    memcpy(to->content_type, from->content_type, sizeof to->content_type);
+    to->retry_after_hdr = from->retry_after_hdr;
+    to->err = from->err;
+    to->resp_len = 0;
+    to->resp_total = from->resp_total;
+    if (from->resp_len > 0)
+        sink_memory(to, from->resp, from->resp_len); /* short of memory: fails it */
+    to->cache.hit = from->cache.hit;
+    to->cache.shared = true;
+}
+
+/* Every way a job ends: its followers end with it. */
+static void job_done(vt_job *j)
+{
+    j->state = VT_JOB_DONE;
+    vt_job *f = j->cache.followers;
+    j->cache.followers = NULL;
+    while (f) {
+        vt_job *next = f->cache.next_follower;
+        f->cache.leader = f->cache.next_follower = NULL;
+        share_response(j, f);
+        f->state = VT_JOB_DONE;
+        vt_cache_counters(j->policy->cache)->coalesced++;
+        f = next;
+    }
+}
+
 static void job_fail(vt_job *j, const vt_err *e)
 {
     j->err = *e;
-    j->state = VT_JOB_DONE;
+    job_done(j);
 }
 
 static uint64_t tag(unsigned kind, int fd) { return ((uint64_t)kind << 32) | (uint32_t)fd; }
@@ -264,11 +309,44 @@ static void forget_source_fd(vt_job *j)
     }
 }
 
+static void begin(vt_job *j, double mono);
+static void advance(vt_job *j, double mono);
+
+static void stop_following(vt_job *j)
+{
+    vt_job **p = &j->cache.leader->cache.followers;
+    while (*p != j)
+        p = &(*p)->cache.next_follower;
+    *p = j->cache.next_follower;
+    j->cache.leader = j->cache.next_follower = NULL;
+}
+
+static void give_up_marker(vt_job *j)
+{
+    if (j->cache.leased) {
+        vt_cache_release(j->policy->cache, j);
+        j->cache.leased = false;
+    }
+}
+
 static void unlink_job(vt_job *j)
 {
     vt_engine *eng = j->engine;
     if (!eng)
         return;
+    if (j->ticket) {
+        j->ticket->job = NULL;
+        j->ticket = NULL;
+    }
+    j->answered = VT_ANSWER_NONE;
+    if (j->cache.leader)
+        stop_following(j);
+    /* A finished look-up whose answer the cache may keep holds its marker until
+     * its caller stores the answer (vt_cache_settle), right after this: others
+     * keep waiting for that answer rather than ask. Any other gives it up now. */
+    bool storable = j->state == VT_JOB_DONE && !j->err.code[0] && (j->status == 200 || j->status == 404);
+    if (!storable)
+        give_up_marker(j);
     if (j->easy) {
         curl_multi_remove_handle(eng->multi, j->easy);
         curl_easy_cleanup(j->easy);
@@ -280,12 +358,30 @@ static void unlink_job(vt_job *j)
     if (j->next) j->next->prev = j->prev;
     j->next = j->prev = NULL;
     j->engine = NULL;
+    /* Left before its request ended (its caller went away): its followers start
+     * again, the first to begin leading the others. */
+    vt_job *f = j->cache.followers;
+    j->cache.followers = NULL;
+    double mono = vt_monotonic();
+    while (f) {
+        vt_job *next = f->cache.next_follower;
+        f->cache.leader = f->cache.next_follower = NULL;
+        begin(f, mono);
+        advance(f, mono);
+        f = next;
+    }
 }
 
 void vt_engine_free(vt_engine *eng)
 {
     if (!eng)
         return;
+    for (vt_job *j = eng->jobs; j; j = j->next) {
+        j->cache.followers = j->cache.leader = j->cache.next_follower = NULL; /* all end here */
+        give_up_marker(j);
+    }
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        w->engine = NULL;
     while (eng->jobs) {
         vt_job *j = eng->jobs;
         unlink_job(j);
@@ -319,6 +415,7 @@ void vt_job_init(vt_job *j)
 void vt_job_reset(vt_job *j)
 {
     vt_job_release(j);
+    free(j->cache.key);
     free(j->url);
     curl_slist_free_all(j->headers);
     free(j->body);
@@ -440,14 +537,32 @@ static double curl_timeout(vt_engine *eng)
     return ms < 0 ? -1 : ms / 1000.0;
 }
 
-/* A job whose wake time has come asks the limiter for a slot. */
+/* The quota has no slot for wait seconds: the job sleeps, or fails when that
+ * passes its deadline. */
+static void quota_wait(vt_job *j, double mono, double wait)
+{
+    if (mono + wait > j->deadline) {
+        vt_err e;
+        vt_err_set(&e, "RateLimited", "local quota is spent; the next slot opens in %.1fs, beyond max_wait", wait);
+        e.retry_after = wait;
+        job_fail(j, &e);
+    } else
+        j->wake_at = mono + wait;
+}
+
+/* A job whose wake time has come asks the limiter for a slot (the Redis one
+ * answers later, through vt_job_quota_answer). */
 static void try_quota(vt_job *j, double mono)
 {
     if (!j->url) { /* a timer: its time has come */
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     vt_limiter *lim = j->policy->limiter;
+    if (j->counts_quota && j->policy->redis_limiter) {
+        vt_redis_limiter_acquire(j->policy->redis_limiter, j);
+        return;
+    }
     double wait = 0;
     if (lim && j->counts_quota) {
         vt_err e;
@@ -457,17 +572,126 @@ static void try_quota(vt_job *j, double mono)
             return;
         }
         if (!got) {
-            if (mono + wait > j->deadline) {
-                vt_err_set(&e, "RateLimited",
-                           "local quota is spent; the next slot opens in %.1fs, beyond max_wait", wait);
-                e.retry_after = wait;
-                job_fail(j, &e);
-            } else
-                j->wake_at = mono + wait;
+            quota_wait(j, mono, wait);
             return;
         }
     }
     start_transfer(j);
+}
+
+/* Another job of the engine asking for the same key, whose request j can share. */
+static vt_job *find_leader(vt_job *j)
+{
+    for (vt_job *o = j->engine->jobs; o; o = o->next)
+        if (o != j && o->cache.key && !o->cache.leader && o->state != VT_JOB_IDLE && o->state != VT_JOB_DONE &&
+            strcmp(o->cache.key, j->cache.key) == 0)
+            return o;
+    return NULL;
+}
+
+/* Where a job's life starts (and starts again when the job it followed went away). */
+static void begin(vt_job *j, double mono)
+{
+    vt_cache *cache = j->policy->cache;
+    j->state = VT_JOB_QUOTA;
+    j->wake_at = mono + (j->url ? 0 : j->timer);
+    if (j->external) {
+        j->state = VT_JOB_RUNNING;
+        j->external(j);
+        return;
+    }
+    if (!j->url || !j->cache.key || !cache)
+        return;
+    vt_job *leader = j->cache.read ? find_leader(j) : NULL;
+    if (leader) {
+        j->state = VT_JOB_FOLLOW;
+        j->cache.leader = leader;
+        j->cache.next_follower = leader->cache.followers;
+        leader->cache.followers = j;
+    } else if (vt_cache_active(cache)) {
+        j->state = VT_JOB_CACHE;
+        j->cache.poll = FIRST_POLL;
+    }
+}
+
+/* The cache answered a fetch. */
+static void on_fetched(vt_job *j, double mono)
+{
+    vt_cache_stats *st = vt_cache_counters(j->policy->cache);
+    switch (j->fetched) {
+    case VT_FETCH_HIT:
+        if (j->cache.wait_until > 0) { /* another process's answer, waited for */
+            j->cache.shared = true;
+            st->coalesced++;
+        } else
+            st->hits++;
+        j->cache.hit = true;
+        job_done(j);
+        return;
+    case VT_FETCH_CORRUPT: /* dropped: ask again, for the marker only */
+        j->cache.skip_entry = true;
+        j->wake_at = mono;
+        return;
+    case VT_FETCH_BUSY:
+        if (j->cache.read) {
+            if (j->cache.wait_until == 0)
+                j->cache.wait_until = mono + j->transport->timeout;
+            if (mono < j->cache.wait_until) {
+                j->wake_at = fmin(mono + j->cache.poll, j->cache.wait_until);
+                j->cache.poll = fmin(j->cache.poll * 1.5, MAX_POLL);
+                return;
+            }
+        }
+        st->misses++; /* waited long enough, or must not wait: asks itself */
+        break;
+    case VT_FETCH_LEASED:
+        j->cache.leased = true;
+        j->cache.refresh_at = mono + VT_LEASE_TTL / 3;
+        st->misses++;
+        break;
+    case VT_FETCH_FREE:
+        st->misses++;
+        break;
+    case VT_FETCH_ERROR:
+        j->cache.failed = true;
+        st->errors++;
+        break;
+    }
+    j->state = VT_JOB_QUOTA;
+    j->wake_at = mono;
+}
+
+static void on_quota(vt_job *j, double mono)
+{
+    if (j->quota_got > 0)
+        start_transfer(j);
+    else if (j->quota_got < 0)
+        job_done(j); /* err was set with the answer */
+    else
+        quota_wait(j, mono, j->quota_wait);
+}
+
+/* Does what the job can do now: act on an answer, or, when its time has come
+ * and it awaits nothing, ask the cache or the limiter. Loops while answers come
+ * at once (SQLite, a Redis connection that is down). */
+static void advance(vt_job *j, double mono)
+{
+    for (;;) {
+        vt_answer_kind answered = j->answered;
+        j->answered = VT_ANSWER_NONE;
+        if (answered == VT_ANSWER_CACHE)
+            on_fetched(j, mono);
+        else if (answered == VT_ANSWER_QUOTA)
+            on_quota(j, mono);
+        else if (j->ticket || j->wake_at > mono)
+            return;
+        else if (j->state == VT_JOB_CACHE)
+            vt_cache_fetch(j->policy->cache, j);
+        else if (j->state == VT_JOB_QUOTA)
+            try_quota(j, mono);
+        else
+            return;
+    }
 }
 
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p)
@@ -483,10 +707,52 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     eng->jobs = j;
     j->attempts = 0;
     j->deadline = mono + p->max_wait;
-    j->state = VT_JOB_QUOTA;
-    j->wake_at = mono + (j->url ? 0 : j->timer);
-    if (j->url)
-        try_quota(j, mono);
+    begin(j, mono);
+    advance(j, mono);
+}
+
+void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len)
+{
+    j->ticket = NULL;
+    j->fetched = fetched;
+    j->answered = VT_ANSWER_CACHE;
+    if (fetched != VT_FETCH_HIT)
+        return;
+    clear_response(j);
+    j->status = status;
+    snprintf(j->content_type, sizeof j->content_type, "application/json");
+    if (!sink_memory(j, body, len)) {
+        clear_response(j);
+        j->fetched = VT_FETCH_ERROR;
+    }
+}
+
+void vt_job_quota_answer(vt_job *j, int got, double wait, const vt_err *e)
+{
+    j->ticket = NULL;
+    j->quota_got = got;
+    j->quota_wait = wait;
+    if (got < 0)
+        j->err = *e;
+    j->answered = VT_ANSWER_QUOTA;
+}
+
+void vt_job_finish(vt_job *j, const vt_err *e)
+{
+    j->ticket = NULL;
+    if (e)
+        j->err = *e;
+    job_done(j);
+}
+
+void vt_job_refetch(vt_job *j)
+{
+    vt_job_release(j);
+    clear_response(j);
+    j->cache.hit = j->cache.shared = j->cache.skip_entry = j->cache.failed = false;
+    j->cache.read = false;
+    j->cache.wait_until = 0;
+    j->state = VT_JOB_IDLE;
 }
 
 /* Seconds to wait before the next attempt, or < 0 when the failure is final. */
@@ -568,12 +834,14 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 
     bool quota_spent;
     double delay = retry_delay(j, &quota_spent);
-    if (quota_spent && j->policy->limiter) {
+    if (quota_spent && j->policy->redis_limiter)
+        vt_redis_limiter_mark_spent(j->policy->redis_limiter, delay);
+    else if (quota_spent && j->policy->limiter) {
         vt_err e;
         vt_limiter_mark_spent(j->policy->limiter, vt_now(), delay, &e);
     }
     if (delay < 0 || j->attempts > j->policy->retries) {
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     if (mono + delay > j->deadline) {
@@ -589,13 +857,13 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
             j->err.http = j->status;
             j->err.retry_after = delay;
         }
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     if (j->sink == VT_SINK_FILE && j->sink_fd >= 0) {
         /* start the file again */
         if (ftruncate(j->sink_fd, 0) != 0 || lseek(j->sink_fd, 0, SEEK_SET) != 0) {
-            j->state = VT_JOB_DONE;
+            job_done(j);
             return;
         }
         if (j->digest) {
@@ -604,7 +872,7 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
         }
     }
     if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0)) {
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     memset(&j->err, 0, sizeof j->err);
@@ -637,19 +905,87 @@ static void resume_source(vt_engine *eng, int fd)
         }
 }
 
-/* Seconds until curl or a waiting job needs a step (-1: none). */
+static void sooner(double *soonest, double t)
+{
+    if (t >= 0 && (*soonest < 0 || t < *soonest))
+        *soonest = t;
+}
+
+/* Seconds until curl, a waiting job or a watcher needs a step (-1: none). */
 static double next_due(vt_engine *eng)
 {
     double mono = vt_monotonic(), soonest = -1;
     double ct = curl_timeout(eng);
     if (ct >= 0)
         soonest = mono + ct;
-    for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->state == VT_JOB_QUOTA && (soonest < 0 || j->wake_at < soonest))
-            soonest = j->wake_at;
+    for (vt_job *j = eng->jobs; j; j = j->next) {
+        if (j->answered != VT_ANSWER_NONE)
+            sooner(&soonest, mono);
+        else if (!j->ticket && (j->state == VT_JOB_QUOTA || j->state == VT_JOB_CACHE))
+            sooner(&soonest, j->wake_at);
+        if (j->cache.leased)
+            sooner(&soonest, j->cache.refresh_at);
+    }
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        sooner(&soonest, w->due(w));
     if (soonest < 0)
         return -1;
     return soonest > mono ? soonest - mono : 0;
+}
+
+/* ------------------------------------------------------------ watchers */
+
+void vt_engine_watch(vt_engine *eng, vt_watcher *w)
+{
+    w->engine = eng;
+    w->fd = -1;
+    w->events = 0;
+    w->next = eng->watchers;
+    eng->watchers = w;
+}
+
+void vt_engine_unwatch(vt_watcher *w)
+{
+    vt_engine *eng = w->engine;
+    if (!eng)
+        return;
+    vt_engine_watch_fd(w, -1, 0);
+    vt_watcher **p = &eng->watchers;
+    while (*p != w)
+        p = &(*p)->next;
+    *p = w->next;
+    w->engine = NULL;
+}
+
+void vt_engine_watch_fd(vt_watcher *w, int fd, int events)
+{
+    vt_engine *eng = w->engine;
+    if (!eng)
+        return;
+    if (w->fd >= 0 && (events == 0 || fd != w->fd)) {
+        epoll_ctl(eng->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        w->fd = -1;
+        w->events = 0;
+    }
+    if (events == 0 || fd < 0 || events == w->events)
+        return;
+    struct epoll_event ev = {0};
+    ev.events = (events & VT_WANT_READ ? EPOLLIN : 0) | (events & VT_WANT_WRITE ? EPOLLOUT : 0);
+    ev.data.u64 = tag(TAG_WATCH, fd);
+    epoll_ctl(eng->epfd, w->fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    w->fd = fd;
+    w->events = events;
+}
+
+static void watcher_io(vt_engine *eng, int fd, uint32_t events)
+{
+    int ready = (events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? VT_WANT_READ : 0) |
+                (events & (EPOLLOUT | EPOLLERR) ? VT_WANT_WRITE : 0);
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        if (w->fd == fd) {
+            w->on_io(w, ready);
+            return;
+        }
 }
 
 double vt_engine_timeout(vt_engine *eng)
@@ -657,7 +993,7 @@ double vt_engine_timeout(vt_engine *eng)
     /* A job finished but not yet taken by its caller (maybe finished in another
      * call's step): the host must resume that caller now. */
     for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->state == VT_JOB_DONE)
+        if (j->state == VT_JOB_DONE || j->answered != VT_ANSWER_NONE)
             return 0;
     return next_due(eng);
 }
@@ -681,6 +1017,10 @@ int vt_engine_step(vt_engine *eng, double max_block)
             resume_source(eng, fd);
             continue;
         }
+        if (kind == TAG_WATCH) {
+            watcher_io(eng, fd, evs[i].events);
+            continue;
+        }
         int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                     (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                     (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
@@ -690,10 +1030,15 @@ int vt_engine_step(vt_engine *eng, double max_block)
         curl_multi_socket_action(eng->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     read_finished(eng);
     double mono = vt_monotonic();
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        w->tick(w, mono);
     int pending = 0;
     for (vt_job *j = eng->jobs; j; j = j->next) {
-        if (j->state == VT_JOB_QUOTA && j->wake_at <= mono)
-            try_quota(j, mono); /* a transfer it starts is kicked by curl's 0 timeout next step */
+        advance(j, mono); /* a transfer it starts is kicked by curl's 0 timeout next step */
+        if (j->cache.leased && j->cache.refresh_at <= mono) {
+            vt_cache_refresh(j->policy->cache, j);
+            j->cache.refresh_at = mono + VT_LEASE_TTL / 3;
+        }
         if (j->state != VT_JOB_DONE)
             pending++;
     }
