@@ -8,7 +8,8 @@
  * alias -> its entry), vt_leases (in-flight markers: key, owner, pid, expiry)
  * and vt_totals (the bytes of all entries, kept by triggers). Least recently
  * used entries go first when the total passes cache_max_bytes; `used` is
- * written at most once a minute per entry, so that a hit is a read.
+ * written at most once a second per entry, and never waits for a lock, so that
+ * a hit stays a read.
  *
  * A marker whose owner process is gone (kill(pid, 0)) counts as free: SQLite
  * serves the processes of one host. */
@@ -26,7 +27,7 @@
 #define BUSY_MS 50          /* a call waits this long at most for another process's lock */
 #define SETUP_BUSY_MS 1000  /* opening (once, or after a failure) may wait longer */
 #define REOPEN_PAUSE 1.0    /* seconds between two attempts to open after a failure */
-#define TOUCH_EVERY 60.0    /* seconds: how stale `used` may get */
+#define TOUCH_EVERY 1.0     /* seconds: how stale `used` may get */
 
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
@@ -72,7 +73,7 @@ static const char *const statements[S_COUNT] = {
     [S_DEL_ORPHAN] = "DELETE FROM vt_entries WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM vt_keys WHERE entry = ?1)",
     [S_DEL_EXPIRED] = "DELETE FROM vt_entries WHERE id IN (SELECT id FROM vt_entries WHERE expires <= ?1 LIMIT 32)",
     [S_TOTAL] = "SELECT bytes FROM vt_totals WHERE id = 1",
-    [S_EVICT] = "DELETE FROM vt_entries WHERE id IN (SELECT id FROM vt_entries ORDER BY used LIMIT 16)",
+    [S_EVICT] = "DELETE FROM vt_entries WHERE id = (SELECT id FROM vt_entries ORDER BY used LIMIT 1)",
     [S_DROP] = "DELETE FROM vt_entries WHERE id = (SELECT entry FROM vt_keys WHERE key = ?1)",
 };
 
@@ -230,11 +231,13 @@ static int find(sqlite_cache *s, const char *key, double now, double max_age, do
         free(*name);
         return -1;
     }
-    if (now - used > TOUCH_EVERY) { /* best effort: a busy writer elsewhere only delays it */
+    if (now - used > TOUCH_EVERY) { /* best effort: with a writer elsewhere it waits for the next hit */
+        sqlite3_busy_timeout(s->db, 0);
         st = stmt(s, S_TOUCH);
         bind_text(st, 1, *name);
         sqlite3_bind_double(st, 2, now);
         run(st);
+        sqlite3_busy_timeout(s->db, BUSY_MS);
     }
     return 1;
 }
