@@ -356,5 +356,9 @@ int vt_redis_command(vt_redis *r, vt_redis_call *call, int argc, const char **ar
         return -1;
     }
     r->outstanding++;
+    /* Written now rather than at the next step: a command nobody waits for (a
+     * hold, a store) must reach Redis even if this process does nothing more. */
+    if (r->connected)
+        redisAsyncHandleWrite(r->ac);
     return 0;
 }

@@ -30,9 +30,10 @@ vt_redis *vt_redis_new(vt_engine *eng, const char *url, double timeout, vt_err *
 void vt_redis_free(vt_redis *r);
 /* "redis://[USER:***@]HOST:PORT/DB": the URL as shown (options, messages). */
 const char *vt_redis_name(const vt_redis *r);
-/* Sends a command (binary-safe arguments). call->done runs with its reply;
- * call NULL: the reply is not wanted. Returns -1 when the command cannot be
- * sent (the connection is down): call is not used, vt_redis_why says why. */
+/* Sends a command (binary-safe arguments), written at once when connected.
+ * call->done runs with its reply (at once when that write fails); call NULL:
+ * the reply is not wanted. Returns -1 when the command cannot be sent (the
+ * connection is down): call is not used, vt_redis_why says why. */
 int vt_redis_command(vt_redis *r, vt_redis_call *call, int argc, const char **argv, const size_t *lens);
 const char *vt_redis_why(const vt_redis *r);
 
