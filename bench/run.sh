@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh test
 missing=()
-for p in nginx-light wrk valgrind; do
+for p in nginx-light wrk valgrind redis-server; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -100,6 +100,12 @@ read -r mem_us file_us < <(lua5.4 -e "package.cpath='build/?.so;'..package.cpath
   local function per(opts) local t = os.clock() for _ = 1, 2000 do vt.client(opts):close() end return (os.clock() - t) / 2000 * 1e6 end
   print(string.format('%.1f %.1f', per{apikey='k', quota_state=false}, per{apikey='k', quota_state='$work/q.state'}))")
 
+# ---- the cache: a fleet of 8 workers, 1000 alerts over a pool of 300 indicators (Zipf), one
+# SQLite file or one Redis for all; what a cache hit costs against decoding the same body
+read -r _ fl_entities fl_distinct sq_req sq_hits sq_coal sq_s < <(lua5.4 bench/fleet.lua sqlite 8 1000 300)
+read -r _ _ _ rd_req rd_hits rd_coal rd_s < <(lua5.4 bench/fleet.lua redis 8 1000 300)
+read -r dec_us sqhit_us rdhit_us rdhit_cpu_us < <(lua5.4 bench/cache_hit.lua 2000)
+
 cat > "$out/results.md" <<MD
 Measured by \`bench/run.sh\` on $(nproc) cores ($(uname -m)), $(date -u +%Y-%m-%d):
 
@@ -112,5 +118,9 @@ Measured by \`bench/run.sh\` on $(nproc) cores ($(uname -m)), $(date -u +%Y-%m-%
 | peak RSS, one small look-up (baseline) | $((base_kb / 1024)) MB | | |
 | \`require "vt"\` (whole \`lua5.4\` run) | $req_ms ms | $bare_ms ms (\`lua5.4 -e ''\`) | $req_ratio |
 | \`vt.client{...}\` + \`close\` | $mem_us µs (in memory) | $file_us µs (shared state file) | |
+| fleet, SQLite: requests for 1000 alerts ($fl_entities entities, $fl_distinct distinct indicators), 8 workers | $sq_req requests, hit rate $(calc "round(($sq_hits + $sq_coal) / $fl_entities, 3)"), ${sq_s} s | $fl_entities (one request per entity) | $(calc "round($sq_req / $fl_entities, 3)") |
+| fleet, Redis (cache and quota state): same alerts | $rd_req requests, hit rate $(calc "round(($rd_hits + $rd_coal) / $fl_entities, 3)"), ${rd_s} s | $fl_entities (one request per entity) | $(calc "round($rd_req / $fl_entities, 3)") |
+| CPU per SQLite cache hit (\`c:file\`, 22 KB object) | $sqhit_us µs | $dec_us µs (\`vt.decode\` of the body alone) | $(calc "round($sqhit_us / $dec_us, 3)") |
+| Redis cache hit on loopback (wall, round trip included) | $rdhit_us µs ($rdhit_cpu_us µs CPU) | 500 µs (goal) | $(calc "round($rdhit_us / 500, 3)") |
 MD
 cat "$out/results.md"

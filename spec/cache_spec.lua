@@ -38,7 +38,7 @@ end
 local function worker_command(job, env)
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
-  return ("env -u LD_PRELOAD %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
+  return ("env %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
     table.concat(vars, " "), quote(package.path), quote(package.cpath), WORKER, quote(vt.encode(job)))
 end
 
