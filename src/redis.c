@@ -357,8 +357,10 @@ int vt_redis_command(vt_redis *r, vt_redis_call *call, int argc, const char **ar
     }
     r->outstanding++;
     /* Written now rather than at the next step: a command nobody waits for (a
-     * hold, a store) must reach Redis even if this process does nothing more. */
-    if (r->connected)
+     * hold, a store) must reach Redis even if this process does nothing more.
+     * Not from inside a reply's callback: a failed write would free the context
+     * under hiredis' feet (the engine writes it at its next step). */
+    if (r->connected && !(r->ac->c.flags & REDIS_IN_CALLBACK))
         redisAsyncHandleWrite(r->ac);
     return 0;
 }
