@@ -708,7 +708,8 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     j->attempts = 0;
     j->deadline = mono + p->max_wait;
     begin(j, mono);
-    advance(j, mono);
+    if (j->url) /* a timer ends at a step, even a timer of 0 s: a coroutine yields once */
+        advance(j, mono);
 }
 
 void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len)
