@@ -157,18 +157,35 @@ local function shown_of(n, cut)
     return (cut and n > CUT_OVER) and MAX_ITEMS or n
 end
 
--- The table's entries on one line, when they all are one-line values and the text fits;
--- `cut`: a long list shows its first entries only.
-local function inline_entries(t, cut)
+local inline_entries
+
+-- A value on one line inside another table's one-line form, or nil when it has none.
+local function inline_value(v, key, path)
+    return one_line_value(v, key) or summary_of(v) or (path[v] and "<cycle>") or inline_entries(v, false, path)
+end
+
+-- The table's entries on one line, when the text fits (nested tables in braces too); `cut`: a
+-- long list shows its first entries only; `path`: the tables being shown, around this one.
+function inline_entries(t, cut, path)
     local keys, list = keys_of(t)
-    local parts = {}
+    local parts, width = {}, 2
+    path[t] = true
     for i = 1, shown_of(#keys, cut) do
         local k = keys[i]
-        local text = one_line_value(t[k], k) or summary_of(t[k])
-        if not text then
-            return nil
+        local text = inline_value(rawget(t, k), k, path)
+        if text and not list then
+            text = key_text(k) .. ": " .. text
         end
-        parts[i] = list and text or key_text(k) .. ": " .. text
+        width = width + #(text or "") + 2
+        if not text or width > INLINE_WIDTH then
+            parts = nil
+            break
+        end
+        parts[i] = text
+    end
+    path[t] = nil
+    if not parts then
+        return nil
     end
     if #keys > #parts then
         parts[#parts + 1] = ("… %d more"):format(#keys - #parts)
@@ -178,12 +195,26 @@ local function inline_entries(t, cut)
     return #text <= INLINE_WIDTH and text or nil
 end
 
--- The table on one line: its entries if they fit, else its summary or its size.
-local function inline_table(t)
+-- The table on one line: its summary, else its entries if they fit, else its size.
+local function inline_table(t, path)
     local keys, list = keys_of(t)
     local n = #keys
-    return inline_entries(t) or summary_of(t)
+    return summary_of(t) or inline_entries(t, false, path)
         or (list and ("[%d item%s]") or ("{%d key%s}")):format(n, n == 1 and "" or "s")
+end
+
+-- A list (no summary of its own) of values that are not tables.
+local function is_plain_list(t)
+    local keys, list = keys_of(t)
+    if not list or summary_of(t) then
+        return false
+    end
+    for _, k in ipairs(keys) do
+        if type(rawget(t, k)) == "table" then
+            return false
+        end
+    end
+    return true
 end
 
 local render_table
@@ -194,9 +225,9 @@ local function render_entry(lines, indent, label, v, key, level, state)
     if not text and state.path[v] then
         text = "<cycle>"
     elseif not text and level > state.depth then
-        text = inline_table(v)
-    elseif not text and not summary_of(v) and select(2, keys_of(v)) then
-        text = inline_entries(v, true) -- a list of short values reads best on one line
+        text = inline_table(v, state.path)
+    elseif not text and is_plain_list(v) then
+        text = inline_entries(v, true, state.path) -- a list of short values reads best on one line
     end
     if text then
         lines[#lines + 1] = indent .. label .. " " .. text
@@ -261,7 +292,7 @@ function M.format(value, depth)
     if text then
         return text
     elseif depth == 0 then
-        return inline_table(value)
+        return inline_table(value, {})
     end
     local lines = {}
     local header = summary_of(value)
