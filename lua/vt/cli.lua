@@ -398,7 +398,7 @@ local function aligned(rows)
         for i, cell in ipairs(row) do
             cells[i] = i < #row and cell .. (" "):rep(widths[i] - (utf8.len(cell) or #cell)) or cell
         end
-        lines[r] = table.concat(cells, "  ")
+        lines[r] = table.concat(cells, "  "):gsub("%s+$", "") -- an empty last cell leaves no blanks
     end
     return lines
 end
