@@ -162,7 +162,8 @@ describe("vt-lua", function()
                 { "vt-lua lookup x", "unknown command 'lookup'", "Try 'vt-lua --help'" },
                 { "vt-lua file " .. DOC .. " --colour", "unknown option '--colour'", "Try 'vt-lua --help'" },
                 { "vt-lua quota --max 3", "quota does not take --max", "Try 'vt-lua quota --help'" },
-                { "vt-lua related domain example.com subdomains --max", "--max needs a value (N)", "Try 'vt-lua --help'" },
+                { "vt-lua related domain example.com subdomains --max", "--max needs a value (N)",
+                    "Try 'vt-lua --help'" },
                 { "vt-lua related domain example.com subdomains --max 0", "--max must be a whole number, 1 or more",
                     "Try 'vt-lua related --help'" },
                 { "vt-lua related host example.com subdomains", "the kind must be file, url, domain or ip",
@@ -229,8 +230,8 @@ describe("vt-lua", function()
                 lines[2])
             assert.matches("^" .. UNKNOWN_MD5 .. "%s+file  NotFoundError %(HTTP 404%): File \"" .. UNKNOWN_MD5
                 .. "\" not found$", lines[3])
-            assert.matches("^not%-a%-hash%s+file  InvalidArgument: not an MD5, SHA%-1 or SHA%-256 hash: 'not%-a%-hash'$",
-                lines[4])
+            assert.matches("^not%-a%-hash%s+file  InvalidArgument: not an MD5, SHA%-1 or SHA%-256 hash: "
+                .. "'not%-a%-hash'$", lines[4])
             assert.matches("^" .. EXE .. "  file  7/72%s+suspicious%s+2023%-12%-18  source%.exe, Win32 EXE$", lines[5])
             -- the malformed one cost nothing
             local sent = paths_of(srv:log())
@@ -242,7 +243,8 @@ describe("vt-lua", function()
         it("looks up URLs, domains and IP addresses, defanged or not; exit 0 when all succeeded", function()
             local res = run("vt-lua url 'hxxp://example[.]com/'")
             assert.equal(0, res.code)
-            assert.matches("\nhxxp://example%[%.%]com/  url   0/71%s+harmless%s+2019%-10%-19  Example Domain\n$", res.out)
+            assert.matches("\nhxxp://example%[%.%]com/  url   0/71%s+harmless%s+2019%-10%-19  Example Domain\n$",
+                res.out)
             res = run("vt-lua domain haiku-os[.]org virustotal.com")
             assert.equal(0, res.code)
             assert.matches("\nhaiku%-os%[%.%]org  domain  0/94%s+harmless%s+2025%-03%-15  NameCheap, Inc%.\n", res.out)
@@ -280,9 +282,11 @@ describe("vt-lua", function()
         it("picks attributes with --fields, in the table and in JSON", function()
             local res = run("vt-lua file " .. DOC .. " --fields last_analysis_stats.malicious,meaningful_name,size,id")
             assert.equal(0, res.code)
-            assert.same({ "INDICATOR" .. (" "):rep(55) .. "  KIND  LAST_ANALYSIS_STATS.MALICIOUS  MEANINGFUL_NAME  SIZE   ID",
+            assert.same({
+                "INDICATOR" .. (" "):rep(55) .. "  KIND  LAST_ANALYSIS_STATS.MALICIOUS  MEANINGFUL_NAME  SIZE   ID",
                 DOC .. "  file  53                             cDCUTY.tmp       64000  " .. DOC }, lines_of(res.out))
-            res = run("vt-lua file " .. DOC .. " --json --fields last_analysis_stats.malicious,meaningful_name,nothing.here")
+            res = run("vt-lua file " .. DOC
+                .. " --json --fields last_analysis_stats.malicious,meaningful_name,nothing.here")
             assert.same({ { type = "file", id = DOC, attributes = { meaningful_name = "cDCUTY.tmp",
                 last_analysis_stats = { malicious = 53 } } } }, json_lines(res.out))
         end)
@@ -404,8 +408,8 @@ describe("vt-lua", function()
             assert.equal(0, res.code, res.err)
             assert.same({ "HASH" .. (" "):rep(60) .. "  SIZE  SHA256" .. (" "):rep(58) .. "  PATH",
                 info.sha256 .. "  20    " .. info.sha256 .. "  again.bin" }, lines_of(res.out))
-            assert.truthy(table.concat(paths_of(srv:log { listener = "main" }), "\n"):find("GET /vtapi/v2/file/download",
-                1, true))
+            local main = table.concat(paths_of(srv:log { listener = "main" }), "\n")
+            assert.truthy(main:find("GET /vtapi/v2/file/download", 1, true))
         end)
 
         it("fails, exit 1, leaving nothing, when the content is not available", function()
@@ -492,8 +496,8 @@ describe("vt-lua", function()
             assert.equal(17, #lines)
             assert.matches("\nd41d8cd98f00b204e9800998ecf8427%s+FILEHASH%s+scan_hash%s+invalid ", res.out)
             assert.matches("\n10%.20%.30%.40%s+ADDRESS%s+scan_ip%s+skipped ", res.out)
-            assert.matches("\nhttp://login%-micros0ft%.example/VT%-FAKE%-MALICIOUS=14%s+DestinationURL%s+scan_url%s+done%s+"
-                .. "14/71%s+suspicious ", res.out)
+            assert.matches("\nhttp://login%-micros0ft%.example/VT%-FAKE%-MALICIOUS=14%s+DestinationURL%s+scan_url"
+                .. "%s+done%s+14/71%s+suspicious ", res.out)
         end)
 
         it("fails a missing case file or case, exit 1", function()

@@ -10,6 +10,7 @@
 -- are described in docs/cli.md and by `vt-lua --help`.
 -- @module vt.cli
 local vt = require "vt"
+local report = require "vt.cli.report"
 
 local cli = {}
 
@@ -245,189 +246,30 @@ local function parse(args)
     return opts, words
 end
 
--- ------------------------------------------------------------------- output
-
--- A plain table of an error value's fields, for JSON.
-local function error_fields(err)
-    local t = {}
-    if type(err) == "table" then
-        for k, v in pairs(err) do
-            t[k] = v
-        end
-    else
-        t.message = tostring(err)
-    end
-    return t
-end
-
-local function text_of(v)
-    if v == nil then
-        return "-"
-    elseif v == vt.null then
-        return "null"
-    elseif type(v) == "table" then
-        return vt.encode(v)
-    end
-    return tostring(v)
-end
-
-local function utc_day(t)
-    if type(t) == "number" then
-        return os.date("!%Y-%m-%d", math.floor(t))
-    elseif type(t) == "string" and t:find("^%d%d%d%d%-%d%d%-%d%d") then
-        return t:sub(1, 10) -- v2's "2020-04-10 19:24:05"
-    end
-    return "-"
-end
-
-local KIND_OF_TYPE = { file = "file", url = "url", domain = "domain", ip_address = "ip", analysis = "analysis" }
-
--- What identifies an object to a person: a URL's address, else its id.
-local function indicator_of(obj)
-    local a = type(obj.attributes) == "table" and obj.attributes or {}
-    if obj.type == "url" and type(a.url) == "string" then
-        return a.url
-    end
-    return text_of(obj.id)
-end
-
--- The non-empty strings among the arguments, joined with ", ".
-local function joined(...)
-    local parts = {}
-    for i = 1, select("#", ...) do
-        local s = select(i, ...)
-        if type(s) == "string" and s ~= "" then
-            parts[#parts + 1] = s
-        end
-    end
-    return table.concat(parts, ", ")
-end
-
--- The name-like facts of an object (or v2 report) that follow its verdict.
-local function details(obj)
-    local a = type(obj.attributes) == "table" and obj.attributes or obj
-    local kind = obj.type
-    if kind == "file" then
-        local name = a.meaningful_name or (type(a.names) == "table" and a.names[1])
-        return joined(name, a.type_description)
-    elseif kind == "url" then
-        return joined(a.title)
-    elseif kind == "domain" then
-        return joined(a.registrar)
-    elseif kind == "ip_address" then
-        return joined(a.as_owner, a.country)
-    elseif kind == "analysis" then
-        return joined(a.status or "submitted", "analysis " .. text_of(obj.id))
-    end
-    return joined(obj.verbose_msg) -- a v2 report
-end
-
-local OBJECT_COLUMNS = { "DETECTIONS", "VERDICT", "DATE", "DETAILS" }
-
--- DETECTIONS, VERDICT, DATE and DETAILS of an object or a v2 report.
-local function object_cells(obj)
-    local v = vt.verdict(obj)
-    local a = type(obj.attributes) == "table" and obj.attributes or obj
-    local judged = v and (v.total > 0 or obj.type ~= "analysis") -- an analysis without results yet
-    return judged and v.total > 0 and ("%d/%d"):format(v.malicious, v.total) or "-",
-        judged and v.verdict or "-",
-        utc_day(a.last_analysis_date or a.date or a.scan_date),
-        details(obj)
-end
-
-local function walk(t, path)
-    for part in path:gmatch("[^.]+") do
-        if type(t) ~= "table" then
-            return nil
-        end
-        t = t[part]
-    end
-    return t
-end
-
--- A field of an object: a dotted path into its attributes, else into the object itself.
-local function field_value(obj, path)
-    local a = obj.attributes
-    if type(a) == "table" and a[path:match("^[^.]+")] ~= nil then
-        return walk(a, path), true
-    end
-    return walk(obj, path), false
-end
-
-local function set_path(t, path, v)
-    local parts = {}
-    for part in path:gmatch("[^.]+") do
-        parts[#parts + 1] = part
-    end
-    for i = 1, #parts - 1 do
-        t[parts[i]] = type(t[parts[i]]) == "table" and t[parts[i]] or {}
-        t = t[parts[i]]
-    end
-    t[parts[#parts]] = v
-end
-
--- The object with only the fields asked for (and its type and id), in the service's shape.
-local function picked(obj, fields)
-    local out = { type = obj.type, id = obj.id }
-    for _, path in ipairs(fields) do
-        local v, in_attributes = field_value(obj, path)
-        if v ~= nil then
-            if in_attributes then
-                out.attributes = out.attributes or {}
-                set_path(out.attributes, path, v)
-            else
-                set_path(out, path, v)
-            end
-        end
-    end
-    return out
-end
-
--- The lines of an aligned table: two spaces between columns; a row's last cell is not
--- padded and does not widen its column (an error's text spans the columns after the kind).
-local function aligned(rows)
-    local widths = {}
-    for _, row in ipairs(rows) do
-        for i = 1, #row - 1 do
-            widths[i] = math.max(widths[i] or 0, utf8.len(row[i]) or #row[i])
-        end
-    end
-    local lines = {}
-    for r, row in ipairs(rows) do
-        local cells = {}
-        for i, cell in ipairs(row) do
-            cells[i] = i < #row and cell .. (" "):rep(widths[i] - (utf8.len(cell) or #cell)) or cell
-        end
-        lines[r] = table.concat(cells, "  "):gsub("%s+$", "") -- an empty last cell leaves no blanks
-    end
-    return lines
-end
-
 -- ------------------------------------------------------------------- context
 
-local Context = {}
-Context.__index = Context
-
+-- What a command works with: its name, its options, the protocol, its report, and its client
+-- (`client(ctx)`, made on first use).
 local function new_context(command, opts)
-    local ctx = setmetatable({ command = command, opts = opts, json = opts.json == true, rows = {},
-        failed = false, api = opts.api or "v3" }, Context)
     if opts.api and opts.api ~= "v2" and opts.api ~= "v3" then
         usage(command, "--api must be v2 or v3 (got '%s')", tostring(opts.api))
     end
+    local fields
     if opts.fields then
-        ctx.fields = {}
+        fields = {}
         for path in tostring(opts.fields):gmatch("[^,]+") do
             path = path:match("^%s*(.-)%s*$")
             if not path:find("^[%w_%-]+[%w_%-.]*$") or path:find("%.%.") or path:find("%.$") then
                 usage(command, "--fields: '%s' is not a dotted path of attribute names", path)
             end
-            ctx.fields[#ctx.fields + 1] = path
+            fields[#fields + 1] = path
         end
-        if #ctx.fields == 0 then
+        if #fields == 0 then
             usage(command, "--fields needs at least one attribute name")
         end
     end
-    return ctx
+    return { command = command, opts = opts, api = opts.api or "v3",
+        out = report.new { json = opts.json, fields = fields } }
 end
 
 local function read_key(ctx)
@@ -451,90 +293,29 @@ local function read_key(ctx)
     return key
 end
 
---- The client, made on first use from the options and the environment.
-function Context:client()
-    if self.vt_client then
-        return self.vt_client
+-- The client, made on first use from the options and the environment.
+local function client(ctx)
+    if ctx.client then
+        return ctx.client
     end
-    local opts = self.opts
+    local opts = ctx.opts
     local base_url = opts["base-url"] or os.getenv("VT_BASE_URL")
-    local copts = { apikey = read_key(self), api = self.api, base_url = base_url ~= "" and base_url or nil }
+    local copts = { apikey = read_key(ctx), api = ctx.api, base_url = base_url ~= "" and base_url or nil }
     if opts.cache then
         copts.cache = opts.cache -- true or a spec; a client without the option says so
     end
     if opts["requests-per-minute"] then
-        copts.requests_per_minute = whole_number(self.command, "requests-per-minute", opts["requests-per-minute"], 1)
+        copts.requests_per_minute = whole_number(ctx.command, "requests-per-minute", opts["requests-per-minute"], 1)
     end
     if opts["poll-interval"] then
-        copts.poll_interval = seconds(self.command, "poll-interval", opts["poll-interval"])
+        copts.poll_interval = seconds(ctx.command, "poll-interval", opts["poll-interval"])
     end
     local ok, c = pcall(vt.client, copts)
     if not ok then
-        usage(self.command, "%s", (tostring(c):gsub("^[^:]*:%d+: ", "")))
+        usage(ctx.command, "%s", (tostring(c):gsub("^[^:]*:%d+: ", "")))
     end
-    self.vt_client = c
+    ctx.client = c
     return c
-end
-
-function Context:header(cells)
-    if not self.json then
-        self.rows[#self.rows + 1] = cells
-    end
-end
-
---- Reports one item that failed: a row with its one-line error, or `{"input", "kind", "error"}`.
-function Context:failure(input, kind, err)
-    self.failed = true
-    if self.json then
-        io.stdout:write(vt.encode { input = input, kind = kind, error = error_fields(err) }, "\n")
-    else
-        self.rows[#self.rows + 1] = { input, kind or "-", tostring(err) }
-    end
-end
-
---- Reports one object (or v2 report) found for `input`, or its failure.
-function Context:object(input, kind, obj, err)
-    if obj == nil then
-        return self:failure(input, kind, err)
-    end
-    if self.json then
-        io.stdout:write(vt.encode(self.fields and picked(obj, self.fields) or obj), "\n")
-        return
-    end
-    local row = { input, kind }
-    if self.fields then
-        for _, path in ipairs(self.fields) do
-            row[#row + 1] = text_of((field_value(obj, path)))
-        end
-    else
-        row[3], row[4], row[5], row[6] = object_cells(obj)
-    end
-    self.rows[#self.rows + 1] = row
-end
-
-function Context:object_header(first)
-    local cells = { first, "KIND" }
-    for _, path in ipairs(self.fields or OBJECT_COLUMNS) do
-        cells[#cells + 1] = self.fields and path:upper() or path
-    end
-    self:header(cells)
-end
-
-function Context:row(cells, document)
-    if self.json then
-        io.stdout:write(vt.encode(document), "\n")
-    else
-        self.rows[#self.rows + 1] = cells
-    end
-end
-
--- Prints the table and gives the exit status.
-function Context:finish()
-    if #self.rows > 1 then -- more than the header
-        io.stdout:write(table.concat(aligned(self.rows), "\n"), "\n")
-    end
-    io.stdout:flush()
-    return self.failed and 1 or 0
 end
 
 -- ------------------------------------------------------------------- commands
@@ -578,10 +359,10 @@ local function lookup(ctx, words)
     local kind = ctx.command
     local inputs = read_indicators(kind, words)
     local concurrency = ctx.opts.concurrency and whole_number(kind, "concurrency", ctx.opts.concurrency, 1) or 8
-    local c = ctx:client()
-    ctx:object_header("INDICATOR")
+    local c = client(ctx)
+    ctx.out:object_header("INDICATOR")
     local put = in_order(function(i, value, err)
-        ctx:object(inputs[i], kind, value, err)
+        ctx.out:object(inputs[i], kind, value, err)
     end)
     -- malformed indicators fail here, before any request
     local list, index = {}, {}
@@ -609,7 +390,7 @@ local function lookup(ctx, words)
             put(index[j], r.value, r.err)
         end
     end
-    return ctx:finish()
+    return ctx.out:finish()
 end
 
 local function is_url_argument(s)
@@ -620,8 +401,8 @@ local function scan(ctx, words)
     if #words == 0 then
         usage("scan", "give at least one file or URL")
     end
-    local c = ctx:client()
-    ctx:object_header("TARGET")
+    local c = client(ctx)
+    ctx.out:object_header("TARGET")
     for _, target in ipairs(words) do
         local kind = is_url_argument(target) and "url" or "file"
         local res, err
@@ -638,9 +419,9 @@ local function scan(ctx, words)
                 io.stderr:write(("%s: %s, %d s\n"):format(target, status, math.floor(elapsed)))
             end })
         end
-        ctx:object(target, kind, res, err)
+        ctx.out:object(target, kind, res, err)
     end
-    return ctx:finish()
+    return ctx.out:finish()
 end
 
 local function download(ctx, words)
@@ -648,8 +429,8 @@ local function download(ctx, words)
         usage("download", "give a hash and a destination path")
     end
     local hash, dest = words[1], words[2]
-    local c = ctx:client()
-    ctx:header { "HASH", "SIZE", "SHA256", "PATH" }
+    local c = client(ctx)
+    ctx.out:header { "HASH", "SIZE", "SHA256", "PATH" }
     local id, err = vt.normalize("file", hash)
     local info
     if id and ctx.api == "v2" then
@@ -658,11 +439,11 @@ local function download(ctx, words)
         info, err = c:download(id, dest)
     end
     if not info then
-        ctx:failure(hash, "file", err)
+        ctx.out:failure(hash, "file", err)
     else
-        ctx:row({ hash, tostring(info.size), info.sha256, info.path }, info)
+        ctx.out:row({ hash, tostring(info.size), info.sha256, info.path }, info)
     end
-    return ctx:finish()
+    return ctx.out:finish()
 end
 
 local RELATED_MAX = 10
@@ -679,26 +460,26 @@ local function related(ctx, words)
         usage("related", "'%s' is not a relationship name", relationship)
     end
     local max = ctx.opts.max and whole_number("related", "max", ctx.opts.max, 1) or RELATED_MAX
-    local c = ctx:client()
-    ctx:object_header("INDICATOR")
+    local c = client(ctx)
+    ctx.out:object_header("INDICATOR")
     local norm, err = vt.normalize(kind, id)
     if not norm then
-        ctx:failure(id, kind, err)
-        return ctx:finish()
+        ctx.out:failure(id, kind, err)
+        return ctx.out:finish()
     end
     -- a failing page raises the error value (a for loop cannot return it)
     local ok, page_err = pcall(function()
         for obj in c:related(kind, norm, relationship, { limit = math.min(max, PAGE_LIMIT), max = max }) do
-            ctx:object(indicator_of(obj), KIND_OF_TYPE[obj.type] or text_of(obj.type), obj)
+            ctx.out:object(report.indicator_of(obj), report.kind_of(obj), obj)
         end
     end)
     if not ok then
         if type(page_err) ~= "table" then
             error(page_err, 0)
         end
-        ctx:failure(id, kind, page_err)
+        ctx.out:failure(id, kind, page_err)
     end
-    return ctx:finish()
+    return ctx.out:finish()
 end
 
 -- The tools triage runs, each on the entity types it takes.
@@ -738,7 +519,8 @@ local function outcome_cells(tool, o)
         detections = ("max %d"):format(o.positives) -- scan_ip: the most detected related item
     end
     local verdict = o.suspicious and "suspicious" or "-"
-    return { text_of(o.entity), text_of(o.type), tool, text_of(o.status), detections, verdict, text_of(o.reason) }
+    return { report.text(o.entity), report.text(o.type), tool, report.text(o.status), detections, verdict,
+        report.text(o.reason) }
 end
 
 local function triage(ctx, words)
@@ -747,13 +529,13 @@ local function triage(ctx, words)
     end
     local path = words[1]
     local threshold = ctx.opts.threshold and whole_number("triage", "threshold", ctx.opts.threshold, 0)
-    local c = ctx:client()
+    local c = client(ctx)
     local soar = require "vt.soar"
-    ctx:header { "ENTITY", "TYPE", "TOOL", "STATUS", "DETECTIONS", "VERDICT", "REASON" }
+    ctx.out:header { "ENTITY", "TYPE", "TOOL", "STATUS", "DETECTIONS", "VERDICT", "REASON" }
     local host, err = soar.memory_host(path)
     if not host then
-        ctx:failure(path, "case", vt.error("InvalidArgument", err))
-        return ctx:finish()
+        ctx.out:failure(path, "case", vt.error("InvalidArgument", err))
+        return ctx.out:finish()
     end
     local case_ids = {}
     if ctx.opts.case then
@@ -768,7 +550,7 @@ local function triage(ctx, words)
     for _, case_id in ipairs(case_ids) do
         local case = host:case(case_id)
         if not case then
-            ctx:failure(case_id, "case", vt.error("InvalidArgument", ("no case %s in %s"):format(case_id, path)))
+            ctx.out:failure(case_id, "case", vt.error("InvalidArgument", ("no case %s in %s"):format(case_id, path)))
         end
         for _, tool in ipairs(case and TRIAGE_TOOLS or {}) do
             local targets = entities_for(case, tool.types)
@@ -778,15 +560,17 @@ local function triage(ctx, words)
                     target_entities = tool.targets and targets or nil,
                 }
                 if res.status == "Failed" then
-                    ctx:failure(case_id, tool.name, vt.error("Failed", res.message))
+                    ctx.out:failure(case_id, tool.name, vt.error("Failed", res.message))
                 end
                 for _, o in ipairs(res.entities or {}) do
-                    ctx.failed = ctx.failed or FAILED_STATUSES[o.status] or false
+                    if FAILED_STATUSES[o.status] then
+                        ctx.out:failed_item()
+                    end
                     local doc = { case = case_id, tool = tool.name }
                     for k, v in pairs(o) do
                         doc[k] = v
                     end
-                    ctx:row(outcome_cells(tool.name, o), doc)
+                    ctx.out:row(outcome_cells(tool.name, o), doc)
                 end
             end
         end
@@ -794,42 +578,44 @@ local function triage(ctx, words)
     if ctx.opts.save then
         local ok, serr = host:save(ctx.opts.save)
         if not ok then
-            ctx:failure(ctx.opts.save, "save", vt.error("InvalidArgument", serr))
+            ctx.out:failure(ctx.opts.save, "save", vt.error("InvalidArgument", serr))
         end
     end
-    return ctx:finish()
+    return ctx.out:finish()
 end
 
 local function window_label(w)
     if w.kind == "sliding" then
-        return ("%s s"):format(text_of(w.per))
+        return ("%s s"):format(report.text(w.per))
     end
-    return text_of(w.kind)
+    return report.text(w.kind)
 end
 
 local function quota(ctx, words)
     if #words > 0 then
         usage("quota", "quota takes no arguments")
     end
-    local c = ctx:client()
+    local c = client(ctx)
     local status = c:quota_status()
     local service, err = c:quotas()
-    if ctx.json then
-        ctx:row(nil, { limiter = status, service = service or { error = error_fields(err) } })
-        ctx.failed = service == nil
-        return ctx:finish()
+    if ctx.out.json then
+        ctx.out:row(nil, { limiter = status, service = service or { error = report.error_fields(err) } })
+        if not service then
+            ctx.out:failed_item()
+        end
+        return ctx.out:finish()
     end
-    ctx:header { "SOURCE", "WINDOW", "USED", "LIMIT", "NEXT SLOT" }
+    ctx.out:header { "SOURCE", "WINDOW", "USED", "LIMIT", "NEXT SLOT" }
     for _, w in ipairs(status.windows) do
-        ctx:row { "limiter", window_label(w), text_of(w.used), text_of(w.n),
-            ("in %s s"):format(text_of(math.ceil(w.next_slot_in or 0))) }
+        ctx.out:row { "limiter", window_label(w), report.text(w.used), report.text(w.n),
+            ("in %s s"):format(report.text(math.ceil(w.next_slot_in or 0))) }
     end
     if #status.windows == 0 then
-        ctx:row { "limiter", "none (no local limit)" }
+        ctx.out:row { "limiter", "none (no local limit)" }
     end
     if not service then
-        ctx:failure("service", nil, err)
-        return ctx:finish()
+        ctx.out:failure("service", nil, err)
+        return ctx.out:finish()
     end
     local names = {}
     for name in pairs(service) do
@@ -838,9 +624,9 @@ local function quota(ctx, words)
     table.sort(names)
     for _, name in ipairs(names) do
         local q = type(service[name]) == "table" and service[name].user or {}
-        ctx:row { "service", name, text_of(q.used), text_of(q.allowed) }
+        ctx.out:row { "service", name, report.text(q.used), report.text(q.allowed) }
     end
-    return ctx:finish()
+    return ctx.out:finish()
 end
 
 local COMMANDS = {
