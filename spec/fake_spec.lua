@@ -1205,6 +1205,23 @@ describe("fake VirusTotal server", function()
     end)
   end)
 
+  describe("agreement with the official client (vt-py)", function()
+    local vtpy = os.getenv("VTPY_DIR")
+    if not vtpy then
+      pending("set VTPY_DIR to a vt-py checkout (run with /usr/bin/python3 and aiohttp) to compare")
+      return
+    end
+
+    it("agrees with the recordings in every flow of tools/vtpy_check.py", function()
+      local out = sh("VTPY_DIR=" .. shell_quote(vtpy) .. " " .. (os.getenv("VTPY_PYTHON") or "/usr/bin/python3") ..
+                     " tools/vtpy_check.py --url " .. srv.url .. " --key " .. KEY .. " 2>&1")
+      local agree, total = out:match("(%d+) of (%d+) flows agree")
+      assert.truthy(total, out)
+      assert.equal(total, agree, out)
+      assert.truthy(tonumber(total) >= 30)
+    end)
+  end)
+
   describe("request log", function()
     it("records every request with times, headers, key, sizes and status", function()
       v3("GET", "/files/" .. WIN32_SHA256 .. "?x=1", {headers = {["X-Apikey"] = KEY, ["X-Trace"] = "t1"}})
