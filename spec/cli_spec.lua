@@ -5,31 +5,12 @@
 -- it); valgrind does not trace children, so under valgrind only this file's own code is checked.
 local vt = require "vt"
 local fake = require "helpers.fake"
+local files = require "helpers.files"
 
 local KEY = "cli-secret-key-5f0c7e1d"
 local DOC = "001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c" -- 53/62, cDCUTY.tmp
 local EXE = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c" -- 7 malicious
 local UNKNOWN_MD5 = "44d88612fea8a8f36de82e1278abb02f"
-
-local function quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local text = f:read("a")
-    f:close()
-    return text
-end
-
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    assert(f:close())
-end
 
 local function lines_of(text)
     local lines = {}
@@ -39,6 +20,7 @@ local function lines_of(text)
     return lines
 end
 
+local quote, read, write = files.quote, files.read, files.write
 local ROOT = assert(io.popen("pwd")):read("l")
 
 -- This process's module paths, made absolute, for the child.
@@ -113,7 +95,7 @@ describe("vt-lua", function()
 
     setup(function()
         srv = fake.start { key = KEY, analysis_steps = 0 }
-        tmp = assert(io.popen("mktemp -d")):read("l")
+        tmp = files.tmpdir()
         assert(os.execute("mkdir " .. quote(tmp .. "/bin") .. " " .. quote(tmp .. "/state")))
         -- `vt-lua` on the children's PATH: bin/vt-lua with this process's LD_PRELOAD
         local preload = os.getenv("LD_PRELOAD")
@@ -131,7 +113,7 @@ describe("vt-lua", function()
 
     teardown(function()
         srv:stop()
-        os.execute("rm -rf " .. quote(tmp))
+        files.rmtree(tmp)
     end)
 
     before_each(function()
@@ -416,7 +398,7 @@ describe("vt-lua", function()
             local res = run("vt-lua download " .. DOC .. " nothing.bin")
             assert.equal(1, res.code)
             assert.matches("NotFoundError %(HTTP 404%)", res.out)
-            assert.is_nil(read(tmp .. "/nothing.bin"))
+            assert.is_false(files.exists(tmp .. "/nothing.bin"))
         end)
     end)
 

@@ -2,30 +2,21 @@
 -- VirusTotal, and the transcript it writes must be the committed one. When behaviour changes on
 -- purpose, `lua5.4 tools/record_repl.lua` rewrites the file.
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local text = f:read("a")
-    f:close()
-    return text
-end
-
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local files = require "helpers.files"
 
 describe("examples/repl.md", function()
     it("is what tools/record_repl.lua records today", function()
         local out = os.tmpname()
         -- the recorder's REPL loads the modules this spec loads (the sanitizer build in CI)
         local command = ("LUA_PATH=%s LUA_CPATH=%s lua5.4 tools/record_repl.lua %s 2>&1"):format(
-            quote(package.path), quote(package.cpath), quote(out))
+            files.quote(package.path), files.quote(package.cpath), files.quote(out))
         local pipe = io.popen(command)
         local said = pipe:read("a")
         local ok = pipe:close()
-        local recorded = read(out)
+        local recorded = files.read(out)
         os.remove(out)
         assert.is_true(ok, said)
-        local committed = read("examples/repl.md")
+        local committed = files.read("examples/repl.md")
         if recorded ~= committed then
             -- the first line that differs says more than two whole documents
             local want, got = {}, {}

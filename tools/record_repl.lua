@@ -16,6 +16,7 @@
 local root = arg[0]:match("^(.*)/tools/[^/]*$") or "."
 package.path = root .. "/spec/?.lua;" .. package.path
 local fake = require "helpers.fake"
+local files = require "helpers.files"
 
 -- What the person types. PORT is the fake's port.
 local LINES = {
@@ -41,40 +42,21 @@ local LINES = {
 
 local MARKER = "recorded by tools/record_repl.lua"
 
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local text = f:read("a")
-    f:close()
-    return text
-end
-
-local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    assert(f:close())
-end
-
 -- What `lua5.4 -i -l vt` shows for the lines, against the fake at `port`.
 local function session(port)
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -m 700 " .. quote(dir)))
+    local dir = files.tmpdir()
     local input, output = dir .. "/input.lua", dir .. "/output.txt"
-    write(input, (table.concat(LINES, "\n") .. "\n"):gsub("PORT", tostring(port)))
+    files.write(input, (table.concat(LINES, "\n") .. "\n"):gsub("PORT", tostring(port)))
     local command = table.concat({
-        "cd", quote(root), "&&", "env -u VT_API_KEY TERM=dumb COLUMNS=10000 INPUTRC=/dev/null",
-        "XDG_STATE_HOME=" .. quote(dir), "XDG_CACHE_HOME=" .. quote(dir),
-        "LUA_PATH=" .. quote(os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;"),
-        "LUA_CPATH=" .. quote(os.getenv("LUA_CPATH") or "build/?.so;;"),
-        "lua5.4 -i -l vt <", quote(input), ">", quote(output), "2>&1",
+        "cd", files.quote(root), "&&", "env -u VT_API_KEY TERM=dumb COLUMNS=10000 INPUTRC=/dev/null",
+        "XDG_STATE_HOME=" .. files.quote(dir), "XDG_CACHE_HOME=" .. files.quote(dir),
+        "LUA_PATH=" .. files.quote(os.getenv("LUA_PATH") or "lua/?.lua;lua/?/init.lua;;"),
+        "LUA_CPATH=" .. files.quote(os.getenv("LUA_CPATH") or "build/?.so;;"),
+        "lua5.4 -i -l vt <", files.quote(input), ">", files.quote(output), "2>&1",
     }, " ")
     local ok = os.execute(command)
-    local text = read(output)
-    os.execute("rm -rf " .. quote(dir))
+    local text = files.read(output)
+    files.rmtree(dir)
     assert(ok, "the REPL failed:\n" .. text)
     text = text:gsub("^[^\n]*\n", "", 1) -- the banner
     text = text:gsub("> \n?$", "")        -- the prompt that met the end of the input
@@ -95,5 +77,5 @@ local srv = fake.start { key = "demo-key", analysis_steps = 3 }
 local ok, transcript = pcall(session, srv.port)
 srv:stop()
 assert(ok, transcript)
-write(out, with_transcript(read(root .. "/examples/repl.md"), transcript))
+files.write(out, with_transcript(files.read(root .. "/examples/repl.md"), transcript))
 print("wrote " .. out)
