@@ -46,7 +46,7 @@ local MARKER = "recorded by tools/record_repl.lua"
 local function session(port)
     local dir = files.tmpdir()
     local input, output = dir .. "/input.lua", dir .. "/output.txt"
-    files.write(input, (table.concat(LINES, "\n") .. "\n"):gsub("PORT", tostring(port)))
+    files.write(input, ((table.concat(LINES, "\n") .. "\n"):gsub("PORT", tostring(port))))
     local command = table.concat({
         "cd", files.quote(root), "&&", "env -u VT_API_KEY TERM=dumb COLUMNS=10000 INPUTRC=/dev/null",
         "XDG_STATE_HOME=" .. files.quote(dir), "XDG_CACHE_HOME=" .. files.quote(dir),
