@@ -286,12 +286,23 @@ describe("the response cache on SQLite", function()
     assert.equal("8.8.8.8", assert(c:ip("8.8.8.8")).id)
     assert.equal(2, requests(srv, 0, "8.8.8.8"))
     -- a well-formed entry that is not what was asked for: the body is checked once decoded
+    local function frame_sum(frame) -- src/cache.c: little-endian words mixed in by xor, multiply, shift
+      local h, i = 0x9e3779b97f4a7c15 ~ #frame, 1
+      while i + 7 <= #frame do
+        h = (h ~ string.unpack("<i8", frame, i)) * 0xbf58476d1ce4e5b9
+        h = h ~ (h >> 31)
+        i = i + 8
+      end
+      h = (h ~ string.unpack("<i8", frame:sub(i) .. ("\0"):rep(8 - (#frame - i + 1)))) * 0x94d049bb133111eb
+      return string.pack("<i8", h ~ (h >> 29))
+    end
+    local stored = sql("SELECT hex(frame) FROM vt_entries WHERE name LIKE '%1.1.1.1'"):match("%x+")
+    stored = stored:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+    assert.equal(stored:sub(-8), frame_sum(stored:sub(1, -9))) -- the same sum as the cache's
     local name = sql("SELECT name FROM vt_entries WHERE name LIKE '%1.1.1.1'"):match("[^\n]+")
     local body = '{"data": {"type": "domain", "id": "example.org"}}'
     local frame = "VTC1" .. string.pack("<I2I2I4I4", 200, 0, #name, #body) .. name .. body
-    local h = -3750763034362895579 -- FNV-1a 64 offset basis
-    for i = 1, #frame do h = (h ~ frame:byte(i)) * 1099511628211 end
-    frame = frame .. string.pack("<i8", h)
+    frame = frame .. frame_sum(frame)
     sql(("UPDATE vt_entries SET frame = X'%s' WHERE name = '%s'"):format(
       (frame:gsub(".", function(ch) return ("%02X"):format(ch:byte()) end)), name))
     assert.equal("1.1.1.1", assert(c:ip("1.1.1.1")).id)

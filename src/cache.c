@@ -13,8 +13,8 @@
  *
  * Frames. An entry's bytes: "VTC1", u16 status (200, or 404 for a negative
  * v3 answer), u16 flags (bit 0: negative), u32 key length, u32 body length,
- * the key, the body as the service sent it, then a u64 FNV-1a of all before
- * (little-endian). A reader checks the frame, then the decoded body's shape;
+ * the key, the body as the service sent it, then a u64 checksum of all before
+ * (frame_sum; all integers little-endian). A reader checks the frame, then the decoded body's shape;
  * a corrupt entry is dropped and the look-up asks the service. */
 #include "cache.h"
 #include "redis.h"
@@ -71,6 +71,24 @@ static uint64_t get_le(const unsigned char *p, int bytes)
     return v;
 }
 
+/* A checksum of a frame, eight bytes at a time (a byte-at-a-time hash was a tenth
+ * of what a hit costs): each little-endian word is mixed in by xor, multiply and
+ * shift; the last word is padded with zeros; the length goes in first. */
+static uint64_t frame_sum(const unsigned char *p, size_t len)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        h = (h ^ get_le(p + i, 8)) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+    }
+    uint64_t last = 0;
+    for (size_t k = 0; i + k < len; k++)
+        last |= (uint64_t)p[i + k] << (8 * k);
+    h = (h ^ last) * 0x94d049bb133111ebull;
+    return h ^ (h >> 29);
+}
+
 /* A new frame (malloc'd) of body under key; NULL when out of memory. */
 static char *frame_new(const char *key, long status, bool negative, const char *body, size_t body_len, size_t *len)
 {
@@ -86,7 +104,7 @@ static char *frame_new(const char *key, long status, bool negative, const char *
     put_le(f + 12, body_len, 4);
     memcpy(f + FRAME_HEAD, key, key_len);
     memcpy(f + FRAME_HEAD + key_len, body, body_len);
-    put_le(f + *len - FRAME_TAIL, vt_fnv1a64(f, *len - FRAME_TAIL), 8);
+    put_le(f + *len - FRAME_TAIL, frame_sum(f, *len - FRAME_TAIL), 8);
     return (char *)f;
 }
 
@@ -100,7 +118,7 @@ static bool frame_open(const char *frame, size_t len, const char *name, long *st
     uint64_t key_len = get_le(f + 8, 4), blen = get_le(f + 12, 4);
     if (FRAME_HEAD + key_len + blen + FRAME_TAIL != len || blen == 0)
         return false;
-    if (get_le(f + len - FRAME_TAIL, 8) != vt_fnv1a64(f, len - FRAME_TAIL))
+    if (get_le(f + len - FRAME_TAIL, 8) != frame_sum(f, len - FRAME_TAIL))
         return false;
     if (strlen(name) != key_len || memcmp(f + FRAME_HEAD, name, key_len) != 0)
         return false;

@@ -58,9 +58,9 @@ enum {
 };
 
 static const char *const statements[S_COUNT] = {
-    [S_FIND] = "SELECT e.name, e.negative, e.stored, e.used, e.frame FROM vt_keys k"
+    [S_FIND] = "SELECT e.name, e.negative, e.stored, e.used, e.frame, e.id FROM vt_keys k"
                " JOIN vt_entries e ON e.id = k.entry WHERE k.key = ?1 AND e.expires > ?2",
-    [S_TOUCH] = "UPDATE vt_entries SET used = ?2 WHERE name = ?1",
+    [S_TOUCH] = "UPDATE vt_entries SET used = ?2 WHERE id = ?1",
     [S_LEASE_GET] = "SELECT owner, pid, expires FROM vt_leases WHERE key = ?1",
     [S_LEASE_PUT] = "INSERT OR REPLACE INTO vt_leases(key, owner, pid, expires) VALUES (?1, ?2, ?3, ?4)",
     [S_LEASE_REFRESH] = "UPDATE vt_leases SET expires = ?3 WHERE key = ?1 AND owner = ?2",
@@ -199,79 +199,63 @@ static bool process_alive(sqlite3_int64 pid)
     return pid == (sqlite3_int64)getpid() || kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
-/* The fresh entry of key: 1 (a copy of its frame and name in *frame, *name), 0 none, -1 failure. */
-static int find(sqlite_cache *s, const char *key, double now, double max_age, double max_age_negative, char **frame,
-                size_t *len, char **name)
+/* Looks for a fresh entry of key: 1 when S_FIND stands on it (answer_row ends
+ * it), 0 when there is none, -1 on failure. */
+static int find(sqlite_cache *s, const char *key, double now, double max_age, double max_age_negative)
 {
     sqlite3_stmt *st = stmt(s, S_FIND);
     bind_text(st, 1, key);
     sqlite3_bind_double(st, 2, now);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
-        return 0;
-    }
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return -1;
-    }
-    double age = now - sqlite3_column_double(st, 2);
-    bool fresh = age <= (sqlite3_column_int(st, 1) ? max_age_negative : max_age);
-    double used = sqlite3_column_double(st, 3);
-    const void *blob = sqlite3_column_blob(st, 4);
-    *len = (size_t)sqlite3_column_bytes(st, 4);
-    *name = fresh ? strdup((const char *)sqlite3_column_text(st, 0)) : NULL;
-    *frame = fresh && *name ? malloc(*len ? *len : 1) : NULL;
-    if (*frame)
-        memcpy(*frame, blob, *len);
+    if (rc == SQLITE_ROW && now - sqlite3_column_double(st, 2) <= (sqlite3_column_int(st, 1) ? max_age_negative : max_age))
+        return 1;
     sqlite3_reset(st);
-    if (!fresh)
-        return 0;
-    if (!*frame) {
-        free(*name);
-        return -1;
-    }
-    if (now - used > TOUCH_EVERY) { /* best effort: with a writer elsewhere it waits for the next hit */
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Answers j with the entry S_FIND stands on (the cache checks its frame, straight
+ * from SQLite's row: no copy), then marks it used, at most once a second and never
+ * waiting for a lock: with a writer elsewhere it waits for the next hit. */
+static void answer_row(sqlite_cache *s, vt_cache *c, vt_job *j, double now)
+{
+    sqlite3_stmt *st = s->st[S_FIND];
+    sqlite3_int64 id = sqlite3_column_int64(st, 5);
+    double used = sqlite3_column_double(st, 3);
+    const void *frame = sqlite3_column_blob(st, 4);
+    size_t len = (size_t)sqlite3_column_bytes(st, 4);
+    vt_cache_answer(c, j, VT_FETCH_HIT, frame, len, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    if (now - used > TOUCH_EVERY) {
         sqlite3_busy_timeout(s->db, 0);
         st = stmt(s, S_TOUCH);
-        bind_text(st, 1, *name);
+        sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_double(st, 2, now);
         run(st);
         sqlite3_busy_timeout(s->db, BUSY_MS);
     }
-    return 1;
 }
 
 /* ------------------------------------------------------------ operations */
-
-static void answer_found(vt_cache *c, vt_job *j, char *frame, size_t len, char *name)
-{
-    vt_cache_answer(c, j, VT_FETCH_HIT, frame, len, name);
-    free(frame);
-    free(name);
-}
 
 static void sqlite_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, double max_age, double max_age_negative,
                          const char *token)
 {
     sqlite_cache *s = be;
     double now = vt_now();
-    char *frame, *name;
-    size_t len;
     if (open_db(s) < 0)
         goto fail;
-    int found = want_entry ? find(s, j->cache.key, now, max_age, max_age_negative, &frame, &len, &name) : 0;
+    int found = want_entry ? find(s, j->cache.key, now, max_age, max_age_negative) : 0;
     if (found > 0) {
-        answer_found(c, j, frame, len, name);
+        answer_row(s, c, j, now);
         return;
     }
     if (found < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
         goto fail;
     /* again under the write lock: an answer stored since the read above, and the marker */
-    found = want_entry ? find(s, j->cache.key, now, max_age, max_age_negative, &frame, &len, &name) : 0;
+    found = want_entry ? find(s, j->cache.key, now, max_age, max_age_negative) : 0;
     if (found > 0) {
+        answer_row(s, c, j, now);
         exec(s, "COMMIT");
-        answer_found(c, j, frame, len, name);
         return;
     }
     if (found < 0)

@@ -722,6 +722,13 @@ void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *b
     clear_response(j);
     j->status = status;
     snprintf(j->content_type, sizeof j->content_type, "application/json");
+    if (j->resp_cap < len + 1) { /* the body's size is known: one allocation */
+        char *grown = realloc(j->resp, len + 1);
+        if (grown) {
+            j->resp = grown;
+            j->resp_cap = len + 1;
+        }
+    }
     if (!sink_memory(j, body, len)) {
         clear_response(j);
         j->fetched = VT_FETCH_ERROR;

@@ -346,7 +346,7 @@ static unsigned char *put_f64(unsigned char *p, double d)
     return put_u64(p, bits);
 }
 
-uint64_t vt_fnv1a64(const unsigned char *p, size_t len)
+static uint64_t fnv1a64(const unsigned char *p, size_t len)
 {
     uint64_t h = 14695981039346656037ull;
     while (len--) {
@@ -386,7 +386,7 @@ static unsigned char *state_encode(const lim_state *s, size_t *len)
         for (int64_t j = 0; w->kind == VT_WIN_SLIDING && j < w->used; j++)
             p = put_f64(p, w->stamps[j]);
     }
-    put_u64(p, vt_fnv1a64(buf, (size_t)(p - buf)));
+    put_u64(p, fnv1a64(buf, (size_t)(p - buf)));
     return buf;
 }
 
@@ -437,7 +437,7 @@ static decode_result state_decode(lim_state *s, const unsigned char *buf, size_t
     if (version != STATE_VERSION || payload != len - HEADER_SIZE - TRAILER_SIZE)
         return DECODE_INVALID;
     reader tail = {buf + len - TRAILER_SIZE, buf + len, true};
-    if ((uint64_t)get_i64(&tail) != vt_fnv1a64(buf, len - TRAILER_SIZE))
+    if ((uint64_t)get_i64(&tail) != fnv1a64(buf, len - TRAILER_SIZE))
         return DECODE_INVALID;
     r.end = buf + len - TRAILER_SIZE;
 

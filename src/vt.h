@@ -404,8 +404,6 @@ void vt_cache_refresh(vt_cache *c, vt_job *j); /* keeps j's marker alive */
 void vt_cache_release(vt_cache *c, vt_job *j); /* gives j's marker up */
 /* Seconds a marker lives without refresh; its holder refreshes it thrice as often. */
 #define VT_LEASE_TTL 3.0
-/* 64-bit FNV-1a: checksums of the limiter's state file and of cache entries. */
-uint64_t vt_fnv1a64(const unsigned char *p, size_t len);
 
 /* The client's side of the cache (cache.c). vt_cache_open reads the options cache,
  * cache_ttl and cache_max_bytes of the table at opts (raising naming a wrong one);
