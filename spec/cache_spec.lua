@@ -477,7 +477,7 @@ describe("the response cache on SQLite", function()
     assert.equal(2, requests(srv, 0, b_file))
   end)
 
-  it("caches v2 reports and their NotFound answers, keyed without the API key", function()
+  it("caches v2 reports, their NotFound answers and batches of them, keyed without the API key", function()
     local c = client { api = "v2" }
     for _ = 1, 2 do
       assert(c:v2_file_report(DOC))
@@ -488,11 +488,27 @@ describe("the response cache on SQLite", function()
     end
     assert(c:v2_file_report(DOC_MD5)) -- an alias of the report
     assert.equal(5, requests(srv, 0))
-    -- a batch of resources, and a URL report that may submit, are not look-ups
-    for _ = 1, 2 do
-      assert(c:v2("file/report", { resource = DOC .. "," .. DOC_MD5 }))
-      assert(c:v2_url_report("http://github.com/", { scan = true }))
+    -- a batch: what the cache holds comes from it, the rest from one request, stored report by report
+    local EXE = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c"
+    local missing = ("4"):rep(40)
+    for pass = 1, 2 do
+      local list = assert(c:v2("file/report", { resource = DOC_SHA1 .. ", " .. EXE .. "," .. missing .. "," .. DOC }))
+      assert.same({ DOC, EXE, missing, DOC }, { list[1].sha256, list[2].sha256, list[3].resource, list[4].sha256 })
+      assert.same({ 1, 1, 0, 1 }, { list[1].response_code, list[2].response_code, list[3].response_code,
+                                    list[4].response_code })
+      assert.equal(6, requests(srv, 0))
+      if pass == 1 then
+        local asked = srv:log()[6].query
+        assert.truthy(asked:find(EXE, 1, true) and asked:find(missing, 1, true), asked)
+        assert.is_nil(asked:find(DOC, 1, true), asked)
+      end
     end
+    assert(c:v2_file_report(EXE))
+    local urls = assert(c:v2("url/report", { resource = "http://github.com/\nhttp://example.com/" }))
+    assert.same({ "http://github.com/", "http://example.com/" }, { urls[1].url, urls[2].url })
+    assert.equal(7, requests(srv, 0)) -- github.com's report was in the cache
+    -- a URL report that may submit is no look-up
+    for _ = 1, 2 do assert(c:v2_url_report("http://github.com/", { scan = true })) end
     assert.equal(9, requests(srv, 0))
     c:close()
     for _, path in ipairs { cache_path, cache_path .. "-wal" } do

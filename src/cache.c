@@ -141,7 +141,7 @@ void vt_cache_fetch(vt_cache *c, vt_job *j)
     bool want_entry = j->cache.read && !j->cache.skip_entry;
     double max_age = j->cache.max_age >= 0 ? j->cache.max_age : c->ttl[j->cache.kind];
     double max_age_negative = j->cache.max_age >= 0 ? j->cache.max_age : c->ttl[VT_TTL_NOT_FOUND];
-    c->ops->fetch(c->be, c, j, want_entry, max_age, max_age_negative, new_token(c, j));
+    c->ops->fetch(c->be, c, j, want_entry, max_age, max_age_negative, j->cache.probe ? NULL : new_token(c, j));
 }
 
 void vt_cache_refresh(vt_cache *c, vt_job *j)

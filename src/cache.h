@@ -19,7 +19,7 @@ typedef struct vt_cache_backend {
     /* Answers j through vt_cache_answer: the entry of j->cache.key when want_entry
      * and it is younger than max_age (seconds; max_age_negative for a negative
      * one), else the key's in-flight marker for token (taken when free or held
-     * by nobody alive). */
+     * by nobody alive); token NULL: no marker (VT_FETCH_FREE). */
     void (*fetch)(void *be, vt_cache *c, vt_job *j, bool want_entry, double max_age, double max_age_negative,
                   const char *token);
     /* Stores the frame under key and its aliases for ttl seconds, and gives up

@@ -22,7 +22,8 @@
 #define MARKER "vt:l:"
 
 /* KEYS: entry, alias, marker. ARGV: want_entry (1/0), max_age ms, max_age of a negative
- * entry ms, token, marker TTL ms. {1, frame, entry name} | {2}: marker taken | {3}: held. */
+ * entry ms, token ('': no marker), marker TTL ms. {1, frame, entry name} | {2}: marker
+ * taken | {3}: held | {0}: no entry, no marker asked. */
 static const char fetch_script[] =
     "if ARGV[1] == '1' then\n"
     "  local name = KEYS[1]\n"
@@ -37,6 +38,7 @@ static const char fetch_script[] =
     "    end\n"
     "  end\n"
     "end\n"
+    "if ARGV[4] == '' then return {0} end\n"
     "if redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then return {2} end\n"
     "return {3}\n";
 
@@ -173,9 +175,11 @@ static void on_fetch(vt_redis_call *call, const redisReply *reply, const char *w
                  strncmp(reply->element[2]->str, ENTRY, strlen(ENTRY)) == 0)
             vt_cache_answer(t->cache, j, VT_FETCH_HIT, reply->element[1]->str, reply->element[1]->len,
                             reply->element[2]->str + strlen(ENTRY));
-        else
-            vt_cache_answer(t->cache, j, reply->element[0]->integer == 2 ? VT_FETCH_LEASED : VT_FETCH_BUSY, NULL, 0,
-                            NULL);
+        else {
+            long long answer = reply->element[0]->integer;
+            vt_cache_answer(t->cache, j, answer == 2 ? VT_FETCH_LEASED : answer == 3 ? VT_FETCH_BUSY : VT_FETCH_FREE,
+                            NULL, 0, NULL);
+        }
     }
     free(t);
 }
@@ -198,7 +202,7 @@ static void redis_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, doubl
     ms(ttl, VT_LEASE_TTL);
     const char *prefixes[] = {ENTRY, ALIAS, MARKER};
     const char *keys[] = {j->cache.key, j->cache.key, j->cache.key};
-    const char *args[] = {want_entry ? "1" : "0", age, age_negative, token, ttl};
+    const char *args[] = {want_entry ? "1" : "0", age, age_negative, token ? token : "", ttl};
     j->ticket = &t->ticket;
     if (eval(rc, &t->call, fetch_script, 3, prefixes, keys, 5, args, NULL) < 0) {
         free(t);

@@ -249,6 +249,10 @@ static void sqlite_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, doub
         answer_row(s, c, j, now);
         return;
     }
+    if (found == 0 && !token) {
+        vt_cache_answer(c, j, VT_FETCH_FREE, NULL, 0, NULL);
+        return;
+    }
     if (found < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
         goto fail;
     /* again under the write lock: an answer stored since the read above, and the marker */

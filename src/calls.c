@@ -1081,6 +1081,48 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
     return vt_err_return(L, &e);
 }
 
+/* Pushes the path and the query of a request to v2 endpoint `ep`: the string
+ * parameters of the table at params_idx (file/scan's file left out) and the key. */
+static void push_v2_target(lua_State *L, vt_client *c, const v2_endpoint *ep, int params_idx)
+{
+    lua_newtable(L); /* the string fields, with the key */
+    int fields = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, params_idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "v2: parameter names must be strings");
+        if (ep->style == V2_POST_FILE && strcmp(lua_tostring(L, -2), "file") == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int t = lua_type(L, -1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            luaL_error(L, "v2: parameter '%s' must be a string or number", lua_tostring(L, -2));
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_tostring(L, -1);
+        lua_settable(L, fields);
+    }
+    lua_pushstring(L, c->apikey);
+    lua_setfield(L, fields, "apikey");
+    lua_pushfstring(L, "/vtapi/v2/%s", ep->name);
+    vt_push_query(L, fields);
+    lua_remove(L, fields);
+}
+
+vt_job *vt_client_v2_get(lua_State *L, vt_client *c, const char *endpoint, int params)
+{
+    const v2_endpoint ep = {endpoint, V2_GET};
+    params = lua_absindex(L, params);
+    push_v2_target(L, c, &ep, params);
+    vt_job *j = vt_job_push(L);
+    vt_client_prepare(L, c, j, "GET", lua_tostring(L, -3), lua_tostring(L, -2));
+    vt_cache_key_v2(L, c->policy.cache, j, endpoint, params);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return j;
+}
+
 /* Runs v2 endpoint `ep` with the string parameters of the table at params_idx
  * (for file/scan, params.file is a source; for file/download, hash and dest). */
 static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params_idx)
@@ -1096,30 +1138,15 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
             lua_pop(L, 1);
         return download(L, c, lua_gettop(L) - 2, true);
     }
-    lua_newtable(L); /* the string fields, with the key */
-    int fields = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, params_idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return luaL_error(L, "v2: parameter names must be strings");
-        if (ep->style == V2_POST_FILE && strcmp(lua_tostring(L, -2), "file") == 0) {
-            lua_pop(L, 1);
-            continue;
-        }
-        int t = lua_type(L, -1);
-        if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            return luaL_error(L, "v2: parameter '%s' must be a string or number", lua_tostring(L, -2));
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_tostring(L, -1);
-        lua_settable(L, fields);
+    if (ep->style == V2_GET) {
+        int n = vt_cache_v2_batch(L, c, ep->name, params_idx); /* several reports, some cached */
+        if (n >= 0)
+            return n;
+        vt_client_v2_get(L, c, ep->name, params_idx);
+        return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
     }
-    lua_pushstring(L, c->apikey);
-    lua_setfield(L, fields, "apikey");
-    lua_pushfstring(L, "/vtapi/v2/%s", ep->name);
-    int path = lua_gettop(L);
-    vt_push_query(L, fields);
-    int query = lua_gettop(L);
+    push_v2_target(L, c, ep, params_idx);
+    int query = lua_gettop(L), path = query - 1;
     vt_source *src = NULL;
     if (ep->style == V2_POST_FILE) {
         vt_err e;
@@ -1132,10 +1159,7 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
                            src->name, (long long)src->size);
     }
     vt_job *j = vt_job_push(L);
-    if (ep->style == V2_GET) {
-        vt_client_prepare(L, c, j, "GET", lua_tostring(L, path), lua_tostring(L, query));
-        vt_cache_key_v2(L, c->policy.cache, j, ep->name, params_idx);
-    } else if (ep->style == V2_POST_FORM) {
+    if (ep->style == V2_POST_FORM) {
         vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), NULL);
         set_form_body(L, j, query);
     } else {

@@ -74,4 +74,14 @@ void vt_calls_register(lua_State *L); /* adds its methods to the table at the to
 /* limiter_redis.c: c:quota_status of a client whose quota_state is in Redis. */
 int vt_client_redis_quota_status(lua_State *L, vt_client *c);
 
+/* calls.c: pushes a prepared GET job for v2 endpoint with the string parameters of
+ * the table at params and the key (a look-up for the cache when it is one report). */
+vt_job *vt_client_v2_get(lua_State *L, vt_client *c, const char *endpoint, int params);
+/* cache_v2.c: a v2 report endpoint's call with several resources (file/report by
+ * commas, url/report by newlines) when the client has a cache: the reports it holds
+ * come from it, the others from one request, stored one by one; returns the values
+ * of the call (the list of reports, in the order asked; or nil, err). -1 (pushing
+ * nothing) for any other call. */
+int vt_cache_v2_batch(lua_State *L, vt_client *c, const char *endpoint, int params);
+
 #endif

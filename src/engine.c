@@ -583,8 +583,8 @@ static void try_quota(vt_job *j, double mono)
 static vt_job *find_leader(vt_job *j)
 {
     for (vt_job *o = j->engine->jobs; o; o = o->next)
-        if (o != j && o->cache.key && !o->cache.leader && o->state != VT_JOB_IDLE && o->state != VT_JOB_DONE &&
-            strcmp(o->cache.key, j->cache.key) == 0)
+        if (o != j && o->cache.key && !o->cache.leader && !o->cache.probe && o->state != VT_JOB_IDLE &&
+            o->state != VT_JOB_DONE && strcmp(o->cache.key, j->cache.key) == 0)
             return o;
     return NULL;
 }
@@ -600,7 +600,7 @@ static void begin(vt_job *j, double mono)
         j->external(j);
         return;
     }
-    if (!j->url || !j->cache.key || !cache)
+    if (!(j->url || j->cache.probe) || !j->cache.key || !cache)
         return;
     vt_job *leader = j->cache.read ? find_leader(j) : NULL;
     if (leader) {
@@ -611,7 +611,8 @@ static void begin(vt_job *j, double mono)
     } else if (vt_cache_active(cache)) {
         j->state = VT_JOB_CACHE;
         j->cache.poll = FIRST_POLL;
-    }
+    } else if (j->cache.probe)
+        job_done(j); /* nothing can answer it */
 }
 
 /* The cache answered a fetch. */
@@ -656,6 +657,10 @@ static void on_fetched(vt_job *j, double mono)
         j->cache.failed = true;
         st->errors++;
         break;
+    }
+    if (j->cache.probe) { /* a miss: its caller asks the service */
+        job_done(j);
+        return;
     }
     j->state = VT_JOB_QUOTA;
     j->wake_at = mono;
@@ -708,17 +713,12 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     j->attempts = 0;
     j->deadline = mono + p->max_wait;
     begin(j, mono);
-    if (j->url) /* a timer ends at a step, even a timer of 0 s: a coroutine yields once */
+    if (j->url || j->cache.probe) /* a timer ends at a step, even one of 0 s: a coroutine yields once */
         advance(j, mono);
 }
 
-void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len)
+int vt_job_set_response(vt_job *j, long status, const char *body, size_t len)
 {
-    j->ticket = NULL;
-    j->fetched = fetched;
-    j->answered = VT_ANSWER_CACHE;
-    if (fetched != VT_FETCH_HIT)
-        return;
     clear_response(j);
     j->status = status;
     snprintf(j->content_type, sizeof j->content_type, "application/json");
@@ -729,10 +729,19 @@ void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *b
             j->resp_cap = len + 1;
         }
     }
-    if (!sink_memory(j, body, len)) {
-        clear_response(j);
+    if (sink_memory(j, body, len))
+        return 0;
+    clear_response(j);
+    return -1;
+}
+
+void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len)
+{
+    j->ticket = NULL;
+    j->fetched = fetched;
+    j->answered = VT_ANSWER_CACHE;
+    if (fetched == VT_FETCH_HIT && vt_job_set_response(j, status, body, len) < 0)
         j->fetched = VT_FETCH_ERROR;
-    }
 }
 
 void vt_job_quota_answer(vt_job *j, int got, double wait, const vt_err *e)

@@ -277,6 +277,7 @@ typedef struct vt_job_cache {
     bool leased;          /* holds the key's in-flight marker (other processes wait for us) */
     bool failed;          /* the backend failed for this job: nothing to store */
     bool skip_entry;      /* the entry read was corrupt: ask for the marker only */
+    bool probe;           /* answered by an entry or another job's request only, never sent (no url) */
     char token[48];       /* owner of the marker */
     double refresh_at;    /* monotonic: when the marker is refreshed next */
     double wait_until;    /* monotonic: end of a wait for another process's answer (0: none) */
@@ -366,6 +367,9 @@ double vt_engine_timeout(vt_engine *eng);
  * at once when they come during vt_job_submit or a step. */
 void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len);
 void vt_job_quota_answer(vt_job *j, int got, double wait, const vt_err *e);
+/* Gives a job that is not linked a JSON response (a stored answer); 0, or -1 when
+ * out of memory (the job then has none). */
+int vt_job_set_response(vt_job *j, long status, const char *body, size_t len);
 /* An external job is done: e NULL when it succeeded (its data in resp). */
 void vt_job_finish(vt_job *j, const vt_err *e);
 /* Makes a finished look-up whose cache entry proved corrupt ready to be sent again, never
@@ -397,8 +401,9 @@ typedef struct vt_cache_stats {
 } vt_cache_stats;
 vt_cache_stats *vt_cache_counters(vt_cache *c);
 bool vt_cache_active(const vt_cache *c); /* a backend (SQLite, Redis) is configured */
-/* Asks the backend for j's key (the entry unless j->cache.skip_entry or !read, and the
- * in-flight marker); it answers through vt_job_cache_answer, maybe before returning. */
+/* Asks the backend for j's key (the entry unless j->cache.skip_entry or !read, and,
+ * unless j is a probe, the in-flight marker); it answers through vt_job_cache_answer,
+ * maybe before returning. */
 void vt_cache_fetch(vt_cache *c, vt_job *j);
 void vt_cache_refresh(vt_cache *c, vt_job *j); /* keeps j's marker alive */
 void vt_cache_release(vt_cache *c, vt_job *j); /* gives j's marker up */
