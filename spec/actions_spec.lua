@@ -281,16 +281,27 @@ describe("vt.actions", function()
       describe("over " .. api, function()
          local dir, vault, sleeps
 
-         -- An app on the fake; polls sleep through a recorder unless a test says otherwise.
+         -- An app on the fake, over a client of this protocol (the client's api alone decides
+         -- what the actions speak); polls sleep through a recorder unless a test says otherwise.
+         local CLIENT = { apikey = true, requests_per_minute = true, max_wait = true }
          local function new_app(opts)
-            local o = { apikey = srv.key, base_url = srv.url, api = api, quota_state = false,
-               max_wait = 2, vault = vault, poll_every = 0.5, poll_interval = 0.5,
-               related = 4, sleep = function(s) sleeps[#sleeps + 1] = s end }
+            local c = { apikey = srv.key, base_url = srv.url, api = api, quota_state = false, max_wait = 2,
+               retry_base = 0.01 }
+            local o = { vault = vault, poll_every = 0.5, poll_interval = 0.5, related = 4,
+               sleep = function(s) sleeps[#sleeps + 1] = s end }
             for k, v in pairs(opts or {}) do
-               o[k] = v
+               (CLIENT[k] and c or o)[k] = v
             end
+            o.client = vt.client(c)
             return actions.new(o)
          end
+
+         -- the client's api is the actions' protocol: a v2 run never reaches the v3 API
+         after_each(function()
+            for _, e in ipairs(srv:log()) do
+               assert.is_nil(e.path:find(api == "v2" and "^/api/v3/" or "^/vtapi/v2/"), e.path)
+            end
+         end)
 
          before_each(function()
             srv:reset()

@@ -2,7 +2,7 @@
 -- spec/fixtures/verdicts) and on crafted objects. Every expected verdict, count and reason below
 -- was worked out by hand from the rules in docs/verdict.md and the numbers in each object.
 local vt = require "vt"
-local json = require "vt.soar.json"
+local files = require "helpers.files"
 local verdict = require "vt.verdict"
 local fake = require "helpers.fake"
 
@@ -14,7 +14,7 @@ local SCORE = { malicious = 3, suspicious = 2, harmless = 1, unknown = 0 }
 local USED = {}
 local function sample(path)
   USED[path] = true
-  local body = assert(json.read_file(path))
+  local body = assert(vt.decode(assert(files.read(path))))
   if body.data then
     body.data.meta = body.meta
     return body.data
