@@ -12,11 +12,11 @@
 -- @module vt.actions
 local vt = require "vt"
 local verdict = require "vt.verdict"
-local input = require "vt.core.input"
-local backend = require "vt.core.backend"
-local report = require "vt.core.report"
+local core = require "vt.core"
 local shape = require "vt.actions.v2shape"
 local vault = require "vt.actions.vault"
+
+local input, backend, report = core.input, core.backend, core.report
 
 local actions = {}
 

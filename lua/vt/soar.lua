@@ -16,12 +16,13 @@
 -- `{status, result_value, message, json_result, entities, requests, cache_hits, rule?, state?}`;
 -- docs/soar.md has the parameters, statuses, the host interface and the quota each tool spends.
 -- @module vt.soar
-local input = require "vt.core.input"
-local backend = require "vt.core.backend"
+local core = require "vt.core"
 local host = require "vt.soar.host"
 local entities = require "vt.soar.entities"
 local run = require "vt.soar.run"
 local tools = require "vt.soar.tools"
+
+local input, backend = core.input, core.backend
 
 local soar = {}
 

@@ -81,7 +81,7 @@ local function related(f, out, other)
                     scan_date = date(u.date) }
             else
                 -- v2 sent undetected URLs as [url, sha256, positives, total, scan_date] tuples
-                undetected[#undetected + 1] = { u.url, u.id, u.positives, u.total, date(u.date) }
+                undetected[#undetected + 1] = { u.url, u.sha256, u.positives, u.total, date(u.date) }
             end
         end
         out.detected_urls, out.undetected_urls = detected, undetected

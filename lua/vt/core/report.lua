@@ -28,7 +28,7 @@
 --                category_list (the distinct categories), domain_info (vendor -> text, v2)
 --    related (nil when not read): resolutions `{date, host_name, ip_address}`, samples
 --                (relationship -> list of `{sha256, positives, total, date}`), urls (list of
---                `{url, id, positives, total, date}`), subdomains (names)
+--                `{url, sha256, positives, total, date}`: a URL's id is its SHA-256), subdomains
 -- @module vt.core.report
 local vt = require "vt"
 
@@ -151,29 +151,32 @@ end
 
 -- v3 ----------------------------------------------------------------------------------------------
 
+-- A related file or URL as an entry of a related list (a URL's id is the SHA-256 of the URL).
+local function related_entry(obj)
+    local a = list(obj.attributes)
+    local positives, total = counts(a.last_analysis_stats)
+    return { sha256 = value(obj.id), url = value(a.url), positives = positives or 0, total = total or 0,
+        date = int(a.last_analysis_date) }
+end
+
+local function related_entries(objects)
+    local entries = {}
+    for i, obj in ipairs(objects) do
+        entries[i] = related_entry(obj)
+    end
+    return entries
+end
+
 -- The related objects a v3 look-up read, as facts (only the relationships that were read).
 local function v3_related(f, related)
     for rel in pairs(report.SAMPLES) do
         if related[rel] then
             f.samples = f.samples or {}
-            local samples = {}
-            for i, obj in ipairs(related[rel]) do
-                local a = list(obj.attributes)
-                local positives, total = counts(a.last_analysis_stats)
-                samples[i] = { sha256 = value(obj.id), positives = positives or 0, total = total or 0,
-                    date = int(a.last_analysis_date) }
-            end
-            f.samples[rel] = samples
+            f.samples[rel] = related_entries(related[rel])
         end
     end
     if related.urls then
-        f.urls = {}
-        for i, obj in ipairs(related.urls) do
-            local a = list(obj.attributes)
-            local positives, total = counts(a.last_analysis_stats)
-            f.urls[i] = { url = value(a.url), id = value(obj.id), positives = positives or 0, total = total or 0,
-                date = int(a.last_analysis_date) }
-        end
+        f.urls = related_entries(related.urls)
     end
     if related.resolutions then
         f.resolutions = {}
@@ -314,7 +317,7 @@ local function v2_place(f, body)
         for i, u in ipairs(urls) do
             -- undetected URLs come as [url, sha256, positives, total, scan_date] tuples
             u = list(u)
-            f.urls[i] = { url = value(u.url or u[1]), id = value(u[2]), positives = int(u.positives or u[3]) or 0,
+            f.urls[i] = { url = value(u.url or u[1]), sha256 = value(u[2]), positives = int(u.positives or u[3]) or 0,
                 total = int(u.total or u[4]) or 0, date = report.parse_date(u.scan_date or u[5]) }
         end
     end

@@ -6,7 +6,7 @@
 -- @module vt.soar.tools
 local vt = require "vt"
 local verdict = require "vt.verdict"
-local report = require "vt.core.report"
+local report = require("vt.core").report
 local entities = require "vt.soar.entities"
 local fields = require "vt.soar.fields"
 local skeleton = require "vt.soar.run"
