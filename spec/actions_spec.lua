@@ -94,7 +94,7 @@ end
 -- types whatever values there are. Keys: "path" for every action, or "action:path".
 local NOT_RETURNED = {
    v3 = {
-      ["action_result.data.*.filescan_id"] = "v2-only field; v3 has no such id",
+      ["action_result.data.*.filescan_id"] = "null, as the service sends it in every v2 body",
       ["action_result.data.*.scans.*.detail"] = "v3 engine results carry no detail link",
       ["action_result.data.*.pcaps"] = "v3 domain objects carry no pcaps",
    },
@@ -195,6 +195,18 @@ describe("vt.actions", function()
    end)
 
    describe("actions.new", function()
+      it("speaks the client's protocol; an api contradicting the client's raises, naming both", function()
+         local c = vt.client { apikey = srv.key, base_url = srv.url, api = "v2", quota_state = false }
+         assert.has_error(function() actions.new { client = c, api = "v3" } end,
+            "actions.new: option 'api' is \"v3\" but the client speaks \"v2\" (the client's api decides)")
+         local app = actions.new { client = c, api = "v2" }
+         assert.equal("v2", app.api)
+         srv:reset()
+         assert.equal("success", actions.new { client = c }:test_connectivity().status)
+         assert.matches("^/vtapi/v2/", api_requests(srv)[1].path)
+         assert.equal("v3", actions.new { apikey = "k", base_url = srv.url, quota_state = false }.api)
+      end)
+
       it("raises on unknown options, wrong types and a bad api", function()
          assert.has_error(function() actions.new { apikey = "k", bogus = 1 } end,
             "actions.new: unknown option 'bogus'")
@@ -353,6 +365,9 @@ describe("vt.actions", function()
                assert.equal(d.total, r.summary.total_scans)
                assert.is_true(r.summary.found)
                assert.matches(d.positives .. "/" .. d.total, r.message, 1, true)
+               -- beside the seed's fields, vt.verdict's default policy: 7 engines reach suspicious
+               assert.same({ "suspicious", 2 }, { r.summary.verdict, r.summary.score })
+               assert.matches("verdict suspicious", r.message, 1, true)
             end)
 
             it("says so when the file is unknown, as a success", function()
@@ -361,6 +376,7 @@ describe("vt.actions", function()
                assert.is_false(r.summary.found)
                assert.equal(0, r.data[1].response_code)
                assert.matches("not known", r.message)
+               assert.same({ "unknown", 0 }, { r.summary.verdict, r.summary.score })
             end)
 
             it("fails on quota, with the service's code and a hint", function()
@@ -406,6 +422,9 @@ describe("vt.actions", function()
                assert.is_true(r.summary.found)
                assert.equal(r.data[1].positives > 0, r.summary.detections)
                assert.is_number(r.summary.total_scans)
+               assert.is_string(r.summary.verdict)
+               -- one Splunk playbook reads the same paths on both protocols
+               assert.equal(vt.null, r.data[1].filescan_id)
             end)
 
             it("undoes defanging", function()
@@ -631,6 +650,8 @@ describe("vt.actions", function()
                assert.equal(1, posts_to(srv, URL_SUBMIT_PATHS[api]))
                assert.equal(4, r.summary.positives)
                assert.equal(url, r.data[1].url)
+               assert.equal(vt.null, r.data[1].filescan_id)
+               assert.same({ "harmless", 1 }, { r.summary.verdict, r.summary.score }) -- 4 < 5, below both thresholds
             end)
 
             it("times out with summary.scan_id, and get_report finishes it", function()

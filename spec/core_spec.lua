@@ -353,6 +353,11 @@ describe("vt.core.backend", function()
                     assert.is_true(b:fetched("file", v))
                 end
                 assert.equal(53, b:lookup("file", BAD).positives)
+                -- a value that came twice is answered twice
+                assert.equal(7, b:lookup("file", HASH).positives)
+                assert.is_true(b:fetched("file", HASH))
+                assert.equal(7, b:lookup("file", HASH).positives)
+                assert.is_false(b:fetched("file", HASH))
                 local _, err = b:lookup("file", UNKNOWN)
                 assert.equal("NotFoundError", err.code)
                 assert.is_false(b:fetched("file", BAD)) -- taken once

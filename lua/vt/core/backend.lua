@@ -4,7 +4,8 @@
 --
 --    local b = backend.new(client, {relationships = {ip = backend.NETWORK}, related_limit = 10})
 --    b:lookup(kind, value)           -> facts | false, pending (queued at VirusTotal) | nil, err
---    b:prefetch(kind, values)        -- many look-ups at once; `lookup` then answers from memory
+--    b:prefetch(kind, values)        -- many look-ups at once; `lookup` then answers from memory,
+--                                       as many times as the value came
 --    b:fetched(kind, value)          -> whether a prefetched answer waits for `lookup`
 --    b:rescan(kind, value, facts)    -> pending | nil, err
 --    b:submit(kind, what)            -> pending | nil, err   (a URL, or an upload source)
@@ -59,23 +60,24 @@ function backend.related(client, kind, id, relationship, limit)
     return drain(client:related(kind, id, relationship, { limit = limit, max = limit }))
 end
 
--- Each value once, in order.
+-- Each value once, in order, and how many times each came.
 local function unique(values)
-    local out, seen = {}, {}
+    local out, times = {}, {}
     for _, v in ipairs(values) do
-        if not seen[v] then
-            seen[v] = true
+        if not times[v] then
             out[#out + 1] = v
         end
+        times[v] = (times[v] or 0) + 1
     end
-    return out
+    return out, times
 end
 
 local Backend = {}
 Backend.__index = Backend
 
-function Backend:keep(kind, value, raw, err)
-    self.prefetched[kind .. "\0" .. value] = { raw, err }
+-- Keeps a prefetched answer for the `uses` look-ups of it to come.
+function Backend:keep(kind, value, uses, raw, err)
+    self.prefetched[kind .. "\0" .. value] = { raw, err, uses = uses }
 end
 
 --- Whether a prefetched answer (a report or an error) waits for `lookup(kind, value)`.
@@ -86,10 +88,13 @@ end
 function Backend:lookup(kind, value)
     local key = kind .. "\0" .. value
     local pre = self.prefetched[key]
-    self.prefetched[key] = nil
     local raw, err
     if pre then
         raw, err = pre[1], pre[2]
+        pre.uses = pre.uses - 1
+        if pre.uses == 0 then
+            self.prefetched[key] = nil
+        end
     else
         raw, err = self:fetch(kind, value)
     end
@@ -177,11 +182,12 @@ end
 --- Looks up many indicators of one kind at once (`c:batch`, `concurrency` in flight). The first
 -- goes alone: a wrong key or a spent quota then costs one request.
 function V3:prefetch(kind, values)
-    values = unique(values)
+    local times
+    values, times = unique(values)
     if self.concurrency < 2 or #values < 2 then
         return
     end
-    self:keep(kind, values[1], self:fetch(kind, values[1]))
+    self:keep(kind, values[1], times[values[1]], self:fetch(kind, values[1]))
     local first = self.prefetched[kind .. "\0" .. values[1]]
     if not first[1] and first[2].code ~= "NotFoundError" then
         return
@@ -191,7 +197,7 @@ function V3:prefetch(kind, values)
         list[i - 1] = { kind, values[i] }
     end
     for i, r in ipairs(self.client:batch(list, { concurrency = self.concurrency })) do
-        self:keep(kind, values[i + 1], r.value, r.err)
+        self:keep(kind, values[i + 1], times[values[i + 1]], r.value, r.err)
     end
 end
 
@@ -316,8 +322,8 @@ end
 -- public key, 25 on a premium one), one request after another; stops at a request that fails
 -- as a whole (a wrong key, the quota), leaving the rest to `lookup`.
 function V2:prefetch(kind, values)
-    local separator = V2_LOOKUP[kind][3]
-    values = unique(values)
+    local separator, times = V2_LOOKUP[kind][3], nil
+    values, times = unique(values)
     if not separator or self.v2_batch < 2 then
         return
     end
@@ -328,9 +334,9 @@ function V2:prefetch(kind, values)
         local answers, err = self.client:v2(endpoint, params)
         for i, v in ipairs(group) do
             if answers then
-                self:keep(kind, v, batch_item(answers[i]))
+                self:keep(kind, v, times[v], batch_item(answers[i]))
             else
-                self:keep(kind, v, nil, err)
+                self:keep(kind, v, times[v], nil, err)
             end
         end
         if not answers then
