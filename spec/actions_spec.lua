@@ -452,10 +452,26 @@ describe("vt.actions", function()
                assert.equal(#d.detected_communicating_samples, r.summary.communicating_samples)
             end)
 
-            it("takes a URL and looks up its host", function()
-               local r = new_app():domain_reputation { domain = "https://GitHub.com/login" }
-               assert.equal("success", r.status)
-               assert.is_true(r.summary.found)
+            it("takes a URL or an e-mail address and looks up its host", function()
+               for _, given in ipairs { "https://GitHub.com/login", "octocat@GitHub.com" } do
+                  local r = new_app():domain_reputation { domain = given }
+                  assert.equal("success", r.status)
+                  assert.is_true(r.summary.found)
+               end
+            end)
+
+            it("runs inside a coroutine on a yielding client, the pauses between polls too", function()
+               local c = vt.client { apikey = srv.key, base_url = srv.url, api = api, quota_state = false,
+                  yield = true }
+               local app = actions.new { client = c, poll_every = 0.05, poll_interval = 1 }
+               local loop = require("vt.loop").new(c)
+               local task = loop:spawn(function()
+                  return app:detonate_url { url = "http://yield-" .. api .. ".example/VT-FAKE-MALICIOUS=3" }
+               end)
+               assert.is_false(task.done) -- waiting for the first look-up
+               loop:run()
+               assert.is_true(task.ok, tostring(task.error))
+               assert.same({ "success", 3 }, { task.results[1].status, task.results[1].summary.positives })
             end)
 
             it("says so when the domain is unknown", function()

@@ -959,6 +959,8 @@ for _, api in ipairs { "v3", "v2" } do
         assert.matches("parameter 'policy'", res.message, 1, true)
       end
       assert.equal("Failed", tools.scan_hash { case_id = "1", policy = '{"file": {"malicious": "many"}}' }.status)
+      assert.matches("unknown policy key 'colour'", tools.scan_hash { case_id = "1", policy = '{"colour": 1}' }.message,
+        1, true)
       assert.equal(0, #srv:log())
       assert.has_error(function() tools.scan_hash { case_id = "1", policy = { colour = 1 } } end,
         "vt.verdict: unknown policy key 'colour'")
@@ -1011,6 +1013,20 @@ describe("soar.new", function()
     assert.equal("done", res.entities[1].status)
     assert.is_true(#slept >= 1)
     assert.equal(0.25, slept[1])
+  end)
+
+  it("runs inside a coroutine on a yielding client: look-ups and the pauses between polls yield", function()
+    for _, api in ipairs { "v3", "v2" } do
+      local c = vt.client { apikey = "test-key", base_url = srv.url, api = api, quota_state = false, yield = true }
+      local url = "http://yield-" .. api .. ".example/VT-FAKE-MALICIOUS=2"
+      local tools = soar.new { client = c, host = new_host { entity(url, "DestinationURL") }, poll_interval = 0.05 }
+      local loop = require("vt.loop").new(c)
+      local task = loop:spawn(function() return tools.scan_url { case_id = "1" } end)
+      assert.is_false(task.done) -- waiting for the first look-up
+      loop:run()
+      assert.is_true(task.ok, tostring(task.error))
+      assert.same({ "done", 2 }, { task.results[1].entities[1].status, task.results[1].entities[1].positives })
+    end
   end)
 
   it("writes comments tables when asked (v3)", function()
