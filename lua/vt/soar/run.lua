@@ -6,7 +6,8 @@
 --    name, seed, params = {name = parser}, default_threshold, entity_types = {TYPE = true},
 --    kind                                   -- the backend kind of its look-ups and submissions
 --    refetch                                -- a finished analysis is followed by a fresh look-up
---    clean(entity) -> value | nil, why[, status]   -- for entity tools
+--    clean(entity) -> value | nil, why[, status]   -- for entity tools, when more than
+--                                              `entities.indicator(entity, kind)` decides
 --    items(run) -> list | nil, message      -- for tools without entities (uploads)
 --    start(run, item)                       -- first requests for one item
 --    write(run, item)                       -- findings of a done item into the host
@@ -310,7 +311,12 @@ function Run:collect()
     local items = {}
     for _, e in ipairs(entities.select(case_entities, self.p.target_entities, self.p.filter, self.tool.entity_types)) do
         local item = { entity = e, name = e.Identifier, type = e.EntityType }
-        local value, why, status = self.tool.clean(e)
+        local value, why, status
+        if self.tool.clean then
+            value, why, status = self.tool.clean(e)
+        else
+            value, why = entities.indicator(e, self.tool.kind)
+        end
         if value then
             item.value = value
         else
