@@ -778,6 +778,7 @@ describe("vt.soar over v2 groups its look-ups (v2_batch)", function()
       queries[1])
     assert.equal(2, four.requests)
     srv:reset()
+    srv:set_key("test-key", true) -- 25 resources a request need a premium key
     local all = run_with(25)
     assert.equal(1, #matching("^GET /vtapi/v2/file/report$"))
     assert.equal(1, all.requests)
