@@ -4,6 +4,7 @@ local vt = require "vt"
 local soar = require "vt.soar"
 local cjson = require "cjson"
 local fake = require "helpers.fake"
+local log = require "helpers.requests"
 
 -- Indicators the fake knows (spec/fake/samples) and what it says about them.
 local HASH = {
@@ -50,20 +51,10 @@ end
 
 -- The API requests the fake received (method and path, query included).
 local function requests()
-  local list = {}
-  for _, e in ipairs(srv:log()) do
-    list[#list + 1] = e.method .. " " .. e.path .. (e.query ~= "" and ("?" .. e.query) or "")
-  end
-  return list
+  return log.lines(srv)
 end
 
-local function count_matching(list, pattern)
-  local n = 0
-  for _, line in ipairs(list) do
-    if line:find(pattern) then n = n + 1 end
-  end
-  return n
-end
+local count_matching = log.count
 
 local function entity_of(host, id)
   for _, e in ipairs(host:case("1").alert_groups["ag-1"].entities) do
@@ -704,13 +695,18 @@ for _, api in ipairs { "v3", "v2" } do
   end)
 end
 
+-- scan_hash (threshold 5) over one FILEHASH entity per hash, by tools made with `opts`.
+local function scan_hashes(hashes, opts)
+  local list = {}
+  for i, h in ipairs(hashes) do list[i] = entity(h, "FILEHASH") end
+  opts.host = new_host(list)
+  return soar.new(opts).scan_hash { case_id = "1", threshold = 5 }
+end
+
 describe("vt.soar look-ups in flight at once", function()
   local hashes = { HASH.bad, HASH.seven, HASH.clean, HASH.unknown }
   local function run_with(concurrency, c)
-    local entities = {}
-    for i, h in ipairs(hashes) do entities[i] = entity(h, "FILEHASH") end
-    local tools = soar.new { client = c or client("v3"), host = new_host(entities), concurrency = concurrency }
-    return tools.scan_hash { case_id = "1", threshold = 5 }
+    return scan_hashes(hashes, { client = c or client("v3"), concurrency = concurrency })
   end
 
   it("gives the same outcomes as one look-up after another, with requests overlapping", function()
@@ -761,10 +757,7 @@ describe("vt.soar over v2 groups its look-ups (v2_batch)", function()
   -- the fifth is the first again (another entity, the same hash once cleaned)
   local hashes = { HASH.bad, HASH.seven, HASH.clean, HASH.unknown, " " .. HASH.bad, "b" .. HASH.seven:sub(2) }
   local function run_with(v2_batch, c)
-    local list = {}
-    for i, h in ipairs(hashes) do list[i] = entity(h, "FILEHASH") end
-    local tools = soar.new { client = c or client("v2"), host = new_host(list), v2_batch = v2_batch }
-    return tools.scan_hash { case_id = "1", threshold = 5 }
+    return scan_hashes(hashes, { client = c or client("v2"), v2_batch = v2_batch })
   end
 
   it("asks for 4 file reports a request by default, 25 when told, with the outcomes of one by one", function()
