@@ -6,7 +6,7 @@ local vt = require "vt"
 local core = require "vt.core"
 local fake = require "helpers.fake"
 local samples = require "helpers.samples"
-local log = require "helpers.requests"
+local requests_log = require "helpers.requests"
 
 local report, input, backend = core.report, core.input, core.backend
 
@@ -109,8 +109,10 @@ describe("vt.core.report", function()
         local url = sample(V3 .. "pwelch_url_find.200.json")
         local resolution = { type = "resolution", attributes = { date = 1700000000, host_name = "a.example",
             ip_address = ip.id } }
-        local raw = { data = ip, relationships = { communicating_files = { file, sample(V3 .. "file_elf_de10ba5e.json") },
-            urls = { url }, resolutions = { resolution }, downloaded_files = {} } }
+        local raw = { data = ip, relationships = {
+            communicating_files = { file, sample(V3 .. "file_elf_de10ba5e.json") },
+            urls = { url }, resolutions = { resolution }, downloaded_files = {},
+        } }
         local f = report.facts("ip", raw, ip.id)
         assert.equal(raw, f.raw)
         assert.equal(ip, f.object)
@@ -131,8 +133,8 @@ describe("vt.core.report", function()
         local url = report.facts("file", sample(V3 .. "pwelch_analysis.200.json"))
         assert.same({ "url", "http://virustotal.com/", 0, 79 }, { url.kind, url.url, url.positives, url.total })
         assert.equal("u-a354494a73382ea0b4bc47f4c9e8d6c578027cd4598196dc88f05a22b5817293-1599122231", url.scan_id)
-        assert.equal("https://www.virustotal.com/gui/url/a354494a73382ea0b4bc47f4c9e8d6c578027cd4598196dc88f05a22b5817293",
-            url.permalink)
+        assert.equal("https://www.virustotal.com/gui/url/"
+            .. "a354494a73382ea0b4bc47f4c9e8d6c578027cd4598196dc88f05a22b5817293", url.permalink)
         -- a URL analysis may carry the fetched content's file_info too: url_info decides
         assert.equal("url", report.facts("file", sample(V3 .. "ninoseki_analysis_get_url_completed.200.json")).kind)
         local file = report.facts("url", { type = "analysis", id = "f-1", meta = { file_info = { sha256 = HASH,
@@ -140,8 +142,10 @@ describe("vt.core.report", function()
             stats = { malicious = 1, undetected = 2, timeout = 4 },
             results = { A = { category = "malicious", result = "Evil" }, B = { category = "timeout" },
                 C = { category = "undetected", result = vt.null } } } })
-        assert.same({ "file", HASH, "f-1", 1, 3 }, { file.kind, file.resource, file.scan_id, file.positives, file.total })
-        assert.same({ { name = "A", detected = true, result = "Evil" }, { name = "C", detected = false } }, file.engines)
+        assert.same({ "file", HASH, "f-1", 1, 3 },
+            { file.kind, file.resource, file.scan_id, file.positives, file.total })
+        assert.same({ { name = "A", detected = true, result = "Evil" }, { name = "C", detected = false } },
+            file.engines)
         assert_no_null(file)
     end)
 
@@ -232,7 +236,8 @@ describe("vt.core.input", function()
             "x.new: option 'b' must be a string or boolean (got number)")
         assert.has_error(function() input.options("x.new", { c = {} }, spec) end,
             "x.new: option 'c' must be a vt.client (got table)")
-        assert.has_error(function() input.options("x.new", "k", spec) end, "x.new: options must be a table (got string)")
+        assert.has_error(function() input.options("x.new", "k", spec) end,
+            "x.new: options must be a table (got string)")
         local opts = { n = 4.0 }
         input.whole("x.new", opts, "n", 1, 25)
         assert.equal("integer", math.type(opts.n))
@@ -289,7 +294,7 @@ describe("vt.core.backend", function()
 
     -- The API requests the fake received: "METHOD path?query".
     local function requests()
-        return log.lines(srv)
+        return requests_log.lines(srv)
     end
 
     local function client(api, key)
@@ -406,10 +411,11 @@ describe("vt.core.backend", function()
         end)
 
         it("reads a missing relationship as empty and names the one that failed", function()
-            srv:fault { type = "status", status = 404, code = "NotFoundError", path = "/api/v3/ip_addresses/1.1.1.1/urls",
-                count = 1 }
+            srv:fault { type = "status", status = 404, code = "NotFoundError",
+                path = "/api/v3/ip_addresses/1.1.1.1/urls", count = 1 }
             srv:fault { type = "status", status = 500, path = "/api/v3/ip_addresses/1.1.1.1/resolutions", count = 1 }
-            local b = backend.new(client "v3", { relationships = { ip = { "urls", "resolutions" } }, related_limit = 1 })
+            local b = backend.new(client "v3",
+                { relationships = { ip = { "urls", "resolutions" } }, related_limit = 1 })
             local none, err = b:lookup("ip", "1.1.1.1")
             assert.is_nil(none)
             assert.matches("while reading the resolutions of 1.1.1.1", err.message, 1, true)

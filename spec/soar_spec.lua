@@ -4,7 +4,7 @@ local vt = require "vt"
 local soar = require "vt.soar"
 local cjson = require "cjson"
 local fake = require "helpers.fake"
-local log = require "helpers.requests"
+local requests_log = require "helpers.requests"
 
 -- Indicators the fake knows (spec/fake/samples) and what it says about them.
 local HASH = {
@@ -51,10 +51,10 @@ end
 
 -- The API requests the fake received (method and path, query included).
 local function requests()
-  return log.lines(srv)
+  return requests_log.lines(srv)
 end
 
-local count_matching = log.count
+local count_matching = requests_log.count
 
 local function entity_of(host, id)
   for _, e in ipairs(host:case("1").alert_groups["ag-1"].entities) do
@@ -778,7 +778,8 @@ describe("vt.soar over v2 groups its look-ups (v2_batch)", function()
     for i, o in ipairs(one.entities) do
       for _, res in ipairs { four, all } do
         local b = res.entities[i]
-        assert.same({ o.entity, o.status, o.positives, o.suspicious }, { b.entity, b.status, b.positives, b.suspicious })
+        assert.same({ o.entity, o.status, o.positives, o.suspicious },
+          { b.entity, b.status, b.positives, b.suspicious })
       end
     end
     assert.same({ "done", "done", "done", "not_found", "done", "not_found" },
@@ -859,8 +860,10 @@ for _, api in ipairs { "v3", "v2" } do
     end
 
     it("scan_hash marks what the verdict calls malicious and explains it; a JSON text works alike", function()
-      local host = new_host { entity(HASH.bad, "FILEHASH"), entity(HASH.seven, "FILEHASH"), entity(HASH.clean, "FILEHASH") }
-      local res = make_tools(api, host).scan_hash { case_id = "1", threshold = 1, policy = { file = { malicious = 50 } } }
+      local host = new_host { entity(HASH.bad, "FILEHASH"), entity(HASH.seven, "FILEHASH"),
+        entity(HASH.clean, "FILEHASH") }
+      local res = make_tools(api, host).scan_hash { case_id = "1", threshold = 1,
+        policy = { file = { malicious = 50 } } }
       assert.is_true(res.result_value)
       assert.matches("vt.verdict", res.rule, 1, true)
       local o = by_name(res)
@@ -909,7 +912,8 @@ for _, api in ipairs { "v3", "v2" } do
       assert.same({ "malicious", true }, { domain.entities[1].verdict, domain.entities[1].suspicious })
       assert.is_true(entity_of(host, "haiku-os.org").IsSuspicious)
       assert.equal("malicious", props(host, "haiku-os.org").VT_verdict)
-      assert.matches("^VirusTotal %- haiku%-os%.org verdict: malicious %(score 3%)", insight_of(host, "haiku-os.org").message)
+      assert.matches("^VirusTotal %- haiku%-os%.org verdict: malicious %(score 3%)",
+        insight_of(host, "haiku-os.org").message)
       local rows = {}
       for _, row in ipairs(host:case("1").tables[2].rows) do rows[row[1]] = row[2] end
       assert.same({ "malicious", 3 }, { rows.VT_verdict, rows.VT_score })

@@ -30,7 +30,8 @@ local function scans(f, kind)
     local out = {}
     for _, e in ipairs(f.engines) do
         if kind == "file" then
-            out[e.name] = { detected = e.detected, result = e.result or vt.null, update = e.update, version = e.version }
+            out[e.name] = { detected = e.detected, result = e.result or vt.null, update = e.update,
+                version = e.version }
         else
             out[e.name] = { detected = e.detected, result = url_result(e.result) or vt.null }
         end

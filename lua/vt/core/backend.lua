@@ -85,19 +85,8 @@ function Backend:fetched(kind, value)
     return self.prefetched[kind .. "\0" .. value] ~= nil
 end
 
-function Backend:lookup(kind, value)
-    local key = kind .. "\0" .. value
-    local pre = self.prefetched[key]
-    local raw, err
-    if pre then
-        raw, err = pre[1], pre[2]
-        pre.uses = pre.uses - 1
-        if pre.uses == 0 then
-            self.prefetched[key] = nil
-        end
-    else
-        raw, err = self:fetch(kind, value)
-    end
+-- The answer to a look-up, from what the service said.
+function Backend:answer(kind, value, raw, err)
     if not raw then
         if err.code == "NotAvailableYet" then
             -- queued at VirusTotal: the report by the resource itself answers once it is done
@@ -106,6 +95,21 @@ function Backend:lookup(kind, value)
         return nil, err
     end
     return self:complete(kind, value, raw)
+end
+
+function Backend:lookup(kind, value)
+    local key = kind .. "\0" .. value
+    local pre = self.prefetched[key]
+    if not pre then
+        return self:answer(kind, value, self:fetch(kind, value))
+    end
+    pre.uses = pre.uses - 1
+    if pre.uses == 0 then
+        self.prefetched[key] = nil
+    end
+    -- made once for every look-up of the value (a v3 IP's relationships are read once)
+    pre.answer = pre.answer or table.pack(self:answer(kind, value, pre[1], pre[2]))
+    return table.unpack(pre.answer, 1, pre.answer.n)
 end
 
 function Backend:check(kind, pending, value)
@@ -322,7 +326,8 @@ end
 -- public key, 25 on a premium one), one request after another; stops at a request that fails
 -- as a whole (a wrong key, the quota), leaving the rest to `lookup`.
 function V2:prefetch(kind, values)
-    local separator, times = V2_LOOKUP[kind][3], nil
+    local separator = V2_LOOKUP[kind][3]
+    local times
     values, times = unique(values)
     if not separator or self.v2_batch < 2 then
         return

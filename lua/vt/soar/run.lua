@@ -243,7 +243,10 @@ function Run:done(item, facts, section, reason, judged)
     item.positives, item.total = (self.tool.measure or own_counts)(facts)
     if self.policy then
         local err
-        item.verdict, err = judged or verdict.verdict(facts.object, self.policy)
+        item.verdict = judged
+        if not judged then
+            item.verdict, err = verdict.verdict(facts.object, self.policy)
+        end
         if not item.verdict then
             return self:fail(item, err, "verdict")
         end

@@ -52,7 +52,7 @@ end
 
 -- The insight text of a suspicious item: the threshold's words, or with a policy the verdict's
 -- reasons.
-local function judgement(run, item, words, ...)
+local function judgement(item, words, ...)
     if item.verdict then
         return ("VirusTotal - %s verdict: %s"):format(item.name, verdict.explain(item.verdict))
     end
@@ -133,7 +133,7 @@ local function write_scanned(run, item)
     if item.suspicious then
         host:add_insight(run.case_id, {
             entity = id, triggered_by = "VirusTotal", severity = "warn", title = "VirusTotal",
-            message = judgement(run, item, run.tool.insight, item.positives, item.total, run.threshold),
+            message = judgement(item, run.tool.insight, item.positives, item.total, run.threshold),
         })
     end
     write_comments(run, item)
@@ -286,7 +286,7 @@ local function write_domain(run, item)
     host:add_link(run.case_id, { title = id .. " Link to web report", entity = id, url = r.permalink })
     if item.suspicious then
         host:add_insight(run.case_id, { entity = id, triggered_by = "VirusTotal", severity = "warn",
-            title = "VirusTotal", message = judgement(run, item) })
+            title = "VirusTotal", message = judgement(item) })
     end
 end
 
@@ -407,7 +407,7 @@ local function write_upload(run, item)
         host:add_insight(run.case_id, {
             title = ("File %s found as suspicious."):format(path), triggered_by = "Siemplify_System",
             severity = "warn",
-            message = judgement(run, item, "VirusTotal - %s marked as malicious by %d of %d engines - Threshold set to - %d",
+            message = judgement(item, "VirusTotal - %s marked as malicious by %d of %d engines - Threshold set to - %d",
                 path, item.positives, item.total, run.threshold),
         })
     end
