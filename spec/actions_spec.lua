@@ -354,13 +354,15 @@ describe("vt.actions", function()
                assert.equal(KNOWN_HASH, d.sha256)
                assert.equal(1, d.response_code)
                assert.is_true(d.positives > 0)
-               local detected = 0
+               local detected, empty = 0, 0
                for _, scan in pairs(d.scans) do
                   if scan.detected then
                      detected = detected + 1
                   end
+                  empty = empty + (scan.result == vt.null and 1 or 0)
                end
                assert.equal(d.positives, detected)
+               assert.is_true(empty > 0) -- an engine that found nothing has a null result, as in v2
                assert.equal(d.positives, r.summary.positives)
                assert.equal(d.total, r.summary.total_scans)
                assert.is_true(r.summary.found)
