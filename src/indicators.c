@@ -23,6 +23,18 @@
 #include <ctype.h>
 #include <string.h>
 
+/* ------------------------------------------------------------------ text */
+
+const char *vt_trim(const char *s, size_t len, size_t *out_len)
+{
+    while (len > 0 && isspace((unsigned char)*s))
+        s++, len--;
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
+    *out_len = len;
+    return s;
+}
+
 /* ------------------------------------------------------------------ hashes */
 
 static bool is_hex_digit(unsigned char c)

@@ -11,12 +11,20 @@
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows shared across processes through a locked file
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
- *   client.c      vt.client: options, the handle, awaiting jobs (blocking or yielding), look-ups
- *   calls.c       the other client methods: submissions, wait, downloads, collections, batch, v2
+ *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
+ *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
+ *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
+ *   result.c      a finished job becomes Lua values: the decoded body, or nil and an error
+ *   lookups.c     v3 object look-ups: c:file, c:url, c:domain, c:ip, c:analysis, c:batch
+ *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
+ *   wait.c        c:wait (poll an analysis), c:sleep
+ *   download.c    c:download: to a temporary file, redirect without the key, digest checked
+ *   collections.c c:related, c:comments, c:search (iterators by cursor), c:quotas
+ *   v2.c          legacy v2: c:v2 and the v2_* helpers
  *   source.c      upload sources on this machine (a file, a string)
  *   sftp.c        vt.sftp: remote files over SFTP (libssh2, non-blocking)
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
- * client.h is shared by client.c and calls.c only.
+ * client.h is shared by the client files only (client.c to v2.c above).
  */
 #ifndef VT_H
 #define VT_H
@@ -309,5 +317,11 @@ const char *vt_checkstring(lua_State *L, int idx, size_t *len);
 /* Strict option tables: raises naming the key when t (at idx) holds a key not in
  * allowed (NULL-terminated) or a value of the wrong type. */
 void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *const allowed[]);
+/* The same for an optional argument: nothing at idx is fine; anything but a table raises. */
+void vt_check_opts(lua_State *L, int idx, const char *what, const char *const keys[]);
+/* opts[key] (opts at index opts, possibly nil) as seconds >= 0, or dflt; raises naming the key. */
+double vt_opt_seconds(lua_State *L, int opts, const char *key, double dflt);
+/* opts[key] as an integer >= min, or dflt; raises naming the key. */
+lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min);
 
 #endif
