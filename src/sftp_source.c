@@ -1,0 +1,318 @@
+/* Remote files over SFTP as upload sources: each on its own SFTP channel of
+ * the session; reads never wait (see sftp.c). */
+#include "sftp.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ sources */
+
+static void source_unlink(sftp_source *src)
+{
+    sftp_session *s = src->sess;
+    if (src->prev)
+        src->prev->next = src->next;
+    else
+        s->sources = src->next;
+    if (src->next)
+        src->next->prev = src->prev;
+    src->prev = src->next = NULL;
+}
+
+/* Releases whatever part of a source was acquired; idempotent. */
+void vt_sftp_source_release(sftp_source *src)
+{
+    sftp_session *s = src->sess;
+    src->base.ops = NULL;
+    if (!s)
+        return;
+    double deadline = vt_sftp_close_deadline(s);
+    if (src->handle)
+        SSH_FINISH(s, deadline, libssh2_sftp_close_handle(src->handle));
+    if (src->sftp)
+        SSH_FINISH(s, deadline, libssh2_sftp_shutdown(src->sftp));
+    src->handle = NULL;
+    src->sftp = NULL;
+    source_unlink(src);
+    src->sess = NULL;
+}
+
+static ptrdiff_t source_again(sftp_source *src, int *fd, int *events)
+{
+    int dir = libssh2_session_block_directions(src->sess->ssh);
+    *fd = src->sess->fd;
+    *events = 0;
+    if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
+        *events |= VT_WANT_READ;
+    if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+        *events |= VT_WANT_WRITE;
+    if (!*events)
+        *events = VT_WANT_READ;
+    return VT_SOURCE_AGAIN;
+}
+
+static void source_read_error(sftp_source *src, ssize_t rc, vt_err *e)
+{
+    sftp_session *s = src->sess;
+    if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL) {
+        vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed (SFTP status %lu)", src->path,
+                   s->host, s->port, libssh2_sftp_last_error(src->sftp));
+    } else if (vt_sftp_transport_error((int)rc)) {
+        vt_err_set(e, "ConnectionError", "connection to %s:%d lost while reading %s: %s", s->host,
+                   s->port, src->path, vt_sftp_message(s));
+        vt_sftp_session_break(s); /* later calls fail at once, with a clear message */
+    } else {
+        vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed: %s", src->path, s->host,
+                   s->port, vt_sftp_message(s));
+    }
+}
+
+/* After EAGAIN: true (with e filled) when the SFTP server closed the channel,
+ * which libssh2 1.10 would otherwise answer with EAGAIN forever. */
+static bool server_gone(sftp_source *src, vt_err *e)
+{
+    if (!libssh2_channel_eof(libssh2_sftp_get_channel(src->sftp)))
+        return false;
+    vt_err_set(e, "ConnectionError", "the SFTP server on %s:%d went away while %s was read", src->sess->host,
+               src->sess->port, src->path);
+    vt_sftp_session_break(src->sess); /* nothing on this session could finish an exchange now */
+    return true;
+}
+
+/* ops->read: never waits. At most `size` bytes come out in all, so the
+ * engine's framing holds even if the remote file grows meanwhile. */
+static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, int *events, vt_err *e)
+{
+    sftp_source *src = (sftp_source *)base;
+    if (!src->sess) {
+        vt_err_set(e, "RemoteFileError", "the SFTP source %s is closed", src->path);
+        return VT_SOURCE_ERROR;
+    }
+    if (src->restart) {
+        /* libssh2 must finish an interrupted read before the handle may
+         * seek; its bytes belong to the old position and are dropped. */
+        while (src->pending) {
+            ssize_t rc = libssh2_sftp_read(src->handle, buf, len);
+            if (rc == LIBSSH2_ERROR_EAGAIN)
+                return server_gone(src, e) ? VT_SOURCE_ERROR : source_again(src, fd, events);
+            src->pending = false;
+        }
+        libssh2_sftp_seek64(src->handle, 0);
+        src->pos = 0;
+        src->restart = false;
+    }
+    int64_t left = base->size - src->pos;
+    if (left <= 0)
+        return 0;
+    if ((uint64_t)len > (uint64_t)left)
+        len = (size_t)left;
+    ssize_t rc = libssh2_sftp_read(src->handle, buf, len);
+    if (rc == LIBSSH2_ERROR_EAGAIN && server_gone(src, e))
+        return VT_SOURCE_ERROR;
+    if (rc == LIBSSH2_ERROR_EAGAIN) {
+        src->pending = true;
+        return source_again(src, fd, events);
+    }
+    src->pending = false;
+    if (rc < 0) {
+        source_read_error(src, rc, e);
+        return VT_SOURCE_ERROR;
+    }
+    if (rc == 0) {
+        vt_err_set(e, "RemoteFileError", "%s on %s:%d ended after %lld of %lld bytes (it shrank while read)",
+                   src->path, src->sess->host, src->sess->port, (long long)src->pos, (long long)base->size);
+        return VT_SOURCE_ERROR;
+    }
+    src->pos += rc;
+    return rc;
+}
+
+/* ops->rewind: takes effect on the next read, which may first have to drain
+ * an interrupted read without blocking. */
+static int source_rewind(vt_source *base)
+{
+    sftp_source *src = (sftp_source *)base;
+    if (!src->sess)
+        return -1;
+    src->restart = true;
+    return 0;
+}
+
+static const vt_source_ops sftp_source_ops = {source_read, source_rewind};
+
+static sftp_source *check_source(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, SFTP_SOURCE_MT);
+}
+
+static sftp_source *check_open_source(lua_State *L, int idx)
+{
+    sftp_source *src = check_source(L, idx);
+    if (!src->sess)
+        luaL_error(L, "attempt to use a closed SFTP source");
+    return src;
+}
+
+/* src:read([n]): up to n bytes (default 64 KiB), fewer only at the end of the
+ * file; nil at the end; nil, err on failure. Blocks, bounded by the session
+ * timeout between two bits of progress: for Lua callers, not the engine. */
+static int source_lua_read(lua_State *L)
+{
+    sftp_source *src = check_open_source(L, 1);
+    return vt_source_lua_read(L, &src->base, src->sess->timeout);
+}
+
+/* src:rewind(): the next read starts again from the first byte. */
+static int source_lua_rewind(lua_State *L)
+{
+    sftp_source *src = check_open_source(L, 1);
+    source_rewind(&src->base);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int source_lua_close(lua_State *L)
+{
+    vt_sftp_source_release(check_source(L, 1));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int source_tostring(lua_State *L)
+{
+    sftp_source *src = check_source(L, 1);
+    if (src->sess)
+        lua_pushfstring(L, "vt.sftp.source (%s@%s:%d:%s, %I bytes)", src->sess->user, src->sess->host,
+                        src->sess->port, src->path, (lua_Integer)src->base.size);
+    else
+        lua_pushfstring(L, "vt.sftp.source (%s, closed)", src->path);
+    return 1;
+}
+
+/* Fields: size, name (basename), path, closed; then the methods. */
+static int source_index(lua_State *L)
+{
+    sftp_source *src = check_source(L, 1);
+    return vt_source_index(L, &src->base, src->path, src->sess == NULL);
+}
+
+static const char *basename_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* Opens the file on the source's own SFTP channel and learns its size. */
+static int source_acquire(sftp_source *src, vt_err *e)
+{
+    sftp_session *s = src->sess;
+    double deadline = vt_monotonic() + s->timeout;
+    SSH_DRIVE_PTR(s, deadline, src->sftp, libssh2_sftp_init(s->ssh));
+    if (!src->sftp) {
+        int rc = libssh2_session_last_errno(s->ssh);
+        if (rc == LIBSSH2_ERROR_EAGAIN)
+            vt_err_set(e, "Timeout", "%s:%d did not start SFTP within %gs", s->host, s->port, s->timeout);
+        else
+            vt_err_set(e, vt_sftp_transport_error(rc) ? "ConnectionError" : "RemoteFileError",
+                       "cannot start SFTP on %s:%d: %s%s", s->host, s->port, vt_sftp_message(s),
+                       rc == LIBSSH2_ERROR_CHANNEL_FAILURE
+                           ? " (each open source holds a channel, and servers limit them per connection: "
+                             "OpenSSH's MaxSessions is 10 by default; close the sources you are done with)"
+                           : "");
+        return -1;
+    }
+    SSH_DRIVE_PTR(s, deadline, src->handle,
+                  libssh2_sftp_open_ex(src->sftp, src->path, (unsigned)strlen(src->path), LIBSSH2_FXF_READ, 0,
+                                       LIBSSH2_SFTP_OPENFILE));
+    if (!src->handle) {
+        int rc = libssh2_session_last_errno(s->ssh);
+        unsigned long fx = rc == LIBSSH2_ERROR_SFTP_PROTOCOL ? libssh2_sftp_last_error(src->sftp) : 0;
+        if (rc == LIBSSH2_ERROR_EAGAIN)
+            vt_err_set(e, "Timeout", "%s:%d did not open %s within %gs", s->host, s->port, src->path, s->timeout);
+        else if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
+            vt_err_set(e, "NotFound", "no such file on %s:%d: %s", s->host, s->port, src->path);
+        else if (fx == LIBSSH2_FX_PERMISSION_DENIED)
+            vt_err_set(e, "PermissionDenied", "permission denied on %s:%d: %s", s->host, s->port, src->path);
+        else if (fx)
+            vt_err_set(e, "RemoteFileError", "cannot open %s on %s:%d (SFTP status %lu)", src->path, s->host,
+                       s->port, fx);
+        else
+            vt_err_set(e, vt_sftp_transport_error(rc) ? "ConnectionError" : "RemoteFileError",
+                       "cannot open %s on %s:%d: %s", src->path, s->host, s->port, vt_sftp_message(s));
+        return -1;
+    }
+    LIBSSH2_SFTP_ATTRIBUTES attrs;
+    int rc;
+    SSH_DRIVE(s, deadline, rc, libssh2_sftp_fstat(src->handle, &attrs));
+    if (rc != 0) {
+        vt_err_set(e, rc == LIBSSH2_ERROR_TIMEOUT ? "Timeout" : "RemoteFileError",
+                   "cannot read the size of %s on %s:%d: %s", src->path, s->host, s->port,
+                   rc == LIBSSH2_ERROR_TIMEOUT ? "no answer in time" : vt_sftp_message(s));
+        return -1;
+    }
+    if ((attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISREG(attrs.permissions)) {
+        vt_err_set(e, "RemoteFileError", "%s on %s:%d is not a regular file", src->path, s->host, s->port);
+        return -1;
+    }
+    if (!(attrs.flags & LIBSSH2_SFTP_ATTR_SIZE)) {
+        vt_err_set(e, "RemoteFileError", "%s:%d did not tell the size of %s", s->host, s->port, src->path);
+        return -1;
+    }
+    src->base.size = (int64_t)attrs.filesize;
+    return 0;
+}
+
+/* Opens path on the session as a source (pushed), or pushes nil, err. */
+int vt_sftp_session_open(lua_State *L, sftp_session *s)
+{
+    size_t len;
+    const char *path = vt_checkstring(L, 2, &len);
+    if (len == 0 || len >= sizeof(((sftp_source *)0)->path) || memchr(path, '\0', len))
+        return vt_fail(L, "InvalidArgument", "invalid remote path (empty, too long or with a NUL byte)");
+    if (s->broken)
+        return vt_fail(L, "ConnectionError", "the connection to %s:%d was lost; open a new session", s->host,
+                       s->port);
+
+    /* Created closed, with its metatable, before anything is acquired. */
+    sftp_source *src = lua_newuserdatauv(L, sizeof *src, 1);
+    memset(src, 0, sizeof *src);
+    luaL_setmetatable(L, SFTP_SOURCE_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1); /* the session lives as long as the source */
+    memcpy(src->path, path, len + 1);
+    snprintf(src->base.name, sizeof src->base.name, "%s", basename_of(path));
+
+    src->sess = s;
+    src->next = s->sources; /* listed first, so that every exit releases it */
+    if (s->sources)
+        s->sources->prev = src;
+    s->sources = src;
+
+    vt_err e;
+    if (source_acquire(src, &e) != 0) {
+        if (strcmp(e.code, "ConnectionError") == 0)
+            vt_sftp_session_break(s);
+        vt_sftp_source_release(src);
+        return vt_err_return(L, &e);
+    }
+    src->base.ops = &sftp_source_ops;
+    return 1;
+}
+
+void vt_sftp_source_class(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__gc", source_lua_close}, {"__close", source_lua_close}, {"__tostring", source_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"read", source_lua_read}, {"rewind", source_lua_rewind}, {"close", source_lua_close}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SFTP_SOURCE_MT)) {
+        luaL_setfuncs(L, meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_pushcclosure(L, source_index, 1);
+        lua_setfield(L, -2, "__index");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "__vt_source");
+    }
+    lua_pop(L, 1);
+}
