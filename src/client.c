@@ -412,13 +412,10 @@ void vt_client_open(lua_State *L)
         {"close", client_close},
         {NULL, NULL},
     };
+    static const luaL_Reg meta[] = {
+        {"__gc", client_close}, {"__close", client_close}, {"__tostring", client_tostring}, {NULL, NULL}};
     if (luaL_newmetatable(L, VT_CLIENT_MT)) {
-        lua_pushcfunction(L, client_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, client_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, client_tostring);
-        lua_setfield(L, -2, "__tostring");
+        luaL_setfuncs(L, meta, 0);
         luaL_newlib(L, methods);
         vt_lookups_register(L);
         vt_request_register(L);

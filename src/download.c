@@ -119,17 +119,9 @@ static int download_verify(lua_State *L, vt_client *c, int base)
     if (fchmod(t->fd, 0666 & ~mask) != 0 || fsync(t->fd) != 0 || rename(t->path, dest) != 0)
         return vt_fail(L, "InvalidArgument", "cannot move the download to '%s': %s", dest, strerror(errno));
     t->committed = true;
-    lua_createtable(L, 0, 5);
+    vt_push_digests(L, md5, sha1, sha256, j->resp_total);
     lua_pushstring(L, dest);
     lua_setfield(L, -2, "path");
-    lua_pushinteger(L, j->resp_total);
-    lua_setfield(L, -2, "size");
-    lua_pushstring(L, md5);
-    lua_setfield(L, -2, "md5");
-    lua_pushstring(L, sha1);
-    lua_setfield(L, -2, "sha1");
-    lua_pushstring(L, sha256);
-    lua_setfield(L, -2, "sha256");
     return 1;
 }
 

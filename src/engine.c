@@ -187,11 +187,11 @@ static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
         size_t want = cap;
         if ((int64_t)want > src_end - pos)
             want = (size_t)(src_end - pos);
-        if (!j->source->ops) { /* a host closed the source (or its session) mid-upload */
+        if (!j->source->open) { /* a host closed the source (or its session) mid-upload */
             vt_err_set(&j->err, "InvalidArgument", "the file source was closed during the upload");
             return CURL_READFUNC_ABORT;
         }
-        ptrdiff_t r = j->source->ops->read(j->source, buf, want, &fd, &events, &j->err);
+        ptrdiff_t r = j->source->cls->read(j->source, buf, want, &fd, &events, &j->err);
         if (r == VT_SOURCE_AGAIN) {
             j->src_fd = fd;
             j->src_events = events;
@@ -226,7 +226,7 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     vt_job *j = userp;
     if (origin != SEEK_SET || offset != 0)
         return CURL_SEEKFUNC_CANTSEEK;
-    if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0))
+    if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &j->err) != 0))
         return CURL_SEEKFUNC_FAIL;
     j->sent = 0;
     return CURL_SEEKFUNC_OK;
@@ -603,7 +603,8 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
             j->digest = vt_digest_new();
         }
     }
-    if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0)) {
+    vt_err rewind_err; /* the failure that called for the retry is the one to report */
+    if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &rewind_err) != 0)) {
         j->state = VT_JOB_DONE;
         return;
     }

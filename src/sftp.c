@@ -4,7 +4,7 @@
  *
  * libssh2 runs non-blocking from the first packet on. The set-up phases
  * (connect, handshake, authentication, opening a file) wait in poll() loops
- * bounded by the session's timeout; a source's ops->read never waits: it
+ * bounded by the session's timeout; a source's read never waits: it
  * returns VT_SOURCE_AGAIN with the session socket and the direction libssh2
  * is blocked on, so the upload engine can drive it from its event loop.
  *
@@ -16,8 +16,8 @@
  *
  * Lifetimes: a source keeps its session userdata in a user value, so the
  * session outlives it; the session keeps its open sources in a list and
- * closing the session closes them first. Closing a source (or its session)
- * sets base.ops to NULL, which is how vt_source_test() sees a closed source.
+ * closing the session closes them first. A closed source (or one of a closed
+ * session) is no longer `open`, which every use of it checks.
  *
  * Secrets: the password and passphrase are read from the options table and
  * used during vt.sftp() only; they are never copied into the session, never
@@ -141,7 +141,7 @@ static sftp_session *check_open_session(lua_State *L, int idx)
 static void session_release(sftp_session *s)
 {
     while (s->sources)
-        vt_sftp_source_release(s->sources);
+        vt_source_close(&s->sources->base);
     if (s->ssh) {
         double deadline = vt_sftp_close_deadline(s);
         if (s->handshaken && !s->broken)
@@ -490,7 +490,6 @@ void vt_sftp_open(lua_State *L)
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
-    vt_sftp_source_class(L);
     lua_pushcfunction(L, vt_sftp);
     lua_setfield(L, -2, "sftp");
 }

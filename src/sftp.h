@@ -9,7 +9,6 @@
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 
-#define SFTP_SOURCE_MT  "vt.sftp.source"
 
 typedef struct sftp_source sftp_source;
 
@@ -39,7 +38,6 @@ struct sftp_source {
     bool pending;         /* the last libssh2_sftp_read said EAGAIN: resume it first */
     bool restart;         /* a rewind is due once the pending read is drained */
     sftp_source *prev, *next;
-    char path[1024];
 };
 
 /* sftp.c: waiting on the session */
@@ -93,10 +91,6 @@ bool vt_sftp_transport_error(int rc);
 /* sftp_source.c */
 /* sess:open(path) -> source | nil, err (the session is argument 1). */
 int vt_sftp_session_open(lua_State *L, sftp_session *s);
-/* Releases whatever part of a source was acquired; idempotent. */
-void vt_sftp_source_release(sftp_source *src);
-/* The source class's metatable (read, rewind, close, fields). */
-void vt_sftp_source_class(lua_State *L);
 
 /* known_hosts.c */
 /* The name OpenSSH files a host under: "host" on port 22, else "[host]:port". */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define SFTP_SOURCE_MT "vt.sftp.source"
+
 /* ------------------------------------------------------------------ sources */
 
 static void source_unlink(sftp_source *src)
@@ -20,10 +22,10 @@ static void source_unlink(sftp_source *src)
 }
 
 /* Releases whatever part of a source was acquired; idempotent. */
-void vt_sftp_source_release(sftp_source *src)
+static void source_close(vt_source *base)
 {
+    sftp_source *src = (sftp_source *)base;
     sftp_session *s = src->sess;
-    src->base.ops = NULL;
     if (!s)
         return;
     double deadline = vt_sftp_close_deadline(s);
@@ -55,14 +57,14 @@ static void source_read_error(sftp_source *src, ssize_t rc, vt_err *e)
 {
     sftp_session *s = src->sess;
     if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL) {
-        vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed (SFTP status %lu)", src->path,
+        vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed (SFTP status %lu)", src->base.path,
                    s->host, s->port, libssh2_sftp_last_error(src->sftp));
     } else if (vt_sftp_transport_error((int)rc)) {
         vt_err_set(e, "ConnectionError", "connection to %s:%d lost while reading %s: %s", s->host,
-                   s->port, src->path, vt_sftp_message(s));
+                   s->port, src->base.path, vt_sftp_message(s));
         vt_sftp_session_break(s); /* later calls fail at once, with a clear message */
     } else {
-        vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed: %s", src->path, s->host,
+        vt_err_set(e, "RemoteFileError", "reading %s on %s:%d failed: %s", src->base.path, s->host,
                    s->port, vt_sftp_message(s));
     }
 }
@@ -74,20 +76,16 @@ static bool server_gone(sftp_source *src, vt_err *e)
     if (!libssh2_channel_eof(libssh2_sftp_get_channel(src->sftp)))
         return false;
     vt_err_set(e, "ConnectionError", "the SFTP server on %s:%d went away while %s was read", src->sess->host,
-               src->sess->port, src->path);
+               src->sess->port, src->base.path);
     vt_sftp_session_break(src->sess); /* nothing on this session could finish an exchange now */
     return true;
 }
 
-/* ops->read: never waits. At most `size` bytes come out in all, so the
- * engine's framing holds even if the remote file grows meanwhile. */
+/* Never waits. At most `size` bytes come out in all, so the engine's framing
+ * holds even if the remote file grows meanwhile. */
 static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, int *events, vt_err *e)
 {
     sftp_source *src = (sftp_source *)base;
-    if (!src->sess) {
-        vt_err_set(e, "RemoteFileError", "the SFTP source %s is closed", src->path);
-        return VT_SOURCE_ERROR;
-    }
     if (src->restart) {
         /* libssh2 must finish an interrupted read before the handle may
          * seek; its bytes belong to the old position and are dropped. */
@@ -120,87 +118,32 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
     }
     if (rc == 0) {
         vt_err_set(e, "RemoteFileError", "%s on %s:%d ended after %lld of %lld bytes (it shrank while read)",
-                   src->path, src->sess->host, src->sess->port, (long long)src->pos, (long long)base->size);
+                   src->base.path, src->sess->host, src->sess->port, (long long)src->pos, (long long)base->size);
         return VT_SOURCE_ERROR;
     }
     src->pos += rc;
     return rc;
 }
 
-/* ops->rewind: takes effect on the next read, which may first have to drain
- * an interrupted read without blocking. */
-static int source_rewind(vt_source *base)
+/* Takes effect on the next read, which may first have to drain an interrupted
+ * read without blocking. */
+static int source_rewind(vt_source *base, vt_err *e)
 {
-    sftp_source *src = (sftp_source *)base;
-    if (!src->sess)
-        return -1;
-    src->restart = true;
+    ((sftp_source *)base)->restart = true;
     return 0;
 }
 
-static const vt_source_ops sftp_source_ops = {source_read, source_rewind};
-
-static sftp_source *check_source(lua_State *L, int idx)
+/* user@host:port:path */
+static void source_describe(vt_source *base, luaL_Buffer *b)
 {
-    return luaL_checkudata(L, idx, SFTP_SOURCE_MT);
+    sftp_session *s = ((sftp_source *)base)->sess;
+    lua_pushfstring(b->L, "%s@%s:%d:%s", s->user, s->host, s->port, base->path);
+    luaL_addvalue(b);
 }
 
-static sftp_source *check_open_source(lua_State *L, int idx)
-{
-    sftp_source *src = check_source(L, idx);
-    if (!src->sess)
-        luaL_error(L, "attempt to use a closed SFTP source");
-    return src;
-}
-
-/* src:read([n]): up to n bytes (default 64 KiB), fewer only at the end of the
- * file; nil at the end; nil, err on failure. Blocks, bounded by the session
- * timeout between two bits of progress: for Lua callers, not the engine. */
-static int source_lua_read(lua_State *L)
-{
-    sftp_source *src = check_open_source(L, 1);
-    return vt_source_lua_read(L, &src->base, src->sess->timeout);
-}
-
-/* src:rewind(): the next read starts again from the first byte. */
-static int source_lua_rewind(lua_State *L)
-{
-    sftp_source *src = check_open_source(L, 1);
-    source_rewind(&src->base);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int source_lua_close(lua_State *L)
-{
-    vt_sftp_source_release(check_source(L, 1));
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int source_tostring(lua_State *L)
-{
-    sftp_source *src = check_source(L, 1);
-    if (src->sess)
-        lua_pushfstring(L, "vt.sftp.source (%s@%s:%d:%s, %I bytes)", src->sess->user, src->sess->host,
-                        src->sess->port, src->path, (lua_Integer)src->base.size);
-    else
-        lua_pushfstring(L, "vt.sftp.source (%s, closed)", src->path);
-    return 1;
-}
-
-/* Fields: size, name (basename), path, closed; then the methods. */
-static int source_index(lua_State *L)
-{
-    sftp_source *src = check_source(L, 1);
-    return vt_source_index(L, &src->base, src->path, src->sess == NULL);
-}
-
-static const char *basename_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
+static const vt_source_class sftp_source_class = {
+    SFTP_SOURCE_MT, "SFTP source", source_read, source_rewind, source_close, source_describe,
+};
 
 /* Opens the file on the source's own SFTP channel and learns its size. */
 static int source_acquire(sftp_source *src, vt_err *e)
@@ -222,23 +165,23 @@ static int source_acquire(sftp_source *src, vt_err *e)
         return -1;
     }
     SSH_DRIVE_PTR(s, deadline, src->handle,
-                  libssh2_sftp_open_ex(src->sftp, src->path, (unsigned)strlen(src->path), LIBSSH2_FXF_READ, 0,
+                  libssh2_sftp_open_ex(src->sftp, src->base.path, (unsigned)strlen(src->base.path), LIBSSH2_FXF_READ, 0,
                                        LIBSSH2_SFTP_OPENFILE));
     if (!src->handle) {
         int rc = libssh2_session_last_errno(s->ssh);
         unsigned long fx = rc == LIBSSH2_ERROR_SFTP_PROTOCOL ? libssh2_sftp_last_error(src->sftp) : 0;
         if (rc == LIBSSH2_ERROR_EAGAIN)
-            vt_err_set(e, "Timeout", "%s:%d did not open %s within %gs", s->host, s->port, src->path, s->timeout);
+            vt_err_set(e, "Timeout", "%s:%d did not open %s within %gs", s->host, s->port, src->base.path, s->timeout);
         else if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
-            vt_err_set(e, "NotFound", "no such file on %s:%d: %s", s->host, s->port, src->path);
+            vt_err_set(e, "NotFound", "no such file on %s:%d: %s", s->host, s->port, src->base.path);
         else if (fx == LIBSSH2_FX_PERMISSION_DENIED)
-            vt_err_set(e, "PermissionDenied", "permission denied on %s:%d: %s", s->host, s->port, src->path);
+            vt_err_set(e, "PermissionDenied", "permission denied on %s:%d: %s", s->host, s->port, src->base.path);
         else if (fx)
-            vt_err_set(e, "RemoteFileError", "cannot open %s on %s:%d (SFTP status %lu)", src->path, s->host,
+            vt_err_set(e, "RemoteFileError", "cannot open %s on %s:%d (SFTP status %lu)", src->base.path, s->host,
                        s->port, fx);
         else
             vt_err_set(e, vt_sftp_transport_error(rc) ? "ConnectionError" : "RemoteFileError",
-                       "cannot open %s on %s:%d: %s", src->path, s->host, s->port, vt_sftp_message(s));
+                       "cannot open %s on %s:%d: %s", src->base.path, s->host, s->port, vt_sftp_message(s));
         return -1;
     }
     LIBSSH2_SFTP_ATTRIBUTES attrs;
@@ -246,16 +189,16 @@ static int source_acquire(sftp_source *src, vt_err *e)
     SSH_DRIVE(s, deadline, rc, libssh2_sftp_fstat(src->handle, &attrs));
     if (rc != 0) {
         vt_err_set(e, rc == LIBSSH2_ERROR_TIMEOUT ? "Timeout" : "RemoteFileError",
-                   "cannot read the size of %s on %s:%d: %s", src->path, s->host, s->port,
+                   "cannot read the size of %s on %s:%d: %s", src->base.path, s->host, s->port,
                    rc == LIBSSH2_ERROR_TIMEOUT ? "no answer in time" : vt_sftp_message(s));
         return -1;
     }
     if ((attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISREG(attrs.permissions)) {
-        vt_err_set(e, "RemoteFileError", "%s on %s:%d is not a regular file", src->path, s->host, s->port);
+        vt_err_set(e, "RemoteFileError", "%s on %s:%d is not a regular file", src->base.path, s->host, s->port);
         return -1;
     }
     if (!(attrs.flags & LIBSSH2_SFTP_ATTR_SIZE)) {
-        vt_err_set(e, "RemoteFileError", "%s:%d did not tell the size of %s", s->host, s->port, src->path);
+        vt_err_set(e, "RemoteFileError", "%s:%d did not tell the size of %s", s->host, s->port, src->base.path);
         return -1;
     }
     src->base.size = (int64_t)attrs.filesize;
@@ -267,20 +210,18 @@ int vt_sftp_session_open(lua_State *L, sftp_session *s)
 {
     size_t len;
     const char *path = vt_checkstring(L, 2, &len);
-    if (len == 0 || len >= sizeof(((sftp_source *)0)->path) || memchr(path, '\0', len))
+    if (len == 0 || len >= sizeof(((vt_source *)0)->path) || memchr(path, '\0', len))
         return vt_fail(L, "InvalidArgument", "invalid remote path (empty, too long or with a NUL byte)");
     if (s->broken)
         return vt_fail(L, "ConnectionError", "the connection to %s:%d was lost; open a new session", s->host,
                        s->port);
 
     /* Created closed, with its metatable, before anything is acquired. */
-    sftp_source *src = lua_newuserdatauv(L, sizeof *src, 1);
-    memset(src, 0, sizeof *src);
-    luaL_setmetatable(L, SFTP_SOURCE_MT);
+    sftp_source *src = vt_source_new(L, sizeof *src, &sftp_source_class, 1);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1); /* the session lives as long as the source */
-    memcpy(src->path, path, len + 1);
-    snprintf(src->base.name, sizeof src->base.name, "%s", basename_of(path));
+    vt_source_set_path(&src->base, path, len);
+    src->base.stall = s->timeout;
 
     src->sess = s;
     src->next = s->sources; /* listed first, so that every exit releases it */
@@ -292,27 +233,9 @@ int vt_sftp_session_open(lua_State *L, sftp_session *s)
     if (source_acquire(src, &e) != 0) {
         if (strcmp(e.code, "ConnectionError") == 0)
             vt_sftp_session_break(s);
-        vt_sftp_source_release(src);
+        vt_source_close(&src->base);
         return vt_err_return(L, &e);
     }
-    src->base.ops = &sftp_source_ops;
+    src->base.open = true;
     return 1;
-}
-
-void vt_sftp_source_class(lua_State *L)
-{
-    static const luaL_Reg meta[] = {
-        {"__gc", source_lua_close}, {"__close", source_lua_close}, {"__tostring", source_tostring}, {NULL, NULL}};
-    static const luaL_Reg methods[] = {
-        {"read", source_lua_read}, {"rewind", source_lua_rewind}, {"close", source_lua_close}, {NULL, NULL}};
-    if (luaL_newmetatable(L, SFTP_SOURCE_MT)) {
-        luaL_setfuncs(L, meta, 0);
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_pushcclosure(L, source_index, 1);
-        lua_setfield(L, -2, "__index");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "__vt_source");
-    }
-    lua_pop(L, 1);
 }

@@ -25,7 +25,7 @@ vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e)
             vt_err_set(e, "InvalidArgument", "file path is empty or contains a NUL byte");
             return NULL;
         }
-        if (!vt_source_push_file(L, path, e))
+        if (vt_source_push_file(L, path, e) != 0)
             return NULL;
         return vt_source_test(L, -1);
     }

@@ -118,6 +118,8 @@ void vt_digest_update(vt_digest *d, const void *data, size_t len);
 /* Writes lowercase hex digests (33, 41 and 65 bytes with NUL). */
 void vt_digest_final(vt_digest *d, char md5[33], char sha1[41], char sha256[65]);
 void vt_digest_free(vt_digest *d);
+/* Pushes {md5 =, sha1 =, sha256 =, size =}. */
+void vt_push_digests(lua_State *L, const char *md5, const char *sha1, const char *sha256, int64_t size);
 /* Lowercase hex SHA-256 of data. */
 void vt_sha256_hex(const void *data, size_t len, char out[65]);
 /* Registers vt.digest into the table at the top. */
@@ -169,47 +171,59 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e);
 /* ------------------------------------------------------------ upload sources */
 
 /* A stream of known size that an upload pulls from: a local file, a string, a
- * remote file over SFTP (sftp.c) or SMB (smb.c). The engine drives it from
+ * remote file over SFTP (sftp_source.c) or SMB (smb.c). The engine drives it from
  * curl's read callback, so read must never call Lua and never block for long:
  * a network source returns VT_SOURCE_AGAIN with the fd and the events
  * (VT_WANT_READ / VT_WANT_WRITE) to wait for, and the engine pauses the transfer
- * until the fd is ready. */
+ * until the fd is ready. Every kind shows Lua the same face (source.c): read,
+ * rewind, close, tostring and the fields size, name, path, closed. */
 #define VT_SOURCE_AGAIN  (-2)
 #define VT_SOURCE_ERROR  (-1)
 #define VT_WANT_READ  1
 #define VT_WANT_WRITE 2
 
 typedef struct vt_source vt_source;
-typedef struct vt_source_ops {
+
+/* What one kind of source does. */
+typedef struct vt_source_class {
+    const char *mt;     /* its metatable's name, "vt.sftp.source" (also tostring's head) */
+    const char *label;  /* for messages: "SFTP source" */
     /* > 0 bytes read, 0 at the end, VT_SOURCE_AGAIN (fill *fd, *events) or
-     * VT_SOURCE_ERROR (fill e). */
+     * VT_SOURCE_ERROR (fill e). Only called on an open source. */
     ptrdiff_t (*read)(vt_source *s, char *buf, size_t len, int *fd, int *events, vt_err *e);
-    /* Rewinds to the start (curl may need to resend); returns 0 or -1. */
-    int (*rewind)(vt_source *s);
-} vt_source_ops;
+    /* Starts again from the first byte (curl may need to resend). 0, or -1 with e filled. */
+    int (*rewind)(vt_source *s, vt_err *e);
+    /* Releases what the source holds; idempotent (vt_source_close calls it). */
+    void (*close)(vt_source *s);
+    /* Adds what tostring shows of an open source inside the parentheses (NULL: the path). */
+    void (*describe)(vt_source *s, luaL_Buffer *b);
+} vt_source_class;
 
 struct vt_source {
-    const vt_source_ops *ops;
+    const vt_source_class *cls;
+    bool open;          /* false until acquired and once closed */
     int64_t size;       /* total bytes, known before the upload starts */
+    double stall;       /* seconds a Lua read waits for progress */
     char name[256];     /* file name for the multipart part (basename) */
+    char path[1024];    /* as given, for messages and src.path */
 };
 
-/* Userdata whose metatable has the field __vt_source = true start with a
- * vt_source (the first member of their struct). Returns it, or NULL when idx
- * holds something else or a closed source (ops == NULL). */
+/* A new, closed source userdata of size bytes (the struct starts with a
+ * vt_source) of class cls with its metatable and nuvalue user values, pushed. */
+void *vt_source_new(lua_State *L, size_t size, const vt_source_class *cls, int nuvalue);
+/* Sets path and name (its basename) from path[0..len), cut to fit. */
+void vt_source_set_path(vt_source *s, const char *path, size_t len);
+/* Marks the source closed and releases what it holds; idempotent. */
+void vt_source_close(vt_source *s);
+/* The open source at idx, or NULL when idx holds anything else or a closed source. */
 vt_source *vt_source_test(lua_State *L, int idx);
-/* source.c: push a local file source (0 with e when it cannot be opened) or a
- * source reading the Lua string at data_idx (kept alive by the source). */
+/* Pushes a local file source. Returns 0, or -1 with e filled (pushing nothing). */
 int vt_source_push_file(lua_State *L, const char *path, vt_err *e);
-int vt_source_push_string(lua_State *L, int data_idx, const char *name);
-/* src:read([n]) for every source kind (argument 2 is n): up to n bytes (default
- * 64 KiB), fewer only at the end; nil at the end; nil, err on failure. Blocks,
- * waiting on the source's fd at most `stall` seconds between two bits of
- * progress: for Lua callers and tests, never the engine. */
-int vt_source_lua_read(lua_State *L, vt_source *s, double stall);
-/* __index of a remote source (key at argument 2): the fields size, name, path
- * and closed, else the method table in upvalue 1. */
-int vt_source_index(lua_State *L, const vt_source *s, const char *path, bool closed);
+/* Pushes a source reading the Lua string at data_idx (kept alive by the source). */
+void vt_source_push_string(lua_State *L, int data_idx, const char *name);
+/* Waits until fd is ready for events (VT_WANT_*) or the deadline (monotonic) passes:
+ * 1 ready (or poll failed, so that the next call reports the problem), 0 timed out. */
+int vt_wait_fd(int fd, int events, double deadline);
 
 /* ------------------------------------------------------------------ engine */
 
