@@ -50,7 +50,7 @@ static char *opt_string(lua_State *L, int opts, const char *key, const char *dfl
             luaL_error(L, "vt.client: option '%s' must not contain NUL or line breaks", key);
         copy = strndup(v, len);
         if (!copy)
-            luaL_error(L, "vt.client: out of memory");
+            vt_raise_oom(L, "copying the client's options");
     }
     if (present)
         lua_pop(L, 1);
@@ -286,7 +286,7 @@ static int client_quota_status(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
     vt_err e;
-    if (!vt_limiter_push_status(L, c->limiter, vt_now(), &e))
+    if (vt_limiter_push_status(L, c->limiter, vt_now(), &e) != 0)
         return vt_err_return(L, &e);
     return 1;
 }

@@ -67,7 +67,9 @@ void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
  * body's data, or nil, err: `return vt_client_await_data(L, c)`. */
 int vt_client_await_data(lua_State *L, vt_client *c);
 
-/* request.c: request building blocks (each raises on out of memory) */
+/* request.c: request building blocks (each raises OutOfMemory when malloc fails) */
+/* A malloc'd copy of s. */
+char *vt_dup(lua_State *L, const char *s);
 /* Appends a header line to the job. */
 void vt_job_add_header(lua_State *L, vt_job *j, const char *line);
 /* A malloc'd copy of the Lua string at idx (its length in *len when len is not NULL). */
@@ -81,7 +83,8 @@ void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e);
 /* Frames src as the "file" part of a multipart body after one optional text field. */
 void vt_job_set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *field_name, const char *field_value);
-/* A URL to submit at idx: trimmed, refanged, checked; pushed. 0 with e filled when malformed. */
+/* A URL to submit at idx: trimmed, refanged, no spaces or controls; pushed. Returns 0, or -1
+ * with e filled (pushing nothing) when it is malformed. */
 int vt_push_submit_url(lua_State *L, int idx, vt_err *e);
 
 /* download.c: c:download and v2 file/download; hash at idx, dest at idx+1, opts at idx+2. */

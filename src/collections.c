@@ -126,7 +126,7 @@ static int client_related(lua_State *L)
     if (rlen == 0)
         return vt_fail(L, "InvalidArgument", "empty relationship name");
     vt_err e;
-    if (!vt_push_object_path(L, kind, 3, &e)) /* 6 */
+    if (vt_push_object_path(L, kind, 3, &e) != 0) /* 6 */
         return vt_err_return(L, &e);
     lua_pushfstring(L, "%s/%s", lua_tostring(L, 6), rel); /* 7 */
     lua_newtable(L);                                     /* 8 */
@@ -140,7 +140,7 @@ static int client_comments(lua_State *L)
     lua_settop(L, 4);
     (void)c;
     vt_err e;
-    if (!vt_push_object_path(L, kind, 3, &e)) /* 5 */
+    if (vt_push_object_path(L, kind, 3, &e) != 0) /* 5 */
         return vt_err_return(L, &e);
     lua_pushfstring(L, "%s/comments", lua_tostring(L, 5)); /* 6 */
     lua_newtable(L);                                      /* 7 */

@@ -125,7 +125,7 @@ static vt_digest **push_owned_digest(lua_State *L)
     *slot = NULL;
     luaL_setmetatable(L, VT_DIGEST_MT);
     if (!(*slot = vt_digest_new()))
-        luaL_error(L, "vt.digest: out of memory");
+        vt_raise_oom(L, "starting a digest");
     return slot;
 }
 

@@ -75,7 +75,7 @@ static void set_file_sink(lua_State *L, vt_job *j, tempfile *t, int64_t max_byte
     j->streaming = true;
     j->digest = vt_digest_new();
     if (!j->digest)
-        luaL_error(L, "out of memory");
+        vt_raise_oom(L, "starting a digest");
 }
 
 /* Stack of a download, from `base` (the continuation's ctx): the lowercase
@@ -96,8 +96,7 @@ static int download_verify(lua_State *L, vt_client *c, int base)
             return vt_fail(L, "InvalidArgument", "cannot write '%s': %s", t->path, strerror(errno));
         vt_job *next = vt_job_push(L);
         snprintf(next->method, sizeof next->method, "GET");
-        if (!(next->url = strdup(j->location)))
-            return luaL_error(L, "out of memory");
+        next->url = vt_dup(L, j->location);
         vt_job_add_header(L, next, "Accept: */*");
         set_file_sink(L, next, t, lua_tointeger(L, base + 2));
         next->counts_quota = false; /* the storage host is not the API */
@@ -144,7 +143,7 @@ int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2)
     vt_checkstring(L, idx + 1, NULL);
     vt_check_opts(L, idx + 2, "download", keys);
     int64_t max_bytes = vt_opt_integer(L, idx + 2, "max_bytes", DOWNLOAD_MAX_DEFAULT, 1);
-    if (!vt_push_object_id(L, VT_KIND_FILE, idx, &e))
+    if (vt_push_object_id(L, VT_KIND_FILE, idx, &e) != 0)
         return vt_err_return(L, &e);
     int base = lua_gettop(L);
     const char *hash = lua_tostring(L, base);

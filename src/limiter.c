@@ -363,11 +363,6 @@ static int lock_state(vt_limiter *l, vt_err *e)
     }
 }
 
-static const char *state_name(const vt_limiter *l)
-{
-    return l->path ? l->path : "(in memory)";
-}
-
 /* Writes the state back when it changed and releases the lock. */
 static int end_update(vt_limiter *l, bool changed, vt_err *e)
 {
@@ -395,7 +390,7 @@ static int begin_update(vt_limiter *l, double now, vt_err *e)
     state_normalize(&l->st, now);
     if (touch_own_windows(&l->st, l->win, l->count, now) < 0) {
         end_update(l, false, e);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", state_name(l));
+        vt_err_oom(e, "updating the quota state");
         return -1;
     }
     return 0;
@@ -433,7 +428,7 @@ static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
     l->lock_path = l->path ? concat(l->path, ".lock", "") : NULL;
     l->tmp_path = l->path ? concat(l->path, ".tmp", "") : NULL;
     if (!l->tmp_path || !l->lock_path) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: out of memory", state_path);
+        vt_err_oom(e, "opening the quota state");
         return -1;
     }
     struct stat sb;
@@ -453,7 +448,7 @@ static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
     }
     char *dir = concat(l->path, "", "");
     if (!dir) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: out of memory", l->path);
+        vt_err_oom(e, "opening the quota state");
         return -1;
     }
     *strrchr(dir, '/') = '\0';
@@ -485,7 +480,7 @@ vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_p
     vt_limiter *l = calloc(1, sizeof *l);
     if (!l || (count && !(l->win = malloc(count * sizeof *w)))) {
         free(l);
-        vt_err_set(e, "InvalidArgument", "limiter: out of memory");
+        vt_err_oom(e, "creating the limiter");
         return NULL;
     }
     if (count)
@@ -524,16 +519,16 @@ int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e)
     for (size_t i = 0; i < l->count; i++)
         need = fmax(need, window_wait(&l->win[i], find_window(&l->st, &l->win[i]), now));
     if (need > 0) {
-        end_update(l, false, e);
         *wait = fmax(need, 0.001);
-        return 0;
+        return end_update(l, false, e);
     }
+    *wait = 0;
     if (state_record(&l->st, now) < 0) {
         end_update(l, false, e);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", state_name(l));
+        vt_err_oom(e, "recording a request in the quota state");
         return -1;
     }
-    return end_update(l, true, e) < 0 ? -1 : 1;
+    return end_update(l, true, e);
 }
 
 /* Returns 0, or -1 with e filled. */
@@ -565,7 +560,7 @@ static void push_seconds(lua_State *L, double s)
         lua_pushnumber(L, s);
 }
 
-/* Pushes the status table and returns 1, or pushes nothing and returns 0
+/* Pushes the status table and returns 0, or pushes nothing and returns -1
  * with e filled. */
 int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
 {
@@ -576,7 +571,7 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
     int scratch = lua_gettop(L);
     if (begin_update(l, now, e) < 0) {
         lua_pop(L, 1);
-        return 0;
+        return -1;
     }
     for (size_t i = 0; i < l->count; i++) {
         const win_state *ws = find_window(&l->st, &l->win[i]);
@@ -613,5 +608,5 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
         lua_setfield(L, -2, "path");
     }
     lua_remove(L, scratch);
-    return 1;
+    return 0;
 }

@@ -242,7 +242,7 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
     size_t size = (size_t)sb.st_size;
     unsigned char *buf = malloc(size);
     if (!buf) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", path);
+        vt_err_oom(e, "reading the quota state");
         close(fd);
         return -1;
     }
@@ -257,7 +257,7 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
     decode_result decoded = state_decode(st, buf, (size_t)got);
     free(buf);
     if (decoded == DECODE_NO_MEMORY) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", path);
+        vt_err_oom(e, "reading the quota state");
         return -1;
     }
     return 0;
@@ -268,7 +268,7 @@ int vt_limiter_state_save(const char *path, const char *tmp_path, const lim_stat
     size_t len;
     unsigned char *buf = state_encode(st, &len);
     if (!buf) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", path);
+        vt_err_oom(e, "writing the quota state");
         return -1;
     }
     int fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -14,7 +14,7 @@ static int lookup(lua_State *L, vt_kind kind)
 {
     vt_client *c = vt_client_check(L, 1);
     vt_err e;
-    if (!vt_push_object_path(L, kind, 2, &e))
+    if (vt_push_object_path(L, kind, 2, &e) != 0)
         return vt_err_return(L, &e);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
@@ -133,7 +133,7 @@ static int client_batch(lua_State *L)
         vt_kind kind = vt_kind_check(L, -1, true);
         lua_rawgeti(L, -2, 2);
         vt_err e;
-        if (!vt_push_object_path(L, kind, -1, &e)) {
+        if (vt_push_object_path(L, kind, -1, &e) != 0) {
             push_failed_outcome(L, &e);
             lua_rawseti(L, 4, i);
         } else {

@@ -87,12 +87,11 @@ vt_job *vt_job_push(lua_State *L)
     return j;
 }
 
-/* Duplicates a Lua string into malloc'd memory (raises on OOM before owning). */
-static char *dup_or_raise(lua_State *L, const char *s)
+char *vt_dup(lua_State *L, const char *s)
 {
     char *d = strdup(s);
     if (!d)
-        luaL_error(L, "out of memory");
+        vt_raise_oom(L, "building a request");
     return d;
 }
 
@@ -102,19 +101,19 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
     bool v2 = strncmp(path, "/vtapi/v2/", 10) == 0;
     lua_pushfstring(L, "%s%s%s%s%s", c->base_url, v2 ? "" : "/api/v3", path,
                     query && *query ? "?" : "", query ? query : "");
-    j->url = dup_or_raise(L, lua_tostring(L, -1));
+    j->url = vt_dup(L, lua_tostring(L, -1));
     lua_pop(L, 1);
     j->counts_quota = true;
     j->v2 = v2;
     /* each list node belongs to the job at once: a raise below leaks nothing */
     if (!(j->headers = curl_slist_append(NULL, "Accept: application/json")))
-        luaL_error(L, "out of memory");
+        vt_raise_oom(L, "building a request");
     if (!v2) {
         lua_pushfstring(L, "x-apikey: %s", c->apikey);
         struct curl_slist *h = curl_slist_append(j->headers, lua_tostring(L, -1));
         lua_pop(L, 1);
         if (!h)
-            luaL_error(L, "out of memory");
+            vt_raise_oom(L, "building a request");
         j->headers = h;
     }
 }
@@ -125,12 +124,11 @@ vt_job *vt_job_push_timer(lua_State *L, double secs)
     j->timer = secs;
     return j;
 }
-/* Appends a header line to the job (raises on OOM). */
 void vt_job_add_header(lua_State *L, vt_job *j, const char *line)
 {
     struct curl_slist *h = curl_slist_append(j->headers, line);
     if (!h)
-        luaL_error(L, "out of memory");
+        vt_raise_oom(L, "building a request");
     j->headers = h;
 }
 
@@ -140,7 +138,7 @@ char *vt_dup_lua(lua_State *L, int idx, size_t *len)
     const char *s = lua_tolstring(L, idx, &l);
     char *d = malloc(l + 1);
     if (!d)
-        luaL_error(L, "out of memory");
+        vt_raise_oom(L, "building a request");
     memcpy(d, s, l + 1);
     if (len)
         *len = l;

@@ -71,7 +71,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
         if (is_json(j) && j->resp_len > 0) {
             vt_err jerr;
             int top = lua_gettop(L);
-            if (vt_json_decode(L, j->resp, j->resp_len, &jerr) && lua_istable(L, -1) &&
+            if (vt_json_decode(L, j->resp, j->resp_len, &jerr) == 0 && lua_istable(L, -1) &&
                 lua_getfield(L, -1, "error") == LUA_TTABLE) {
                 if (lua_getfield(L, -1, "code") == LUA_TSTRING)
                     snprintf(e->code, sizeof e->code, "%s", lua_tostring(L, -1));
@@ -104,7 +104,7 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (!vt_json_decode(L, j->resp, j->resp_len, &e)) {
+    if (vt_json_decode(L, j->resp, j->resp_len, &e) != 0) {
         e.http = j->status;
         return vt_err_return(L, &e);
     }

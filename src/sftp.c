@@ -28,7 +28,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
-#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,37 +45,20 @@
 
 /* ------------------------------------------------------------------ waiting */
 
-/* Waits until fd is ready for events or the deadline passes.
- * Returns 1 when ready (or when poll itself fails, so that the next
- * library call reports the problem), 0 on timeout. */
-int vt_sftp_wait_fd(int fd, short events, double deadline)
-{
-    for (;;) {
-        double left = deadline - vt_monotonic();
-        if (left <= 0)
-            return 0;
-        struct pollfd p = {.fd = fd, .events = events};
-        int ms = left > 86400 ? 86400000 : (int)(left * 1000) + 1;
-        int rc = poll(&p, 1, ms);
-        if (rc > 0 || (rc < 0 && errno != EINTR))
-            return 1;
-    }
-}
-
-static short session_events(sftp_session *s)
+int vt_sftp_session_events(sftp_session *s)
 {
     int dir = libssh2_session_block_directions(s->ssh);
-    short ev = 0;
+    int events = 0;
     if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
-        ev |= POLLIN;
+        events |= VT_WANT_READ;
     if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-        ev |= POLLOUT;
-    return ev ? ev : POLLIN;
+        events |= VT_WANT_WRITE;
+    return events ? events : VT_WANT_READ;
 }
 
 int vt_sftp_session_wait(sftp_session *s, double deadline)
 {
-    return vt_sftp_wait_fd(s->fd, session_events(s), deadline);
+    return vt_wait_fd(s->fd, vt_sftp_session_events(s), deadline);
 }
 
 /* Shuts the socket down so that whatever libssh2 still waits for fails at
@@ -271,7 +253,7 @@ static int tcp_connect(sftp_session *s, double deadline, vt_err *e)
         }
         err = errno;
         if (err == EINPROGRESS) {
-            if (vt_sftp_wait_fd(fd, POLLOUT, deadline)) {
+            if (vt_wait_fd(fd, VT_WANT_WRITE, deadline)) {
                 socklen_t elen = sizeof err;
                 if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
                     err = errno;
@@ -432,7 +414,7 @@ static int vt_sftp(lua_State *L)
         kh = libssh2_knownhost_init(s->ssh);
         revoked = libssh2_knownhost_init(s->ssh);
         if (!kh || !revoked) {
-            vt_err_set(&e, "ConnectionError", "out of memory reading %s", kh_path);
+            vt_err_oom(&e, "reading known_hosts");
             goto fail;
         }
         have_file = vt_known_hosts_load(kh, revoked, kh_path);

@@ -42,8 +42,8 @@ struct sftp_source {
 
 /* sftp.c: waiting on the session */
 
-/* Waits until fd is ready for events (POLLIN/POLLOUT) or the deadline passes. */
-int vt_sftp_wait_fd(int fd, short events, double deadline);
+/* What libssh2 is blocked on (VT_WANT_READ, VT_WANT_WRITE; reading when it does not say). */
+int vt_sftp_session_events(sftp_session *s);
 /* Waits until the session's socket is ready for what libssh2 is blocked on. */
 int vt_sftp_session_wait(sftp_session *s, double deadline);
 /* Shuts the socket down so that whatever libssh2 still waits for fails at once. */

@@ -41,15 +41,8 @@ static void source_close(vt_source *base)
 
 static ptrdiff_t source_again(sftp_source *src, int *fd, int *events)
 {
-    int dir = libssh2_session_block_directions(src->sess->ssh);
     *fd = src->sess->fd;
-    *events = 0;
-    if (dir & LIBSSH2_SESSION_BLOCK_INBOUND)
-        *events |= VT_WANT_READ;
-    if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-        *events |= VT_WANT_WRITE;
-    if (!*events)
-        *events = VT_WANT_READ;
+    *events = vt_sftp_session_events(src->sess);
     return VT_SOURCE_AGAIN;
 }
 

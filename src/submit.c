@@ -148,10 +148,9 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", "/files", NULL);
     if (upload_url) {
+        char *url = vt_dup(L, upload_url);
         free(j->url);
-        j->url = strdup(upload_url);
-        if (!j->url)
-            return luaL_error(L, "out of memory");
+        j->url = url;
     }
     const char *password = lua_tostring(L, 5);
     vt_job_set_multipart(L, j, src, password ? "password" : NULL, password);
@@ -185,7 +184,6 @@ static int client_scan_file(lua_State *L)
     return scan_file_step(L, LUA_OK, SCAN_POST);
 }
 
-/* A URL to submit: trimmed, refanged, no spaces or controls. Pushed. */
 int vt_push_submit_url(lua_State *L, int idx, vt_err *e)
 {
     size_t raw, len;
@@ -203,9 +201,9 @@ int vt_push_submit_url(lua_State *L, int idx, vt_err *e)
         for (char *p = e->message; *p; p++)
             if ((unsigned char)*p < 32)
                 *p = '?';
-        return 0;
+        return -1;
     }
-    return 1;
+    return 0;
 }
 
 static int client_scan_url(lua_State *L)
@@ -213,7 +211,7 @@ static int client_scan_url(lua_State *L)
     vt_client *c = vt_client_check(L, 1);
     lua_settop(L, 2);
     vt_err e;
-    if (!vt_push_submit_url(L, 2, &e))
+    if (vt_push_submit_url(L, 2, &e) != 0)
         return vt_err_return(L, &e);
     lua_newtable(L);
     lua_pushvalue(L, 3);
@@ -231,7 +229,7 @@ static int client_reanalyse(lua_State *L)
     vt_kind kind = vt_kind_check(L, 2, false);
     lua_settop(L, 3);
     vt_err e;
-    if (!vt_push_object_path(L, kind, 3, &e))
+    if (vt_push_object_path(L, kind, 3, &e) != 0)
         return vt_err_return(L, &e);
     lua_pushfstring(L, "%s/analyse", lua_tostring(L, -1));
     vt_job *j = vt_job_push(L);

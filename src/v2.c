@@ -142,8 +142,8 @@ static int v2_typed(lua_State *L, const char *endpoint, const char *param, vt_ki
     vt_client *c = vt_client_check(L, 1);
     lua_settop(L, 3);
     vt_err e;
-    int ok = kind == VT_KIND_URL ? vt_push_submit_url(L, 2, &e) : vt_push_object_id(L, kind, 2, &e);
-    if (!ok)
+    int rc = kind == VT_KIND_URL ? vt_push_submit_url(L, 2, &e) : vt_push_object_id(L, kind, 2, &e);
+    if (rc != 0)
         return vt_err_return(L, &e);
     lua_newtable(L);
     lua_insert(L, -2);

@@ -1,15 +1,16 @@
 /* vt: VirusTotal for Lua 5.4. Private header shared by the C core's files.
  *
  * One file per concept:
- *   vt.c          module entry (luaopen_vt), one-time library set-up, vt.versions
+ *   vt.c          module entry (luaopen_vt), one-time library set-up, vt.versions; option helpers
+ *   errors.c      the error value of SPEC 3.3 (table with code/message/http/..., __tostring), vt.error
  *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
- *   errors.c      the error value of SPEC 3.3 (table with code/message/http/..., __tostring), vt.error
  *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
  *                 vt.decode, vt.encode
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
- *   limiter.c     sliding and calendar windows shared across processes through a locked file
+ *   limiter.c     sliding and calendar windows, shared across processes under a file lock
+ *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
  *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
@@ -21,10 +22,22 @@
  *   download.c    c:download: to a temporary file, redirect without the key, digest checked
  *   collections.c c:related, c:comments, c:search (iterators by cursor), c:quotas
  *   v2.c          legacy v2: c:v2 and the v2_* helpers
- *   source.c      upload sources on this machine (a file, a string)
- *   sftp.c        vt.sftp: remote files over SFTP (libssh2, non-blocking)
+ *   source.c      the one Lua face of every upload source; local sources (a file, a string)
+ *   sftp.c        vt.sftp: SSH sessions (libssh2, non-blocking), connecting, sess:open
+ *   sftp_source.c remote files over SFTP as upload sources
+ *   sftp_auth.c   logging in over SSH (key, password, keyboard-interactive)
+ *   known_hosts.c the server's host key checked against known_hosts
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
- * client.h is shared by the client files only (client.c to v2.c above).
+ * Private headers: client.h (the client files, client.c to v2.c above), sftp.h (the SFTP
+ * files), limiter.h (limiter.c and limiter_file.c).
+ *
+ * Conventions. A function that can fail returns 0 on success and -1 with its vt_err
+ * filled; one that creates something returns it, or NULL with the vt_err filled. A
+ * function that answers a question returns bool; a lua_CFunction (and a helper that
+ * ends one) returns the number of values it pushed, failures as nil plus the error
+ * value (vt_err_return). A failed allocation is the code OutOfMemory (VT_OOM), in a
+ * vt_err (vt_err_oom) or raised as the error value (vt_raise_oom). Curl and libssh2
+ * callbacks keep their libraries' conventions.
  */
 #ifndef VT_H
 #define VT_H
@@ -67,6 +80,12 @@ int vt_err_return(lua_State *L, const vt_err *e);
 /* Shorthand: nil plus a new error of `code` with a formatted message. */
 int vt_fail(lua_State *L, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The error code of a failed allocation: "OutOfMemory". */
+#define VT_OOM "OutOfMemory"
+/* Fills e with OutOfMemory, "out of memory <doing>". */
+void vt_err_oom(vt_err *e, const char *doing);
+/* Raises the error value OutOfMemory (never returns; `return vt_raise_oom(...)`). */
+int vt_raise_oom(lua_State *L, const char *doing);
 /* Replaces every occurrence of secret (len > 0) in s, in place, by "***". */
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len);
 /* The error metatable; registers vt.error into the table at the top. */
@@ -100,8 +119,8 @@ typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_AN
 /* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
 vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis);
 /* Validates and normalises the indicator at idx (trim, refang, lowercase) and
- * pushes its id / its path ("/files/<sha256>"); on malformed data returns 0 with
- * e filled (InvalidArgument) and pushes nothing. Non-strings raise. */
+ * pushes its id / its path ("/files/<sha256>"). Returns 0, or -1 with e filled
+ * (InvalidArgument) on malformed data, pushing nothing. Non-strings raise. */
 int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e);
 int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 
@@ -128,8 +147,8 @@ void vt_digest_open(lua_State *L);
 /* -------------------------------------------------------------------- json */
 
 /* Decodes JSON text and pushes the value, with every integral number as a Lua
- * integer. Returns 1 on success; on failure pushes nothing, fills e (InvalidResponse)
- * and returns 0. Never raises for bad input. */
+ * integer. Returns 0, or -1 with e filled (InvalidResponse), pushing nothing.
+ * Never raises for bad input. */
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e);
 /* Encodes the value at idx; pushes the string. Raises on unencodable values. */
 void vt_json_encode(lua_State *L, int idx);
@@ -158,14 +177,15 @@ typedef struct vt_limiter vt_limiter;
  * when the state file cannot be opened or created. */
 vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_path, vt_err *e);
 void vt_limiter_free(vt_limiter *l);
-/* Takes one slot at wall-clock time `now` if every window has room: returns 1.
- * Otherwise takes nothing, sets *wait to the seconds until a slot may open, returns 0.
- * On I/O failure returns -1 and fills e. */
+/* Takes one slot at wall-clock time `now` if every window has room (*wait = 0);
+ * otherwise takes nothing and sets *wait to the seconds until a slot may open.
+ * Returns 0, or -1 with e filled (the state file cannot be read or written). */
 int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e);
 /* The service said the quota is spent (v3 429 QuotaExceededError, v2 204): no process
- * sharing the state takes a slot before now + hold seconds. */
+ * sharing the state takes a slot before now + hold seconds. Returns 0, or -1 with e filled. */
 int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e);
-/* Pushes {windows = {{n=, per=, kind=, used=, next_slot_in=}, ...}, blocked_until=} */
+/* Pushes {windows = {{n=, per=, kind=, used=, next_slot_in=}, ...}, blocked_until=}.
+ * Returns 0, or -1 with e filled (pushing nothing). */
 int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e);
 
 /* ------------------------------------------------------------ upload sources */

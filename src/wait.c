@@ -104,7 +104,7 @@ static int client_wait(lua_State *L)
     if (!lua_isnil(L, 4))
         luaL_checktype(L, 4, LUA_TFUNCTION);
     vt_err e;
-    if (!vt_push_object_path(L, VT_KIND_ANALYSIS, 2, &e)) /* 5 */
+    if (vt_push_object_path(L, VT_KIND_ANALYSIS, 2, &e) != 0) /* 5 */
         return vt_err_return(L, &e);
     lua_pushnumber(L, vt_monotonic()); /* 6 */
     lua_pushnumber(L, interval);       /* 7 */
