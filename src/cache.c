@@ -230,7 +230,7 @@ static char *dup_or_raise(lua_State *L, const char *s)
 {
     char *d = strdup(s);
     if (!d)
-        luaL_error(L, "vt.client: out of memory");
+        vt_raise_oom(L, "opening the cache");
     return d;
 }
 
@@ -257,7 +257,7 @@ static void open_backend(lua_State *L, vt_cache *c, vt_engine *eng, double timeo
         c->be = vt_cache_redis_new(r, c);
         if (!c->be) {
             vt_redis_free(r);
-            luaL_error(L, "vt.client: out of memory");
+            vt_raise_oom(L, "opening the cache");
         }
         c->ops = &vt_cache_redis;
         c->shown = dup_or_raise(L, vt_redis_name(r));
@@ -268,7 +268,7 @@ static void open_backend(lua_State *L, vt_cache *c, vt_engine *eng, double timeo
                       "\"redis://[:PASSWORD@]HOST[:PORT][/DB]\" (got %s)", luaL_typename(L, -1));
     c->be = vt_cache_sqlite_new(path, c->max_bytes);
     if (!c->be)
-        luaL_error(L, "vt.client: out of memory");
+        vt_raise_oom(L, "opening the cache");
     c->ops = &vt_cache_sqlite;
     lua_pushfstring(L, "sqlite:%s", path);
     c->shown = dup_or_raise(L, lua_tostring(L, -1));
@@ -307,7 +307,7 @@ vt_cache *vt_cache_open(lua_State *L, int opts, const char *base_url, vt_engine 
     lua_setmetatable(L, -2);
     vt_cache *c = *slot;
     if (!c)
-        luaL_error(L, "vt.client: out of memory");
+        vt_raise_oom(L, "opening the cache");
     char digest[65];
     vt_sha256_hex(base_url, strlen(base_url), digest);
     memcpy(c->scope, digest, 16);
@@ -420,7 +420,7 @@ void vt_cache_key_v2(lua_State *L, vt_cache *c, vt_job *j, const char *endpoint,
         bool scan = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "0") != 0;
         if (!scan && lua_getfield(L, params, reports[i].param) == LUA_TSTRING &&
             !strpbrk(lua_tostring(L, -1), reports[i].kind == VT_KIND_URL ? "\n" : ",") &&
-            vt_push_object_id(L, reports[i].kind, -1, &e)) {
+            vt_push_object_id(L, reports[i].kind, -1, &e) == 0) {
             lua_pushfstring(L, "v2/%s/%s", endpoint, lua_tostring(L, -1));
             size_t len;
             const char *path = lua_tolstring(L, -1, &len);

@@ -206,7 +206,7 @@ int vt_cache_v2_batch(lua_State *L, vt_client *c, const char *endpoint, int para
         lua_setfield(L, -2, "raw");
         lua_pushlstring(L, r, tl);
         vt_err e;
-        if (vt_push_object_id(L, batches[which].kind, -1, &e)) {
+        if (vt_push_object_id(L, batches[which].kind, -1, &e) == 0) {
             lua_pushfstring(L, "v2/%s/%s", endpoint, lua_tostring(L, -1));
             lua_pushvalue(L, -1);
             lua_setfield(L, -5, "key");

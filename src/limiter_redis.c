@@ -241,7 +241,7 @@ void vt_redis_limiter_acquire(vt_redis_limiter *l, vt_job *j)
     vt_err e;
     quota_ticket *t = calloc(1, sizeof *t);
     if (!t) {
-        vt_err_set(&e, QUOTA_ERR, "quota state %s: out of memory", vt_redis_name(l->r));
+        vt_err_oom(&e, "asking Redis for quota");
         vt_job_quota_answer(j, -1, 0, &e);
         return;
     }
@@ -283,7 +283,10 @@ static void on_status(vt_redis_call *call, const redisReply *reply, const char *
             j->resp_len = j->resp_cap = want * sizeof *values;
             vt_job_finish(j, NULL);
         } else {
-            failure(t->limiter, reply, ok ? "out of memory" : why, &e);
+            if (ok)
+                vt_err_oom(&e, "reading the quota's status");
+            else
+                failure(t->limiter, reply, why, &e);
             vt_job_finish(j, &e);
         }
     }
@@ -297,7 +300,7 @@ static void start_status(vt_job *j)
     vt_err e;
     quota_ticket *t = calloc(1, sizeof *t);
     if (!t) {
-        vt_err_set(&e, QUOTA_ERR, "quota state %s: out of memory", vt_redis_name(l->r));
+        vt_err_oom(&e, "asking Redis for the quota's status");
         vt_job_finish(j, &e);
         return;
     }
@@ -347,7 +350,7 @@ vt_redis_limiter *vt_redis_limiter_new(vt_engine *eng, const char *url, const vt
     }
     vt_redis_limiter *l = calloc(1, sizeof *l);
     if (!l) {
-        vt_err_set(e, "InvalidArgument", "out of memory");
+        vt_err_oom(e, "for the Redis limiter");
         return NULL;
     }
     if (!(l->r = vt_redis_new(eng, url, timeout, e))) {

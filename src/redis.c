@@ -301,7 +301,7 @@ vt_redis *vt_redis_new(vt_engine *eng, const char *url, double timeout, vt_err *
 {
     vt_redis *r = calloc(1, sizeof *r);
     if (!r) {
-        vt_err_set(e, "InvalidArgument", "out of memory");
+        vt_err_oom(e, "for a Redis connection");
         return NULL;
     }
     r->setup.done = on_setup;
