@@ -1,6 +1,7 @@
 /* vt.client: the options, the handle (close/__gc/__close/__tostring), what
  * the client tells about itself (c:options, c:quota_status, c:cache_stats),
  * and the method table every client file adds its methods to. */
+/*** @module vt */
 #include "client.h"
 
 #include <ctype.h>
@@ -179,6 +180,33 @@ vt_client *vt_client_check(lua_State *L, int idx)
     return c;
 }
 
+/***
+A client of the VirusTotal API. Options (one table; an unknown key or a wrong type raises
+naming it): `apikey` (default env `VT_API_KEY`), `base_url`, `api` (`"v3"` or `"v2"`),
+`requests_per_minute`, `requests_per_day`, `requests_per_month`, `rate` (`{{n =, per =}, ...}`),
+`quota_state` (a path, `false` to keep the windows in this process, or `"redis://..."` to keep
+them in Redis for every host: one atomic script, Redis' clock; Redis unreachable means
+`QuotaStateError` and no request), `max_wait`, `timeout`, `connect_timeout` (also the longest
+wait for Redis), `retries`, `retry_base`, `proxy`, `cainfo`, `insecure`, `user_agent`,
+`poll_interval`, `poll_timeout`, `yield`, and the response cache's:
+
+- `cache`: `false` (default), `true` (SQLite at `$XDG_CACHE_HOME/vt/cache.sqlite`, else
+  `~/.cache/vt/cache.sqlite`; the directory is made 0700, the file 0600), `"sqlite:PATH"` or
+  `"redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"`. Look-ups (`c:file`, `c:url`, `c:domain`,
+  `c:ip`, `c:analysis`, `c:batch`, v2 reports) are answered from it when it holds a fresh
+  answer: no request, no quota slot. Identical look-ups in flight share one request, in this
+  client and, through the cache, across processes.
+- `cache_ttl`: seconds an entry is used, a number for every kind or
+  `{file =, url =, domain =, ip =, analysis =, not_found =}` (defaults 3600, 3600, 3600, 3600,
+  30 days for completed analyses, 600 for NotFound answers).
+- `cache_max_bytes`: the SQLite cache's size (default 256 MiB); the least recently used
+  entries go first.
+@function client
+@tparam table opts the options
+@treturn client the client
+@raise on an unknown option, a wrong type or a value out of range (naming the option)
+@usage local c = vt.client{apikey = key, cache = true, quota_state = "redis://:pw@10.0.0.5/2"}
+*/
 static int client_new(lua_State *L)
 {
     lua_settop(L, 1);
@@ -277,6 +305,14 @@ static int client_new(lua_State *L)
     return 1;
 }
 
+/*** @type client */
+
+/***
+Closes the client: its requests in flight end (`ConnectionError`), its cache and Redis
+connections are closed after writing what they still hold. Calling it again does nothing;
+`__gc` and `__close` call it.
+@function close
+*/
 static int client_close(lua_State *L)
 {
     vt_client *c = luaL_checkudata(L, 1, VT_CLIENT_MT);
@@ -296,6 +332,14 @@ static int client_tostring(lua_State *L)
 }
 
 
+/***
+The limiter's windows as they are now, shared by every process (and, with
+`quota_state = "redis://..."`, every host) using the key.
+@function quota_status
+@treturn table `{windows = {{kind =, n =, per =, used =, next_slot_in =}, ...}, blocked_until =,
+  path = (the state file) or url = (the Redis, no password)}`
+@return or nil and an error (`QuotaStateError`)
+*/
 static int client_quota_status(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -341,9 +385,13 @@ static void set_number_field(lua_State *L, const char *key, double value)
     lua_setfield(L, -2, key);
 }
 
-/* c:options(): the client's effective options, every default filled in, without
- * the key (and without a proxy password), so the playbook layers follow the
- * client and a user can see what a client does. */
+/***
+The client's effective options, every default filled in, without the key, with a proxy's or
+Redis' password as `***` (`cache` as `"sqlite:PATH"`, `"redis://..."` or `false`; `cache_ttl`
+as a table of every kind): the playbook layers follow the client, a user can see what it does.
+@function options
+@treturn table the options
+*/
 static int client_options(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -404,8 +452,15 @@ static int client_options(lua_State *L)
     return 1;
 }
 
-/* c:cache_stats(): what the response cache did, and the API requests this client
- * has sent (each attempt that took a quota slot). */
+/***
+What the response cache did, and the API requests this client has sent.
+@function cache_stats
+@treturn table `{backend = "none"|"sqlite"|"redis", hits =, misses =, stores =, coalesced =,
+  errors =, requests =}`: `hits` look-ups answered from the cache; `misses` ones it had no
+  fresh answer for; `stores` answers written; `coalesced` look-ups that shared another's request
+  (in this client, or another process's found in flight); `errors` times the cache failed and was
+  skipped; `requests` API requests sent (each attempt that took a quota slot)
+*/
 static int client_cache_stats(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
