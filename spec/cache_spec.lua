@@ -67,7 +67,8 @@ describe("the response cache on SQLite", function()
   local srv, tmpdir, cache_path
 
   local function client(opts)
-    local o = { apikey = KEY, base_url = srv.url, quota_state = false, retry_base = 0.01, cache = "sqlite:" .. cache_path }
+    local o = { apikey = KEY, base_url = srv.url, quota_state = false, retry_base = 0.01,
+                cache = "sqlite:" .. cache_path }
     for k, v in pairs(opts or {}) do o[k] = v end
     return vt.client(o)
   end

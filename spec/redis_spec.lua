@@ -13,7 +13,6 @@ local KEY = ("k-%08x%08x%08x"):format(math.random(0, 0x7fffffff), math.random(0,
 local PASSWORD = "pw-" .. math.random(100000, 999999)
 local DOC = "001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c"
 local DOC_MD5, DOC_SHA1 = "b214da9f6b0d6e6de5090b3f9672defe", "b7162dfcbcac2724c71c03385abe577e1ab0cd8d"
-local VALGRIND = os.getenv("VT_SPEC_VALGRIND")
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
