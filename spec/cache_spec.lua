@@ -6,8 +6,9 @@ local vt = require "vt"
 local fake = require "helpers.fake"
 local vtloop = require "vt.loop"
 local system = require "system"
+local files = require "helpers.files"
+local workers = require "helpers.workers"
 
-local WORKER = "spec/helpers/cache_worker.lua"
 -- a key distinctive enough to look for in the cache's bytes
 local KEY = ("k-%08x%08x%08x"):format(math.random(0, 0x7fffffff), math.random(0, 0x7fffffff), os.time())
 local OTHER_KEY = KEY .. "-2"
@@ -15,9 +16,7 @@ local DOC = "001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c" -
 local DOC_MD5, DOC_SHA1 = "b214da9f6b0d6e6de5090b3f9672defe", "b7162dfcbcac2724c71c03385abe577e1ab0cd8d"
 local URL = "http://example.com/"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local quote, requests, run_workers = files.quote, workers.requests, workers.run
 
 local function sh(cmd)
   local p = assert(io.popen("(" .. cmd .. ") 2>&1"))
@@ -26,41 +25,9 @@ local function sh(cmd)
   return out
 end
 
+-- A file's bytes, or nil when there is none.
 local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Shell command running the worker (same module build) on a job; env: extra variables.
-local function worker_command(job, env)
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
-  return ("env %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
-    table.concat(vars, " "), quote(package.path), quote(package.cpath), WORKER, quote(vt.encode(job)))
-end
-
--- Runs workers at once; returns the lines each printed.
-local function run_workers(jobs, env)
-  local procs, outputs = {}, {}
-  for i, job in ipairs(jobs) do procs[i] = io.popen(worker_command(job, env)) end
-  for i, p in ipairs(procs) do
-    outputs[i] = {}
-    for line in p:lines() do outputs[i][#outputs[i] + 1] = line end
-    p:close()
-  end
-  return outputs
-end
-
--- Requests logged after entry `since` whose path holds `part` (all of them without one).
-local function requests(srv, since, part)
-  local n = 0
-  for i, e in ipairs(srv:log()) do
-    if i > since and (not part or e.path:find(part, 1, true)) then n = n + 1 end
-  end
-  return n
+  return files.exists(path) and files.read(path) or nil
 end
 
 describe("the response cache on SQLite", function()
@@ -79,14 +46,12 @@ describe("the response cache on SQLite", function()
 
   setup(function()
     srv = fake.start { keys = { KEY, OTHER_KEY }, analysis_steps = 0 }
-    tmpdir = os.tmpname()
-    os.remove(tmpdir)
-    assert(os.execute("mkdir -p " .. quote(tmpdir)))
+    tmpdir = files.tmpdir()
   end)
 
   teardown(function()
     srv:stop()
-    os.execute("rm -rf " .. quote(tmpdir))
+    files.rmtree(tmpdir)
   end)
 
   local tests = 0
@@ -352,16 +317,16 @@ describe("the response cache on SQLite", function()
 
   it("keeps at most cache_max_bytes, the least recently used going first", function()
     local c = client { cache_max_bytes = 60000 }
-    local files = {}
-    for i = 1, 5 do files[i] = srv:register_file("lru " .. i).sha256 end
-    for i = 1, 4 do assert(c:file(files[i])) end
+    local lru = {}
+    for i = 1, 5 do lru[i] = srv:register_file("lru " .. i).sha256 end
+    for i = 1, 4 do assert(c:file(lru[i])) end
     system.sleep(1.1)
-    assert(c:file(files[1])) -- used again: now the most recent
+    assert(c:file(lru[1])) -- used again: now the most recent
     assert.equal(4, requests(srv, 0))
-    assert(c:file(files[5])) -- over the cap: the least recently used go
-    assert(c:file(files[1]))
+    assert(c:file(lru[5])) -- over the cap: the least recently used go
+    assert(c:file(lru[1]))
     assert.equal(5, requests(srv, 0))
-    assert(c:file(files[2]))
+    assert(c:file(lru[2]))
     assert.equal(6, requests(srv, 0))
     local total = tonumber(sql("SELECT sum(size) FROM vt_entries"):match("%d+"))
     assert.is_true(total <= 60000, total)
@@ -444,12 +409,7 @@ describe("the response cache on SQLite", function()
 
   it("waits for another process's look-up, and asks itself once that process is gone", function()
     local a_file, b_file = srv:register_file("waited for").sha256, srv:register_file("holder dies").sha256
-    local function spawn(job)
-      local p = io.popen(("exec %s > %s 2>&1 & echo $!"):format(worker_command(job), quote(tmpdir .. "/" .. job.name)))
-      local pid = tonumber(p:read("l"))
-      p:close()
-      return pid
-    end
+    local function spawn(job) return workers.spawn(job, tmpdir .. "/" .. job.name) end
     local function logged(part)
       for _ = 1, 300 do
         if requests(srv, 0, part) > 0 then return true end
@@ -469,7 +429,7 @@ describe("the response cache on SQLite", function()
     srv:fault { type = "slow", delay = 5, path = "/api/v3/files/" .. b_file }
     local holder = spawn { name = "b1", client = base, lookups = { { "file", b_file } } }
     assert.is_true(logged(b_file))
-    local p = io.popen(worker_command { client = base, lookups = { { "file", b_file } } })
+    local p = io.popen(workers.command { client = base, lookups = { { "file", b_file } } })
     system.sleep(0.5)
     assert.equal(1, requests(srv, 0, b_file)) -- still waiting
     os.execute("kill -9 " .. holder)

@@ -7,32 +7,15 @@ local fake = require "helpers.fake"
 local redis = require "helpers.redis"
 local vtloop = require "vt.loop"
 local system = require "system"
+local files = require "helpers.files"
+local workers = require "helpers.workers"
 
-local WORKER = "spec/helpers/cache_worker.lua"
 local KEY = ("k-%08x%08x%08x"):format(math.random(0, 0x7fffffff), math.random(0, 0x7fffffff), os.time())
 local PASSWORD = "pw-" .. math.random(100000, 999999)
 local DOC = "001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c"
 local DOC_MD5, DOC_SHA1 = "b214da9f6b0d6e6de5090b3f9672defe", "b7162dfcbcac2724c71c03385abe577e1ab0cd8d"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function worker_command(job, env)
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
-  return ("env %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
-    table.concat(vars, " "), quote(package.path), quote(package.cpath), WORKER, quote(vt.encode(job)))
-end
-
--- Requests logged after entry `since` whose path holds `part` (all of them without one).
-local function requests(srv, since, part)
-  local n = 0
-  for i, e in ipairs(srv:log()) do
-    if i > since and (not part or e.path:find(part, 1, true)) then n = n + 1 end
-  end
-  return n
-end
+local requests, worker_command = workers.requests, workers.command
 
 local usable, why = redis.usable()
 
@@ -53,15 +36,13 @@ describe("Redis", function()
   setup(function()
     srv = fake.start { keys = { KEY }, analysis_steps = 0 }
     r = redis.start { password = PASSWORD }
-    tmpdir = os.tmpname()
-    os.remove(tmpdir)
-    assert(os.execute("mkdir -p " .. quote(tmpdir)))
+    tmpdir = files.tmpdir()
   end)
 
   teardown(function()
     r:stop()
     srv:stop()
-    os.execute("rm -rf " .. quote(tmpdir))
+    files.rmtree(tmpdir)
   end)
 
   before_each(function()
@@ -179,17 +160,10 @@ describe("Redis", function()
                              rate = { { n = 5, per = 2 } }, max_wait = 30 },
                   lookups = lookups, start = start, ["until"] = start + duration }
     end
-    local procs, outputs = {}, {}
-    for h, job in ipairs(jobs) do
+    local outputs = workers.run(jobs, function(h)
       local home = ("%s/host%d"):format(tmpdir, h)
-      procs[h] = io.popen(worker_command(job, { HOME = home, XDG_CACHE_HOME = home .. "/cache",
-                                                XDG_STATE_HOME = home .. "/state" }))
-    end
-    for h, p in ipairs(procs) do
-      outputs[h] = {}
-      for line in p:lines() do outputs[h][#outputs[h] + 1] = line end
-      p:close()
-    end
+      return { HOME = home, XDG_CACHE_HOME = home .. "/cache", XDG_STATE_HOME = home .. "/state" }
+    end)
     local log = srv:log()
     local times, asked = {}, {}
     for _, e in ipairs(log) do
@@ -221,31 +195,31 @@ describe("Redis", function()
   end)
 
   it("fails closed while Redis is down, goes on uncached, and recovers once it is back", function()
-    local files = {}
-    for i = 1, 4 do files[i] = srv:register_file("down " .. i).sha256 end
+    local down = {}
+    for i = 1, 4 do down[i] = srv:register_file("down " .. i).sha256 end
     local quota = client { quota_state = r.url, cache = r.url, rate = { { n = 100, per = 1 } } }
     local cached = client { cache = r.url }
-    assert(quota:file(files[1]))
-    assert(cached:file(files[2]))
+    assert(quota:file(down[1]))
+    assert(cached:file(down[2]))
     r:kill()
     local since = #srv:log()
-    for _, f in ipairs { files[3], files[1] } do
+    for _, f in ipairs { down[3], down[1] } do
       local v, err = quota:file(f)
       assert.is_nil(v)
       assert.equal("QuotaStateError", err.code)
     end
     assert.equal(0, requests(srv, since)) -- fail closed: nothing sent
     local errors = cached:cache_stats().errors
-    assert(cached:file(files[2]))
-    assert(cached:file(files[2]))
+    assert(cached:file(down[2]))
+    assert(cached:file(down[2]))
     assert.equal(2, requests(srv, since)) -- uncached, but answered
     assert.is_true(cached:cache_stats().errors > errors)
     r:start_again()
     system.sleep(0.6) -- the clients try a new connection at most twice a second
-    assert(quota:file(files[3]))
-    assert(quota:file(files[3]))
-    assert(cached:file(files[4]))
-    assert(cached:file(files[4]))
+    assert(quota:file(down[3]))
+    assert(quota:file(down[3]))
+    assert(cached:file(down[4]))
+    assert(cached:file(down[4]))
     assert.equal(4, requests(srv, since))
     quota:close()
     cached:close()

@@ -236,24 +236,34 @@ static void on_acquire(vt_redis_call *call, const redisReply *reply, const char 
     free(t);
 }
 
+/* Sends op's script for j, whose answer comes through done; 0, or -1 with e filled
+ * (the connection is down, or no memory): j then awaits nothing. */
+static int ask(vt_redis_limiter *l, vt_job *j, const char *op, void (*done)(vt_redis_call *, const redisReply *,
+                                                                        const char *), vt_err *e)
+{
+    quota_ticket *t = calloc(1, sizeof *t);
+    if (!t) {
+        vt_err_oom(e, "asking Redis for quota");
+        return -1;
+    }
+    t->ticket.job = j;
+    t->call.done = done;
+    t->limiter = l;
+    j->ticket = &t->ticket;
+    if (run_script(l, &t->call, op, 0) < 0) {
+        j->ticket = NULL;
+        free(t);
+        failure(l, NULL, vt_redis_why(l->r), e);
+        return -1;
+    }
+    return 0;
+}
+
 void vt_redis_limiter_acquire(vt_redis_limiter *l, vt_job *j)
 {
     vt_err e;
-    quota_ticket *t = calloc(1, sizeof *t);
-    if (!t) {
-        vt_err_oom(&e, "asking Redis for quota");
+    if (ask(l, j, "acquire", on_acquire, &e) < 0)
         vt_job_quota_answer(j, -1, 0, &e);
-        return;
-    }
-    t->ticket.job = j;
-    t->call.done = on_acquire;
-    t->limiter = l;
-    j->ticket = &t->ticket;
-    if (run_script(l, &t->call, "acquire", 0) < 0) {
-        free(t);
-        failure(l, NULL, vt_redis_why(l->r), &e);
-        vt_job_quota_answer(j, -1, 0, &e);
-    }
 }
 
 void vt_redis_limiter_mark_spent(vt_redis_limiter *l, double hold)
@@ -296,23 +306,9 @@ static void on_status(vt_redis_call *call, const redisReply *reply, const char *
 /* Starts the status job (vt_job.external). */
 static void start_status(vt_job *j)
 {
-    vt_redis_limiter *l = j->policy->redis_limiter;
     vt_err e;
-    quota_ticket *t = calloc(1, sizeof *t);
-    if (!t) {
-        vt_err_oom(&e, "asking Redis for the quota's status");
+    if (ask(j->policy->redis_limiter, j, "status", on_status, &e) < 0)
         vt_job_finish(j, &e);
-        return;
-    }
-    t->ticket.job = j;
-    t->call.done = on_status;
-    t->limiter = l;
-    j->ticket = &t->ticket;
-    if (run_script(l, &t->call, "status", 0) < 0) {
-        free(t);
-        failure(l, NULL, vt_redis_why(l->r), &e);
-        vt_job_finish(j, &e);
-    }
 }
 
 static int status_done(lua_State *L, int status, lua_KContext ctx)
