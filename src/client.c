@@ -879,6 +879,7 @@ void vt_client_open(lua_State *L)
         lua_setfield(L, -2, "__tostring");
         luaL_newlib(L, methods);
         vt_calls_register(L);
+        vt_feed_register(L);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

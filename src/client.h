@@ -68,5 +68,7 @@ void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 
 /* calls.c */
 void vt_calls_register(lua_State *L); /* adds its methods to the table at the top */
+/* feed.c: c:feed and c:follow into the method table at the top */
+void vt_feed_register(lua_State *L);
 
 #endif

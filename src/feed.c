@@ -1,0 +1,549 @@
+/* c:feed and c:follow (SPEC 10): VirusTotal's feeds, one batch a minute per
+ * kind, handed over object by object while the batch streams in
+ * (feed_stream.c decompresses and splits it; the engine pauses the transfer
+ * while the iterator's queue is full). The batch is asked of the API with the
+ * key; the storage host the API redirects to is asked without it, as
+ * downloads do. Feeds are never cached: their jobs carry no cache key. */
+#include "client.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define VT_FEED_MT "vt.feed"
+#define MAX_REDIRECTS 3
+#define MAX_LINE_DEFAULT (16 * 1024 * 1024)
+#define START_BEHIND (70 * 60) /* the service publishes a minute about an hour after it ends */
+#define INTERVAL_DEFAULT 60.0  /* seconds between two asks for a batch not published yet */
+#define NO_STOP INT64_MAX
+
+static const char *const feed_kinds[] = {"files", "urls", "domains", "ip_addresses", "file-behaviours", NULL};
+
+typedef enum {
+    FEED_REQUEST,  /* ask for the batch of `minute` (or end at `stop`) */
+    FEED_TRANSFER, /* the batch streams in: hand out its objects */
+    FEED_LATE,     /* waited for a batch not published yet: ask again */
+    FEED_DONE
+} feed_phase;
+
+/* The iterator's state, upvalue 2 of the iterator (the client is upvalue 1) and
+ * the to-be-closed value of a generic for. */
+typedef struct feed_iter {
+    vt_job job;               /* first member: awaited like any job */
+    vt_feed_stream *stream;   /* the batch being read; NULL between batches */
+    const char *kind;         /* one of feed_kinds */
+    int64_t minute, stop;     /* epoch seconds of minutes; stop is excluded */
+    int64_t skip;             /* lines of this minute's batch already handed out (a cursor's N) */
+    size_t max_line;
+    lua_Integer missing, missing_max; /* missing batches in a row; how many are passed over */
+    double interval, patience; /* patience < 0: wait as long as it takes */
+    double late_since;        /* monotonic: first "not available yet" for this minute; < 0 none */
+    int hops;                 /* redirects followed for this batch */
+    bool follow;              /* walks minutes: waits for late batches, passes over missing ones */
+    bool waiting;             /* suspended until the stream has a line or the job ends */
+    feed_phase phase;
+} feed_iter;
+
+/* ------------------------------------------------------------ minutes */
+
+/* "YYYYMMDDhhmm" (UTC) of a minute given in epoch seconds. */
+static void format_minute(int64_t minute, char out[13])
+{
+    time_t t = (time_t)minute;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 13, "%Y%m%d%H%M", &tm);
+}
+
+/* The 12 digits at s as a minute since the epoch; false when they are not one
+ * (the 30th of February, 24:00 and the like too). */
+static bool parse_minute(const char *s, int64_t *out)
+{
+    int v[5] = {0};
+    static const int widths[5] = {4, 2, 2, 2, 2};
+    for (int f = 0, i = 0; f < 5; f++)
+        for (int w = 0; w < widths[f]; w++, i++) {
+            if (!isdigit((unsigned char)s[i]))
+                return false;
+            v[f] = v[f] * 10 + (s[i] - '0');
+        }
+    if (v[0] < 1970)
+        return false;
+    struct tm tm = {.tm_year = v[0] - 1900, .tm_mon = v[1] - 1, .tm_mday = v[2], .tm_hour = v[3], .tm_min = v[4]};
+    int64_t t = (int64_t)timegm(&tm);
+    char back[13];
+    format_minute(t, back);
+    if (memcmp(back, s, 12) != 0)
+        return false;
+    *out = t;
+    return true;
+}
+
+/* A minute "YYYYMMDDhhmm", or (cursor_ok) a cursor "YYYYMMDDhhmm-N": the minute
+ * and N (0 for a minute). */
+static bool parse_position(const char *s, size_t len, bool cursor_ok, int64_t *minute, int64_t *skip)
+{
+    *skip = 0;
+    if (len < 12 || !parse_minute(s, minute))
+        return false;
+    if (len == 12)
+        return true;
+    if (!cursor_ok || s[12] != '-' || len == 13 || len > 13 + 15)
+        return false;
+    for (size_t i = 13; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        *skip = *skip * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+/* The string at idx as a minute (or cursor); 0 with e (InvalidArgument) when it is not one. */
+static int check_position(lua_State *L, int idx, const char *what, bool cursor_ok, int64_t *minute, int64_t *skip,
+                          vt_err *e)
+{
+    size_t len;
+    const char *s = vt_checkstring(L, idx, &len);
+    if (parse_position(s, len, cursor_ok, minute, skip))
+        return 1;
+    char shown[41];
+    size_t n = len < sizeof shown - 1 ? len : sizeof shown - 1;
+    for (size_t i = 0; i < n; i++)
+        shown[i] = isprint((unsigned char)s[i]) ? s[i] : '?';
+    shown[n] = '\0';
+    vt_err_set(e, "InvalidArgument", "%s is not a minute %s(UTC): '%s'", what,
+               cursor_ok ? "YYYYMMDDhhmm or a cursor YYYYMMDDhhmm-N " : "YYYYMMDDhhmm ", shown);
+    return 0;
+}
+
+static const char *check_kind(lua_State *L, int idx)
+{
+    size_t len;
+    const char *k = vt_checkstring(L, idx, &len);
+    for (int i = 0; feed_kinds[i]; i++)
+        if (strlen(feed_kinds[i]) == len && strcmp(feed_kinds[i], k) == 0)
+            return feed_kinds[i];
+    luaL_error(L, "unknown feed '%s' (expected files, urls, domains, ip_addresses or file-behaviours)", k);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ options */
+
+static void check_opts(lua_State *L, int idx, const char *what, const char *const keys[])
+{
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        vt_check_option_keys(L, idx, what, keys);
+    }
+}
+
+static double opt_seconds(lua_State *L, int opts, const char *key, double dflt)
+{
+    if (lua_isnoneornil(L, opts))
+        return dflt;
+    int t = lua_getfield(L, opts, key);
+    double v = dflt;
+    if (t != LUA_TNIL) {
+        if (t != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
+            luaL_error(L, "option '%s' must be a number >= 0", key);
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static lua_Integer opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min)
+{
+    if (lua_isnoneornil(L, opts))
+        return dflt;
+    int t = lua_getfield(L, opts, key);
+    lua_Integer v = dflt;
+    if (t != LUA_TNIL) {
+        int isint;
+        v = lua_tointegerx(L, -1, &isint);
+        if (t != LUA_TNUMBER || !isint || v < min)
+            luaL_error(L, "option '%s' must be an integer >= %d", key, (int)min);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ------------------------------------------------------------ state */
+
+/* The engine's sink callbacks: the job's caller is the iterator. */
+static int sink_write(void *ud, const char *data, size_t n, vt_err *e)
+{
+    return vt_feed_stream_write(((feed_iter *)ud)->stream, data, n, e);
+}
+
+static void sink_restart(void *ud)
+{
+    vt_feed_stream_restart(((feed_iter *)ud)->stream);
+}
+
+static bool sink_ready(void *ud)
+{
+    feed_iter *it = ud;
+    return it->waiting && (vt_feed_stream_queued(it->stream) || it->job.state == VT_JOB_DONE);
+}
+
+static void set_stream_sink(feed_iter *it)
+{
+    it->job.sink = VT_SINK_STREAM;
+    it->job.stream = (vt_stream_sink){sink_write, sink_restart, sink_ready, it};
+    it->job.streaming = true; /* a batch may take longer than `timeout`; a stalled one may not */
+}
+
+/* Releases the transfer and the stream: at the end, on an error, on break. */
+static void feed_finish(feed_iter *it)
+{
+    vt_job_reset(&it->job); /* first: the engine must not call into a freed stream */
+    vt_feed_stream_free(it->stream);
+    it->stream = NULL;
+    it->phase = FEED_DONE;
+}
+
+static int feed_close(lua_State *L)
+{
+    feed_finish(luaL_checkudata(L, 1, VT_FEED_MT));
+    return 0;
+}
+
+/* Lines of this minute's batch behind the iterator: the N of its cursor. */
+static int64_t position(const feed_iter *it)
+{
+    return it->stream ? vt_feed_stream_position(it->stream) : it->skip;
+}
+
+/* Pushes the cursor "YYYYMMDDhhmm-N" of the current minute at position n. */
+static void push_cursor(lua_State *L, const feed_iter *it, int64_t n)
+{
+    char minute[13];
+    format_minute(it->minute, minute);
+    lua_pushfstring(L, "%s-%I", minute, (lua_Integer)n);
+}
+
+/* Raises e (iterators raise: a for loop would drop nil, err) with the cursor
+ * of position n, from which a new iterator goes on exactly where this one
+ * stopped. */
+static int feed_raise(lua_State *L, feed_iter *it, const vt_err *e, int64_t n)
+{
+    vt_err_push(L, e);
+    push_cursor(L, it, n);
+    lua_setfield(L, -2, "cursor");
+    feed_finish(it);
+    return lua_error(L);
+}
+
+static void next_minute(feed_iter *it)
+{
+    vt_job_reset(&it->job);
+    vt_feed_stream_free(it->stream);
+    it->stream = NULL;
+    it->minute += 60;
+    it->skip = 0;
+    it->late_since = -1;
+    it->phase = FEED_REQUEST;
+}
+
+/* Asks the API for the batch of it->minute. */
+static void request_batch(lua_State *L, vt_client *c, feed_iter *it)
+{
+    char minute[13];
+    format_minute(it->minute, minute);
+    vt_job_reset(&it->job);
+    vt_feed_stream_free(it->stream);
+    it->stream = vt_feed_stream_new(it->max_line, it->skip);
+    if (!it->stream)
+        luaL_error(L, "out of memory");
+    lua_pushfstring(L, "/feeds/%s/%s", it->kind, minute);
+    vt_client_prepare(L, c, &it->job, "GET", lua_tostring(L, -1), NULL);
+    lua_pop(L, 1);
+    set_stream_sink(it);
+    it->hops = 0;
+    vt_job_submit(c->engine, &it->job, &c->transport, &c->policy);
+    it->phase = FEED_TRANSFER;
+}
+
+/* The API redirected to the batch: asks the storage host, WITHOUT the key
+ * (libcurl would forward custom headers) and without taking quota. */
+static void follow_redirect(lua_State *L, vt_client *c, feed_iter *it)
+{
+    vt_err e;
+    if (++it->hops > MAX_REDIRECTS) {
+        vt_err_set(&e, "InvalidResponse", "too many redirects for a feed batch");
+        feed_raise(L, it, &e, position(it));
+    }
+    if (strncmp(it->job.location, "https://", 8) != 0 && strncmp(it->job.location, "http://", 7) != 0) {
+        vt_err_set(&e, "InvalidResponse", "a feed batch redirected to a non-HTTP location");
+        feed_raise(L, it, &e, position(it));
+    }
+    lua_pushstring(L, it->job.location);
+    vt_job_reset(&it->job);
+    snprintf(it->job.method, sizeof it->job.method, "GET");
+    if (!(it->job.url = strdup(lua_tostring(L, -1))) ||
+        !(it->job.headers = curl_slist_append(NULL, "Accept: */*")))
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+    set_stream_sink(it);
+    vt_job_submit(c->engine, &it->job, &c->transport, &c->policy);
+}
+
+/* ------------------------------------------------------------ iteration */
+
+static int feed_step(lua_State *L, int status, lua_KContext ctx);
+
+/* Waits for the engine: yields in coroutine mode (returns what to return),
+ * else steps it once (returns -1: go on). */
+static int wait_engine(lua_State *L, vt_client *c, feed_iter *it)
+{
+    it->waiting = true;
+    if (vt_client_may_yield(L, c))
+        return vt_client_suspend(L, c, lua_upvalueindex(1), 0, feed_step);
+    vt_engine_step(c->engine, 1.0);
+    return -1;
+}
+
+/* A transfer paused by a full queue goes on once the queue took every byte
+ * held back (curl may hand more lines over at once, moving the queue). */
+static void let_transfer_go_on(feed_iter *it)
+{
+    if (it->job.paused && !vt_feed_stream_held(it->stream))
+        vt_job_resume(&it->job);
+}
+
+/* The next object of the batch: 2 (object and cursor pushed), 0 when none is
+ * queued now, -1 when a blank line was passed over. Raises on a bad line. */
+static int take_object(lua_State *L, feed_iter *it)
+{
+    const char *line;
+    size_t len;
+    vt_err e;
+    int r = vt_feed_stream_pop(it->stream, &line, &len, &e);
+    if (r < 0)
+        return feed_raise(L, it, &e, position(it));
+    if (r == 0)
+        return 0;
+    size_t blank = 0;
+    while (blank < len && isspace((unsigned char)line[blank]))
+        blank++;
+    if (blank == len)
+        return -1; /* a blank line holds no object, but counts in cursors */
+    int decoded = vt_json_decode(L, line, len, &e);
+    if (!decoded || !lua_istable(L, -1)) {
+        char minute[13];
+        format_minute(it->minute, minute);
+        if (decoded)
+            vt_err_set(&e, "InvalidResponse", "not a JSON object");
+        vt_err bad;
+        vt_err_set(&bad, "InvalidResponse", "feed batch %s/%s, line %lld: %s", it->kind, minute,
+                   (long long)position(it), e.message);
+        /* the cursor stays before the bad line */
+        return feed_raise(L, it, &bad, position(it) - 1);
+    }
+    let_transfer_go_on(it); /* the line is decoded: the queue may move now */
+    push_cursor(L, it, position(it));
+    return 2;
+}
+
+/* The batch's transfer is over and every queued object was handed out: a
+ * redirect to follow, the end of the batch, or an error (some of which a
+ * follower waits for or passes over). Returns -1 (go on) or what to return. */
+static int batch_over(lua_State *L, vt_client *c, feed_iter *it)
+{
+    vt_job *j = &it->job;
+    vt_job_release(j);
+    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location[0]) {
+        follow_redirect(L, c, it);
+        return -1;
+    }
+    vt_err e;
+    if (vt_client_job_error(L, c, j, &e)) {
+        if (it->follow && it->hops == 0 && strcmp(e.code, "NotAvailableYet") == 0) {
+            double now = vt_monotonic();
+            if (it->late_since < 0)
+                it->late_since = now;
+            if (it->patience >= 0 && now + it->interval - it->late_since > it->patience)
+                return feed_raise(L, it, &e, position(it));
+            lua_settop(L, 0);
+            vt_job_push_timer(L, it->interval);
+            it->phase = FEED_LATE;
+            if (vt_client_may_yield(L, c))
+                return vt_client_await(L, c, lua_upvalueindex(1), 1, 1, 0, feed_step);
+            vt_client_run(L, c, 1, 1);
+            return -1;
+        }
+        if (it->follow && it->hops == 0 && strcmp(e.code, "NotFoundError") == 0 && it->missing < it->missing_max) {
+            it->missing++;
+            next_minute(it);
+            return -1;
+        }
+        return feed_raise(L, it, &e, position(it));
+    }
+    if (vt_feed_stream_end(it->stream, &e) < 0)
+        return feed_raise(L, it, &e, position(it));
+    if (vt_feed_stream_queued(it->stream))
+        return -1; /* the last line had no '\n' */
+    it->missing = 0;
+    next_minute(it);
+    return -1;
+}
+
+static int feed_step(lua_State *L, int status, lua_KContext ctx)
+{
+    for (;;) {
+        lua_settop(L, 0);
+        feed_iter *it = lua_touserdata(L, lua_upvalueindex(2));
+        it->waiting = false;
+        if (it->phase == FEED_DONE)
+            return 0;
+        vt_client *c = vt_client_check(L, lua_upvalueindex(1));
+        int n = -1;
+        if (it->phase == FEED_LATE)
+            it->phase = FEED_REQUEST;
+        else if (it->phase == FEED_REQUEST) {
+            if (it->minute >= it->stop) {
+                feed_finish(it);
+                return 0;
+            }
+            request_batch(L, c, it);
+        } else if ((n = take_object(L, it)) == 0) {
+            let_transfer_go_on(it);
+            n = it->job.state == VT_JOB_DONE ? batch_over(L, c, it) : wait_engine(L, c, it);
+        }
+        if (n >= 0)
+            return n;
+    }
+}
+
+static int feed_next(lua_State *L)
+{
+    return feed_step(L, LUA_OK, 0);
+}
+
+/* Pushes the generic-for values: the iterator, nil, nil, and the state as
+ * the to-be-closed value (a break releases the transfer). */
+static int push_iterator(lua_State *L, const feed_iter *init)
+{
+    lua_pushvalue(L, 1); /* the client */
+    feed_iter *it = lua_newuserdatauv(L, sizeof *it, 0);
+    *it = *init;
+    vt_job_init(&it->job);
+    it->stream = NULL;
+    it->late_since = -1;
+    it->phase = FEED_REQUEST;
+    luaL_setmetatable(L, VT_FEED_MT);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, feed_next, 2);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushvalue(L, -4);
+    return 4;
+}
+
+/***
+The client's methods for VirusTotal's feeds.
+@module vt
+*/
+
+/***
+The objects of one minute's feed batch, one at a time, while the batch streams in (memory stays
+flat whatever its size). The batch is a bzip2 file of JSON lines on the storage host the API
+redirects to (or the API's own answer); the redirect is followed without the API key, and only the
+first request takes quota. Objects are `{type, id, attributes, context_attributes, links}` as the
+feed sends them, integers kept.
+@function client:feed
+@tparam string kind `"files"`, `"urls"`, `"domains"`, `"ip_addresses"` or `"file-behaviours"`
+@tparam string minute `"YYYYMMDDhhmm"` (UTC)
+@tparam[opt] table opts `skip` (objects of the batch to pass over: the `N` of a cursor
+`"YYYYMMDDhhmm-N"`), `max_line` (bytes of the longest line accepted, default 16 MiB)
+@treturn[1] function the iterator of a generic `for`, with its to-be-closed value (a `break`
+releases the transfer): each step gives the object and its cursor `"YYYYMMDDhhmm-N"`
+@return[2] nil, err (`InvalidArgument`) when `minute` is not a minute: no request is made
+@raise at the call for an unknown kind, option or a wrong type; during the loop the error value of
+a failed step (a batch not published yet, `NotAvailableYet`; missing, `NotFoundError`; corrupt,
+`InvalidResponse`, after every object before the damage), with `err.cursor`
+@usage for obj, cursor in assert(c:feed("files", "202501011200")) do print(obj.id) end
+*/
+static int client_feed(lua_State *L)
+{
+    static const char *const keys[] = {"skip", "max_line", NULL};
+    vt_client_check(L, 1);
+    feed_iter init = {.kind = check_kind(L, 2), .stop = 0, .missing_max = 0, .patience = -1};
+    lua_settop(L, 4);
+    check_opts(L, 4, "feed", keys);
+    init.skip = opt_integer(L, 4, "skip", 0, 0);
+    init.max_line = (size_t)opt_integer(L, 4, "max_line", MAX_LINE_DEFAULT, 1);
+    vt_err e;
+    int64_t skip_in_minute;
+    if (!check_position(L, 3, "the feed minute", false, &init.minute, &skip_in_minute, &e))
+        return vt_err_return(L, &e);
+    init.stop = init.minute + 60;
+    return push_iterator(L, &init);
+}
+
+/***
+Follows a feed minute after minute, object after object, from `start` on: the iterator gives each
+object with its cursor, and a cursor given back as `start` goes on right after that object (a
+restarted process loses none and repeats none). A batch not published yet (`NotAvailableYet`) is
+asked again every `interval` seconds (through the client's engine: in coroutine mode it yields); a
+missing one (`NotFoundError`) is passed over, up to `missing` in a row, then raised.
+@function client:follow
+@tparam string kind `"files"`, `"urls"`, `"domains"`, `"ip_addresses"` or `"file-behaviours"`
+@tparam[opt] table opts `start` (a minute `"YYYYMMDDhhmm"` or a cursor; default 70 minutes ago,
+UTC, as the service publishes a minute about an hour later), `stop` (a minute, excluded; default
+none: forever), `missing` (missing batches passed over in a row, default 1), `interval` (seconds,
+default 60), `patience` (seconds one batch is waited for before `NotAvailableYet` is raised;
+default: as long as it takes), `max_line` (as for `feed`)
+@treturn[1] function the iterator of a generic `for`, with its to-be-closed value: each step gives
+the object and its cursor `"YYYYMMDDhhmm-N"`
+@return[2] nil, err (`InvalidArgument`) when `start` or `stop` is malformed: no request is made
+@raise at the call for an unknown kind, option or a wrong type; during the loop the error value of
+a failed step (`InvalidResponse` for a corrupt batch, after every object before the damage), with
+`err.cursor`
+@usage for obj, cursor in assert(c:follow("urls", {start = saved_cursor})) do save(cursor) end
+*/
+static int client_follow(lua_State *L)
+{
+    static const char *const keys[] = {"start", "stop", "missing", "interval", "patience", "max_line", NULL};
+    vt_client_check(L, 1);
+    feed_iter init = {.kind = check_kind(L, 2), .stop = NO_STOP, .follow = true};
+    lua_settop(L, 3);
+    check_opts(L, 3, "follow", keys);
+    init.missing_max = opt_integer(L, 3, "missing", 1, 0);
+    init.interval = opt_seconds(L, 3, "interval", INTERVAL_DEFAULT);
+    init.patience = opt_seconds(L, 3, "patience", -1);
+    init.max_line = (size_t)opt_integer(L, 3, "max_line", MAX_LINE_DEFAULT, 1);
+    init.minute = ((int64_t)vt_now() - START_BEHIND) / 60 * 60;
+    vt_err e;
+    int64_t none;
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "start") != LUA_TNIL &&
+        !check_position(L, -1, "option 'start'", true, &init.minute, &init.skip, &e))
+        return vt_err_return(L, &e);
+    lua_settop(L, 3);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "stop") != LUA_TNIL &&
+        !check_position(L, -1, "option 'stop'", false, &init.stop, &none, &e))
+        return vt_err_return(L, &e);
+    lua_settop(L, 3);
+    return push_iterator(L, &init);
+}
+
+void vt_feed_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"feed", client_feed},
+        {"follow", client_follow},
+        {NULL, NULL},
+    };
+    if (luaL_newmetatable(L, VT_FEED_MT)) {
+        lua_pushcfunction(L, feed_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, feed_close);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    luaL_setfuncs(L, methods, 0);
+}
