@@ -196,12 +196,19 @@ static void set_stream_sink(feed_iter *it)
     it->job.streaming = true; /* a batch may take longer than `timeout`; a stalled one may not */
 }
 
-/* Releases the transfer and the stream: at the end, on an error, on break. */
-static void feed_finish(feed_iter *it)
+/* Lets the batch go: its transfer first (the engine must not call into a
+ * freed stream), then its stream. */
+static void drop_batch(feed_iter *it)
 {
-    vt_job_reset(&it->job); /* first: the engine must not call into a freed stream */
+    vt_job_reset(&it->job);
     vt_feed_stream_free(it->stream);
     it->stream = NULL;
+}
+
+/* At the end, on an error, on break. */
+static void feed_finish(feed_iter *it)
+{
+    drop_batch(it);
     it->phase = FEED_DONE;
 }
 
@@ -239,9 +246,7 @@ static int feed_raise(lua_State *L, feed_iter *it, const vt_err *e, int64_t n)
 
 static void next_minute(feed_iter *it)
 {
-    vt_job_reset(&it->job);
-    vt_feed_stream_free(it->stream);
-    it->stream = NULL;
+    drop_batch(it);
     it->minute += 60;
     it->skip = 0;
     it->late_since = -1;
@@ -253,8 +258,7 @@ static void request_batch(lua_State *L, vt_client *c, feed_iter *it)
 {
     char minute[13];
     format_minute(it->minute, minute);
-    vt_job_reset(&it->job);
-    vt_feed_stream_free(it->stream);
+    drop_batch(it);
     it->stream = vt_feed_stream_new(it->max_line, it->skip);
     if (!it->stream)
         luaL_error(L, "out of memory");
@@ -444,28 +448,28 @@ static int push_iterator(lua_State *L, const feed_iter *init)
     return 4;
 }
 
-/***
-The client's methods for VirusTotal's feeds.
-@module vt
-*/
+/*** @module vt */
+
+/*** @type client */
 
 /***
-The objects of one minute's feed batch, one at a time, while the batch streams in (memory stays
-flat whatever its size). The batch is a bzip2 file of JSON lines on the storage host the API
-redirects to (or the API's own answer); the redirect is followed without the API key, and only the
-first request takes quota. Objects are `{type, id, attributes, context_attributes, links}` as the
-feed sends them, integers kept.
-@function client:feed
+The objects of one minute's feed batch, one at a time, while the batch streams in: memory stays
+flat whatever its size. The batch (a bzip2 file of JSON lines) comes from the storage host the API
+redirects to, asked without the API key, or from the API itself; only the API request takes quota.
+Each object is a table as the feed sends it (`type`, `id`, `attributes`, `context_attributes`,
+`links`), integers kept.
+@function feed
 @tparam string kind `"files"`, `"urls"`, `"domains"`, `"ip_addresses"` or `"file-behaviours"`
 @tparam string minute `"YYYYMMDDhhmm"` (UTC)
 @tparam[opt] table opts `skip` (objects of the batch to pass over: the `N` of a cursor
 `"YYYYMMDDhhmm-N"`), `max_line` (bytes of the longest line accepted, default 16 MiB)
-@treturn[1] function the iterator of a generic `for`, with its to-be-closed value (a `break`
-releases the transfer): each step gives the object and its cursor `"YYYYMMDDhhmm-N"`
-@return[2] nil, err (`InvalidArgument`) when `minute` is not a minute: no request is made
-@raise at the call for an unknown kind, option or a wrong type; during the loop the error value of
-a failed step (a batch not published yet, `NotAvailableYet`; missing, `NotFoundError`; corrupt,
-`InvalidResponse`, after every object before the damage), with `err.cursor`
+@treturn[1] function the iterator of a generic `for`, followed by its to-be-closed value (a
+`break` releases the transfer); each step gives an object and its cursor `"YYYYMMDDhhmm-N"`
+@treturn[2] nil when `minute` is not a minute (no request is made)
+@treturn[2] table an `InvalidArgument` error
+@raise at the call: an unknown kind or option, a wrong type. In the loop, the error value of the
+step that failed, with `err.cursor`: `NotAvailableYet` (not published yet), `NotFoundError`
+(missing), `InvalidResponse` (a corrupt batch, after every object before the damage)
 @usage for obj, cursor in assert(c:feed("files", "202501011200")) do print(obj.id) end
 */
 static int client_feed(lua_State *L)
@@ -486,25 +490,26 @@ static int client_feed(lua_State *L)
 }
 
 /***
-Follows a feed minute after minute, object after object, from `start` on: the iterator gives each
-object with its cursor, and a cursor given back as `start` goes on right after that object (a
-restarted process loses none and repeats none). A batch not published yet (`NotAvailableYet`) is
-asked again every `interval` seconds (through the client's engine: in coroutine mode it yields); a
-missing one (`NotFoundError`) is passed over, up to `missing` in a row, then raised.
-@function client:follow
+Follows a feed minute after minute, object after object. Each step gives an object and its
+cursor; given back as `start`, a cursor goes on right after its object, so a restarted process
+loses none and repeats none. A batch not published yet (`NotAvailableYet`) is asked for again
+every `interval` seconds, waiting through the client's engine (in coroutine mode it yields); a
+missing one (`NotFoundError`) is passed over, up to `missing` in a row.
+@function follow
 @tparam string kind `"files"`, `"urls"`, `"domains"`, `"ip_addresses"` or `"file-behaviours"`
 @tparam[opt] table opts `start` (a minute `"YYYYMMDDhhmm"` or a cursor; default 70 minutes ago,
-UTC, as the service publishes a minute about an hour later), `stop` (a minute, excluded; default
-none: forever), `missing` (missing batches passed over in a row, default 1), `interval` (seconds,
-default 60), `patience` (seconds one batch is waited for before `NotAvailableYet` is raised;
-default: as long as it takes), `max_line` (as for `feed`)
-@treturn[1] function the iterator of a generic `for`, with its to-be-closed value: each step gives
-the object and its cursor `"YYYYMMDDhhmm-N"`
-@return[2] nil, err (`InvalidArgument`) when `start` or `stop` is malformed: no request is made
-@raise at the call for an unknown kind, option or a wrong type; during the loop the error value of
-a failed step (`InvalidResponse` for a corrupt batch, after every object before the damage), with
-`err.cursor`
-@usage for obj, cursor in assert(c:follow("urls", {start = saved_cursor})) do save(cursor) end
+UTC, as the service publishes a minute about an hour after it), `stop` (a minute, excluded;
+default none: forever), `missing` (default 1), `interval` (seconds, default 60), `patience`
+(seconds one batch is waited for before its `NotAvailableYet` is raised; default no limit),
+`max_line` (as for `feed`)
+@treturn[1] function the iterator of a generic `for`, followed by its to-be-closed value
+@treturn[2] nil when `start` or `stop` is malformed (no request is made)
+@treturn[2] table an `InvalidArgument` error
+@raise at the call: an unknown kind or option, a wrong type. In the loop, the error value of the
+step that failed, with `err.cursor` (where a new follower takes over): a corrupt batch
+(`InvalidResponse`, after every object before the damage), more missing batches in a row than
+`missing`, a transfer that failed
+@usage for obj, cursor in assert(c:follow("urls", {start = saved})) do handle(obj); saved = cursor end
 */
 static int client_follow(lua_State *L)
 {
