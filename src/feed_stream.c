@@ -28,18 +28,26 @@ void vt_linesplit_clear(vt_linesplit *s)
     vt_linesplit_init(s, s->max_line);
 }
 
+/* Makes *buf hold at least need bytes (doubling, from first); false when out of memory. */
+static bool reserve(char **buf, size_t *cap, size_t need, size_t first)
+{
+    if (need <= *cap)
+        return true;
+    size_t want = *cap ? *cap : first;
+    while (want < need)
+        want *= 2;
+    char *grown = realloc(*buf, want);
+    if (!grown)
+        return false;
+    *buf = grown;
+    *cap = want;
+    return true;
+}
+
 static bool keep(vt_linesplit *s, const char *data, size_t n)
 {
-    if (s->partial_len + n > s->partial_cap) {
-        size_t want = s->partial_cap ? s->partial_cap : 4096;
-        while (want < s->partial_len + n)
-            want *= 2;
-        char *grown = realloc(s->partial, want);
-        if (!grown)
-            return false;
-        s->partial = grown;
-        s->partial_cap = want;
-    }
+    if (!reserve(&s->partial, &s->partial_cap, s->partial_len + n, 4096))
+        return false;
     memcpy(s->partial + s->partial_len, data, n);
     s->partial_len += n;
     return true;
@@ -178,16 +186,8 @@ static bool enqueue(vt_feed_stream *s, const char *line, size_t len)
         s->q_tail -= s->q_head;
         s->q_head = 0;
     }
-    if (s->q_tail + need > s->q_cap) {
-        size_t want = s->q_cap ? s->q_cap : 64 * 1024;
-        while (want < s->q_tail + need)
-            want *= 2;
-        char *grown = realloc(s->queue, want);
-        if (!grown)
-            return false;
-        s->queue = grown;
-        s->q_cap = want;
-    }
+    if (!reserve(&s->queue, &s->q_cap, s->q_tail + need, 64 * 1024))
+        return false;
     memcpy(s->queue + s->q_tail, &n, sizeof n);
     memcpy(s->queue + s->q_tail + sizeof n, line, len);
     s->q_tail += need;
@@ -270,13 +270,8 @@ static int pump_pending(vt_feed_stream *s)
 
 static bool hold(vt_feed_stream *s, const char *data, size_t n)
 {
-    if (n > s->held_cap) {
-        char *grown = realloc(s->held, n);
-        if (!grown)
-            return false;
-        s->held = grown;
-        s->held_cap = n;
-    }
+    if (!reserve(&s->held, &s->held_cap, n, n))
+        return false;
     memcpy(s->held, data, n);
     s->held_pos = 0;
     s->held_len = n;
