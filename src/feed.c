@@ -100,14 +100,14 @@ static bool parse_position(const char *s, size_t len, bool cursor_ok, int64_t *m
     return true;
 }
 
-/* The string at idx as a minute (or cursor); 0 with e (InvalidArgument) when it is not one. */
+/* The string at idx as a minute (or cursor): 0, or -1 with e (InvalidArgument) when it is not one. */
 static int check_position(lua_State *L, int idx, const char *what, bool cursor_ok, int64_t *minute, int64_t *skip,
                           vt_err *e)
 {
     size_t len;
     const char *s = vt_checkstring(L, idx, &len);
     if (parse_position(s, len, cursor_ok, minute, skip))
-        return 1;
+        return 0;
     char shown[41];
     size_t n = len < sizeof shown - 1 ? len : sizeof shown - 1;
     for (size_t i = 0; i < n; i++)
@@ -115,7 +115,7 @@ static int check_position(lua_State *L, int idx, const char *what, bool cursor_o
     shown[n] = '\0';
     vt_err_set(e, "InvalidArgument", "%s is not a minute %s(UTC): '%s'", what,
                cursor_ok ? "YYYYMMDDhhmm or a cursor YYYYMMDDhhmm-N " : "YYYYMMDDhhmm ", shown);
-    return 0;
+    return -1;
 }
 
 static const char *check_kind(lua_State *L, int idx)
@@ -129,50 +129,9 @@ static const char *check_kind(lua_State *L, int idx)
     return NULL;
 }
 
-/* ------------------------------------------------------------ options */
-
-static void check_opts(lua_State *L, int idx, const char *what, const char *const keys[])
-{
-    if (!lua_isnoneornil(L, idx)) {
-        luaL_checktype(L, idx, LUA_TTABLE);
-        vt_check_option_keys(L, idx, what, keys);
-    }
-}
-
-static double opt_seconds(lua_State *L, int opts, const char *key, double dflt)
-{
-    if (lua_isnoneornil(L, opts))
-        return dflt;
-    int t = lua_getfield(L, opts, key);
-    double v = dflt;
-    if (t != LUA_TNIL) {
-        if (t != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
-            luaL_error(L, "option '%s' must be a number >= 0", key);
-        v = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static lua_Integer opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min)
-{
-    if (lua_isnoneornil(L, opts))
-        return dflt;
-    int t = lua_getfield(L, opts, key);
-    lua_Integer v = dflt;
-    if (t != LUA_TNIL) {
-        int isint;
-        v = lua_tointegerx(L, -1, &isint);
-        if (t != LUA_TNUMBER || !isint || v < min)
-            luaL_error(L, "option '%s' must be an integer >= %d", key, (int)min);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 /* ------------------------------------------------------------ state */
 
-/* The engine's sink callbacks: the job's caller is the iterator. */
+/* The engine's sink callbacks (ud is the iterator, whose stream takes the bytes). */
 static int sink_write(void *ud, const char *data, size_t n, vt_err *e)
 {
     return vt_feed_stream_write(((feed_iter *)ud)->stream, data, n, e);
@@ -259,9 +218,9 @@ static void request_batch(lua_State *L, vt_client *c, feed_iter *it)
     char minute[13];
     format_minute(it->minute, minute);
     drop_batch(it);
-    it->stream = vt_feed_stream_new(it->max_line, it->skip);
-    if (!it->stream)
-        luaL_error(L, "out of memory");
+    vt_err e;
+    if (!(it->stream = vt_feed_stream_new(it->max_line, it->skip, &e)))
+        feed_raise(L, it, &e, it->skip);
     lua_pushfstring(L, "/feeds/%s/%s", it->kind, minute);
     vt_client_prepare(L, c, &it->job, "GET", lua_tostring(L, -1), NULL);
     lua_pop(L, 1);
@@ -271,8 +230,8 @@ static void request_batch(lua_State *L, vt_client *c, feed_iter *it)
     it->phase = FEED_TRANSFER;
 }
 
-/* The API redirected to the batch: asks the storage host, WITHOUT the key
- * (libcurl would forward custom headers) and without taking quota. */
+/* The API redirected to the batch: asks the storage host, without the key and
+ * without taking quota. */
 static void follow_redirect(lua_State *L, vt_client *c, feed_iter *it)
 {
     vt_err e;
@@ -280,16 +239,10 @@ static void follow_redirect(lua_State *L, vt_client *c, feed_iter *it)
         vt_err_set(&e, "InvalidResponse", "too many redirects for a feed batch");
         feed_raise(L, it, &e, position(it));
     }
-    if (strncmp(it->job.location, "https://", 8) != 0 && strncmp(it->job.location, "http://", 7) != 0) {
-        vt_err_set(&e, "InvalidResponse", "a feed batch redirected to a non-HTTP location");
-        feed_raise(L, it, &e, position(it));
-    }
     lua_pushstring(L, it->job.location);
     vt_job_reset(&it->job);
-    snprintf(it->job.method, sizeof it->job.method, "GET");
-    if (!(it->job.url = strdup(lua_tostring(L, -1))) ||
-        !(it->job.headers = curl_slist_append(NULL, "Accept: */*")))
-        luaL_error(L, "out of memory");
+    if (vt_job_prepare_redirect(L, &it->job, lua_tostring(L, -1), &e) != 0)
+        feed_raise(L, it, &e, position(it));
     lua_pop(L, 1);
     set_stream_sink(it);
     vt_job_submit(c->engine, &it->job, &c->transport, &c->policy);
@@ -335,7 +288,7 @@ static int take_object(lua_State *L, feed_iter *it)
         blank++;
     if (blank == len)
         return -1; /* a blank line holds no object, but counts in cursors */
-    int decoded = vt_json_decode(L, line, len, &e);
+    bool decoded = vt_json_decode(L, line, len, &e) == 0;
     if (!decoded || !lua_istable(L, -1)) {
         char minute[13];
         format_minute(it->minute, minute);
@@ -359,7 +312,7 @@ static int batch_over(lua_State *L, vt_client *c, feed_iter *it)
 {
     vt_job *j = &it->job;
     vt_job_release(j);
-    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location[0]) {
+    if (vt_job_redirected(j)) {
         follow_redirect(L, c, it);
         return -1;
     }
@@ -478,12 +431,12 @@ static int client_feed(lua_State *L)
     vt_client_check(L, 1);
     feed_iter init = {.kind = check_kind(L, 2), .stop = 0, .missing_max = 0, .patience = -1};
     lua_settop(L, 4);
-    check_opts(L, 4, "feed", keys);
-    init.skip = opt_integer(L, 4, "skip", 0, 0);
-    init.max_line = (size_t)opt_integer(L, 4, "max_line", MAX_LINE_DEFAULT, 1);
+    vt_check_opts(L, 4, "feed", keys);
+    init.skip = vt_opt_integer(L, 4, "skip", 0, 0);
+    init.max_line = (size_t)vt_opt_integer(L, 4, "max_line", MAX_LINE_DEFAULT, 1);
     vt_err e;
     int64_t skip_in_minute;
-    if (!check_position(L, 3, "the feed minute", false, &init.minute, &skip_in_minute, &e))
+    if (check_position(L, 3, "the feed minute", false, &init.minute, &skip_in_minute, &e) != 0)
         return vt_err_return(L, &e);
     init.stop = init.minute + 60;
     return push_iterator(L, &init);
@@ -517,20 +470,20 @@ static int client_follow(lua_State *L)
     vt_client_check(L, 1);
     feed_iter init = {.kind = check_kind(L, 2), .stop = NO_STOP, .follow = true};
     lua_settop(L, 3);
-    check_opts(L, 3, "follow", keys);
-    init.missing_max = opt_integer(L, 3, "missing", 1, 0);
-    init.interval = opt_seconds(L, 3, "interval", INTERVAL_DEFAULT);
-    init.patience = opt_seconds(L, 3, "patience", -1);
-    init.max_line = (size_t)opt_integer(L, 3, "max_line", MAX_LINE_DEFAULT, 1);
+    vt_check_opts(L, 3, "follow", keys);
+    init.missing_max = vt_opt_integer(L, 3, "missing", 1, 0);
+    init.interval = vt_opt_seconds(L, 3, "interval", INTERVAL_DEFAULT);
+    init.patience = vt_opt_seconds(L, 3, "patience", -1);
+    init.max_line = (size_t)vt_opt_integer(L, 3, "max_line", MAX_LINE_DEFAULT, 1);
     init.minute = ((int64_t)vt_now() - START_BEHIND) / 60 * 60;
     vt_err e;
     int64_t none;
     if (lua_istable(L, 3) && lua_getfield(L, 3, "start") != LUA_TNIL &&
-        !check_position(L, -1, "option 'start'", true, &init.minute, &init.skip, &e))
+        check_position(L, -1, "option 'start'", true, &init.minute, &init.skip, &e) != 0)
         return vt_err_return(L, &e);
     lua_settop(L, 3);
     if (lua_istable(L, 3) && lua_getfield(L, 3, "stop") != LUA_TNIL &&
-        !check_position(L, -1, "option 'stop'", false, &init.stop, &none, &e))
+        check_position(L, -1, "option 'stop'", false, &init.stop, &none, &e) != 0)
         return vt_err_return(L, &e);
     lua_settop(L, 3);
     return push_iterator(L, &init);

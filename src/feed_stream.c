@@ -44,10 +44,12 @@ static bool reserve(char **buf, size_t *cap, size_t need, size_t first)
     return true;
 }
 
-static bool keep(vt_linesplit *s, const char *data, size_t n)
+static bool keep(vt_linesplit *s, const char *data, size_t n, vt_err *e)
 {
-    if (!reserve(&s->partial, &s->partial_cap, s->partial_len + n, 4096))
+    if (!reserve(&s->partial, &s->partial_cap, s->partial_len + n, 4096)) {
+        vt_err_oom(e, "keeping a feed line");
         return false;
+    }
     memcpy(s->partial + s->partial_len, data, n);
     s->partial_len += n;
     return true;
@@ -71,10 +73,8 @@ int vt_linesplit_next(vt_linesplit *s, const char **data, size_t *len, const cha
     if (s->partial_len + upto > s->max_line)
         return too_long(s, e);
     if (!nl) {
-        if (!keep(s, *data, upto)) {
-            vt_err_set(e, "InvalidResponse", "out of memory keeping a feed line");
+        if (!keep(s, *data, upto, e))
             return -1;
-        }
         *data += upto;
         *len = 0;
         return 0;
@@ -83,10 +83,8 @@ int vt_linesplit_next(vt_linesplit *s, const char **data, size_t *len, const cha
         *line = *data;
         *line_len = upto;
     } else {
-        if (!keep(s, *data, upto)) {
-            vt_err_set(e, "InvalidResponse", "out of memory keeping a feed line");
+        if (!keep(s, *data, upto, e))
             return -1;
-        }
         *line = s->partial;
         *line_len = s->partial_len;
         s->handed = true;
@@ -126,11 +124,13 @@ struct vt_feed_stream {
     vt_err err;             /* failed: why; reported once the queue is empty */
 };
 
-vt_feed_stream *vt_feed_stream_new(size_t max_line, int64_t skip)
+vt_feed_stream *vt_feed_stream_new(size_t max_line, int64_t skip, vt_err *e)
 {
     vt_feed_stream *s = calloc(1, sizeof *s);
-    if (!s)
+    if (!s) {
+        vt_err_oom(e, "reading a feed batch");
         return NULL;
+    }
     vt_linesplit_init(&s->split, max_line);
     s->first_skip = s->skip_left = skip;
     return s;
@@ -154,10 +154,16 @@ void vt_feed_stream_free(vt_feed_stream *s)
     free(s);
 }
 
-static int fail(vt_feed_stream *s, const char *why)
+/* Keeps the first failure, reported once the lines before it are out: the
+ * batch proved corrupt (InvalidResponse, what is wrong), or memory ran out
+ * (oom: OutOfMemory, what was being done). */
+static int fail(vt_feed_stream *s, bool oom, const char *what)
 {
     if (!s->failed) {
-        vt_err_set(&s->err, "InvalidResponse", "%s", why);
+        if (oom)
+            vt_err_oom(&s->err, what);
+        else
+            vt_err_set(&s->err, "InvalidResponse", "%s", what);
         s->failed = true;
     }
     return -1;
@@ -199,7 +205,7 @@ static const char *bz_problem(int rc)
     switch (rc) {
     case BZ_DATA_ERROR_MAGIC: return "the feed batch is not bzip2 data";
     case BZ_DATA_ERROR: return "the feed batch holds corrupt bzip2 data";
-    case BZ_MEM_ERROR: return "out of memory decompressing the feed batch";
+    case BZ_MEM_ERROR: return "decompressing a feed batch";
     default: return "decompressing the feed batch failed";
     }
 }
@@ -224,7 +230,7 @@ static int pump(vt_feed_stream *s, const char **src, size_t *len)
                 return -1;
             }
             if (r > 0 && !enqueue(s, line, line_len))
-                return fail(s, "out of memory queueing feed lines");
+                return fail(s, true, "queueing feed lines");
         }
         if (*len == 0)
             return 0;
@@ -232,7 +238,7 @@ static int pump(vt_feed_stream *s, const char **src, size_t *len)
             memset(&s->bz, 0, sizeof s->bz);
             int rc = BZ2_bzDecompressInit(&s->bz, 0, 0);
             if (rc != BZ_OK)
-                return fail(s, bz_problem(rc));
+                return fail(s, rc == BZ_MEM_ERROR, bz_problem(rc));
             s->bz_open = true;
         }
         unsigned in = *len > UINT_MAX ? UINT_MAX : (unsigned)*len;
@@ -250,9 +256,9 @@ static int pump(vt_feed_stream *s, const char **src, size_t *len)
             close_bz(s);
             s->streams++;
         } else if (rc != BZ_OK)
-            return fail(s, bz_problem(rc));
+            return fail(s, rc == BZ_MEM_ERROR, bz_problem(rc));
         else if (used == 0 && s->out_len == 0)
-            return fail(s, "the bzip2 decompressor made no progress");
+            return fail(s, false, "the bzip2 decompressor made no progress");
     }
 }
 
@@ -278,9 +284,8 @@ static bool hold(vt_feed_stream *s, const char *data, size_t n)
     return true;
 }
 
-int vt_feed_stream_write(void *ud, const char *data, size_t n, vt_err *e)
+int vt_feed_stream_write(vt_feed_stream *s, const char *data, size_t n, vt_err *e)
 {
-    vt_feed_stream *s = ud;
     if (vt_feed_stream_held(s)) {
         if (pump_pending(s) < 0)
             goto failed;
@@ -290,7 +295,7 @@ int vt_feed_stream_write(void *ud, const char *data, size_t n, vt_err *e)
     if (pump(s, &data, &n) < 0)
         goto failed;
     if (n > 0 && !hold(s, data, n)) {
-        fail(s, "out of memory holding feed bytes");
+        fail(s, true, "holding feed bytes");
         goto failed;
     }
     return VT_STREAM_TOOK;
@@ -299,9 +304,8 @@ failed:
     return VT_STREAM_ERROR;
 }
 
-void vt_feed_stream_restart(void *ud)
+void vt_feed_stream_restart(vt_feed_stream *s)
 {
-    vt_feed_stream *s = ud;
     close_bz(s);
     s->streams = 0;
     s->out_pos = s->out_len = 0;
@@ -341,7 +345,7 @@ int vt_feed_stream_end(vt_feed_stream *s, vt_err *e)
         return 0;
     if (s->failed || s->bz_open || s->streams == 0) {
         if (!s->failed)
-            fail(s, s->streams == 0 && !s->bz_open ? "the feed batch is empty (no bzip2 data)"
+            fail(s, false, s->streams == 0 && !s->bz_open ? "the feed batch is empty (no bzip2 data)"
                                                          : "the feed batch is cut short (bzip2 data ends early)");
         *e = s->err;
         return -1;
@@ -350,7 +354,7 @@ int vt_feed_stream_end(vt_feed_stream *s, vt_err *e)
     const char *line;
     size_t len;
     if (vt_linesplit_end(&s->split, &line, &len) && !enqueue(s, line, len)) {
-        fail(s, "out of memory queueing feed lines");
+        fail(s, true, "queueing feed lines");
         *e = s->err;
         return -1;
     }
