@@ -3,6 +3,7 @@
 local vt = require "vt"
 local cjson = require "cjson"
 local fake = require "helpers.fake"
+local requests = require "helpers.requests"
 
 local NOW = "202401011300"  -- the fake's feed clock: the latest published minute is 12:00
 local M0, M1, M2, M3 = "202401011130", "202401011131", "202401011132", "202401011133"
@@ -24,12 +25,9 @@ local function drain(iter, state, ctl, closing)
   return ids, cursors, not ok and err or nil
 end
 
+-- The API requests for feed batches (of one minute).
 local function feed_requests(srv, minute)
-  local n = 0
-  for _, e in ipairs(srv:log { listener = "main" }) do
-    if e.path:match("^/api/v3/feeds/") and (not minute or e.path:sub(-12) == minute) then n = n + 1 end
-  end
-  return n
+  return requests.count(requests.lines(srv), "^GET /api/v3/feeds/[%w_-]+/" .. (minute or ""))
 end
 
 local function concat(...)
