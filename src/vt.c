@@ -183,6 +183,7 @@ LUALIB_API int luaopen_vt(lua_State *L)
     lua_setfield(L, -2, "null");
     vt_json_register(L);
     vt_errors_open(L);
+    vt_object_open(L);
     vt_indicators_open(L);
     vt_digest_open(L);
     vt_psl_open(L);

@@ -6,6 +6,7 @@
  *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
+ *   object.c      the metatable of v3 objects: one-line tostring, attributes read as fields
  *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
  *                 vt.decode, vt.encode
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
@@ -128,6 +129,15 @@ int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 void vt_indicators_open(lua_State *L);
 /* psl.c: registers vt.registered_domain (libpsl) into the table at the top. */
 void vt_psl_open(lua_State *L);
+
+/* ----------------------------------------------------------------- objects */
+
+/* Gives the table at idx the object metatable (a one-line tostring; obj.k falls back to
+ * obj.attributes.k) when it is a v3 object, a table with a string type and id. Every producer
+ * of objects calls it: look-ups, iterators, batches, feeds. Returns whether it is one. */
+bool vt_object_adopt(lua_State *L, int idx);
+/* Makes the metatable once per Lua state. */
+void vt_object_open(lua_State *L);
 
 /* ------------------------------------------------------------------ digest */
 
