@@ -102,6 +102,14 @@ lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer 
     return v;
 }
 
+void vt_push_progress_opt(lua_State *L, int opts)
+{
+    if (lua_isnoneornil(L, opts))
+        lua_pushnil(L);
+    else if (lua_getfield(L, opts, "progress") != LUA_TNIL && !lua_isfunction(L, -1))
+        luaL_error(L, "option 'progress' must be a function");
+}
+
 /***
 What this build of vt runs on, for bug reports and feature checks.
 @function versions

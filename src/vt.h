@@ -338,6 +338,9 @@ int vt_engine_step(vt_engine *eng, double max_block);
 int vt_engine_fd(vt_engine *eng);
 /* API requests the engine has sent (each attempt that took a quota slot counts). */
 uint64_t vt_engine_requests(const vt_engine *eng);
+/* The body length a running job's successful (2xx) answer announced, or -1 (not known yet, no
+ * Content-Length, not a success). Not from a curl callback: progress reports ask it. */
+int64_t vt_job_expected_bytes(const vt_job *j);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
 
@@ -367,5 +370,7 @@ void vt_check_opts(lua_State *L, int idx, const char *what, const char *const ke
 double vt_opt_seconds(lua_State *L, int opts, const char *key, double dflt);
 /* opts[key] as an integer >= min, or dflt; raises naming the key. */
 lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min);
+/* Pushes opts.progress (opts at index opts, possibly nil): a function, or nil; raises otherwise. */
+void vt_push_progress_opt(lua_State *L, int opts);
 
 #endif

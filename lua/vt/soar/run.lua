@@ -208,6 +208,7 @@ local function new_run(ctx, tool, p)
         threshold = p.threshold or tool.default_threshold, policy = p.policy,
         items = {}, secrets = {},
     }, Run)
+    ctx.running = tool.name -- names the tool in the progress events of its items
     if self.policy and self.policy.client == nil then
         -- related files (policy key related) are looked up through the tools' client
         self.policy.client = ctx.client
@@ -546,7 +547,8 @@ local function spending(ctx, fn)
 end
 
 --- Runs a tool.
--- @tparam table ctx `{client, backend, host, api, poll_interval, poll_timeout, comments}`
+-- @tparam table ctx `{client, backend, host, api, poll_interval, poll_timeout, comments}` (a run
+--   sets `ctx.running`, its tool's name)
 -- @tparam table tool the tool definition
 -- @tparam table params the caller's parameters
 function run.execute(ctx, tool, params)
