@@ -151,6 +151,16 @@ describe("progress and cancel", function()
       assert.same({}, leftovers(dir))
     end)
 
+    it("is cancelled by false even at its last report, the content then dropped", function()
+      local calls, progress = recorder(function(done, total) return total == nil or done < total end)
+      local got, err = c:download(sha256, dir .. "/last.bin", { progress = progress })
+      assert.is_nil(got)
+      assert.equal("Cancelled", err.code)
+      assert.same({ #content, #content }, calls[#calls])
+      assert.is_false(files.exists(dir .. "/last.bin"))
+      assert.same({}, leftovers(dir))
+    end)
+
     it("stops a 200 MB download part-way, leaving no file #heavy", function()
       local size = 200 * 1024 * 1024
       local big = srv:register_file(("b"):rep(size), "big.bin").sha256

@@ -152,16 +152,15 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
 
 /* The progress function returned false: the transfers stop now (unlinked, so curl drops the
  * connection mid-transfer) and each job fails with Cancelled, which its caller's continuation
- * reports like any failure (a download's temporary file goes with it). */
+ * reports like any failure (a download's temporary file goes with it). Said after the last
+ * report too, false still cancels: the call's result is dropped. */
 static void cancel_jobs(await_state *st)
 {
     for (int i = 0; i < st->n; i++) {
         vt_job *j = st->jobs[i];
-        if (j->state != VT_JOB_DONE) {
-            vt_job_release(j);
-            vt_err_set(&j->err, "Cancelled", "cancelled by the progress function");
-            j->state = VT_JOB_DONE;
-        }
+        vt_job_release(j);
+        vt_err_set(&j->err, "Cancelled", "cancelled by the progress function");
+        j->state = VT_JOB_DONE;
     }
     st->ended_reported = true;
 }
