@@ -252,3 +252,54 @@ describe("progress and cancel", function()
     assert.same({}, srv:log())
   end)
 end)
+
+describe("vt.progress", function()
+  local progress = require "vt.progress"
+
+  -- What a line wrote to its stream.
+  local function written(tty, fn)
+    local stream = io.tmpfile()
+    fn(progress.line(stream, tty))
+    stream:seek("set")
+    local text = stream:read("a")
+    stream:close()
+    return text
+  end
+
+  it("updates one line in place on a terminal, and wipes it", function()
+    assert.equal("\ra 1%\27[K\ra 2%\27[K\r\27[K", written(true, function(line)
+      line:show("a 1%")
+      line:show("a 2%")
+      line:show("a 2%")
+      line:clear()
+    end))
+  end)
+
+  it("writes plain lines elsewhere, each new text once", function()
+    assert.equal("a 1%\na 2%\n", written(false, function(line)
+      line:show("a 1%")
+      line:show("a 2%")
+      line:show("a 2%")
+      line:clear()
+    end))
+  end)
+
+  it("asks whether io.stdout or io.stderr is a terminal, and only those", function()
+    assert.is_boolean(progress.is_tty(io.stderr))
+    assert.has_error(function() progress.is_tty(io.tmpfile()) end,
+      "progress.is_tty: the stream must be io.stdout or io.stderr")
+  end)
+
+  it("says sizes and events as a person reads them", function()
+    assert.equal("35% (70.0 MB of 200.0 MB)", progress.bytes(70 * 1024 * 1024, 200 * 1024 * 1024))
+    assert.equal("100% (28 bytes of 28 bytes)", progress.bytes(28, 28))
+    assert.equal("1.5 kB", progress.bytes(1536))
+    assert.equal("scan_hash 001015aafcae8a6942366cbb0e7d39c0738752a… looked up", progress.describe {
+      tool = "scan_hash", value = "001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c",
+      text = "looked up" })
+    assert.equal("detonate_file sample.exe uploading 35%",
+      progress.describe { action = "detonate_file", value = "/tmp/vault/sample.exe", text = "uploading 35%" })
+    assert.equal("scan_url http://example.com/ done", progress.describe { tool = "scan_url",
+      value = "http://example.com/", text = "done" })
+  end)
+end)
