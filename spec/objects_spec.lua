@@ -28,7 +28,7 @@ describe("objects", function()
     assert.equal("ip_address 8.8.8.8 0/94 malicious", tostring(assert(c:ip("8.8.8.8"))))
     -- 1.1.1.1's recorded object has no analysis of its own
     assert.equal("ip_address 1.1.1.1 not analysed", tostring(assert(c:ip("1.1.1.1"))))
-    assert.equal("analysis u-2a1b40… completed 71 results, 0 malicious, 2019-09-26",
+    assert.equal("analysis u-2a1b40… completed 71 results, 0 malicious",
       tostring(assert(c:analysis(URL_ANALYSIS))))
   end)
 
@@ -75,7 +75,7 @@ describe("objects", function()
     local d = assert(c:scan_file { data = "objects spec" })
     assert.matches("^analysis %S+…$", tostring(d)) -- a descriptor: no status yet
     local a = assert(c:wait(d.id))
-    assert.matches("^analysis %S+… completed %d+ results, 0 malicious, %d+%-%d+%-%d+$", tostring(a))
+    assert.matches("^analysis %S+… completed %d+ results, 0 malicious$", tostring(a))
     assert.equal("completed", a.status)
   end)
 

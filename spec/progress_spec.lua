@@ -266,22 +266,20 @@ describe("vt.progress", function()
     return text
   end
 
+  -- the same texts shown, then the line wiped
+  local function show_twice_and_clear(line)
+    line:show("a 1%")
+    line:show("a 2%")
+    line:show("a 2%")
+    line:clear()
+  end
+
   it("updates one line in place on a terminal, and wipes it", function()
-    assert.equal("\ra 1%\27[K\ra 2%\27[K\r\27[K", written(true, function(line)
-      line:show("a 1%")
-      line:show("a 2%")
-      line:show("a 2%")
-      line:clear()
-    end))
+    assert.equal("\ra 1%\27[K\ra 2%\27[K\r\27[K", written(true, show_twice_and_clear))
   end)
 
   it("writes plain lines elsewhere, each new text once", function()
-    assert.equal("a 1%\na 2%\n", written(false, function(line)
-      line:show("a 1%")
-      line:show("a 2%")
-      line:show("a 2%")
-      line:clear()
-    end))
+    assert.equal("a 1%\na 2%\n", written(false, show_twice_and_clear))
   end)
 
   it("asks whether io.stdout or io.stderr is a terminal, and only those", function()

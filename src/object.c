@@ -151,7 +151,7 @@ static int object_tostring(lua_State *L)
     bool is_analysis = strcmp(type, "analysis") == 0, is_comment = strcmp(type, "comment") == 0;
     int stats = table_field(L, attrs, is_analysis ? "stats" : "last_analysis_stats");
     int results = is_analysis ? table_field(L, attrs, "results") : 0;
-    lua_Integer date = int_field(L, attrs, is_analysis ? "date" : "last_analysis_date");
+    lua_Integer date = int_field(L, attrs, "last_analysis_date");
     int first = lua_gettop(L) + 1;
 
     lua_pushvalue(L, 2);
@@ -170,7 +170,6 @@ static int object_tostring(lua_State *L)
             lua_pushfstring(L, " %I results", count_entries(L, results));
         if (stats)
             lua_pushfstring(L, ", %I malicious", int_field(L, stats, "malicious"));
-        push_date(L, ", ", date);
     } else if (is_file || is_url || is_place) {
         push_stats(L, stats);
         push_date(L, ", last analysis ", date);
