@@ -79,6 +79,14 @@ describe("objects", function()
     assert.equal("completed", a.status)
   end)
 
+  it("come out of feeds the same way", function()
+    srv:feeds { now = "202401011300", running = false, count = 2 }
+    for obj in assert(c:feed("files", "202401011130")) do
+      assert.matches("^file %x+… %S+ %d+/%d+ malicious", tostring(obj))
+      assert.equal(obj.attributes.size, obj.size)
+    end
+  end)
+
   it("cut long text on a character boundary and keep to one line", function()
     local text = "line one\n" .. ("é"):rep(40)
     assert(c:request("POST", "/domains/virustotal.com/comments",
