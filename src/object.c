@@ -5,7 +5,6 @@
  * iterate raw) see exactly what the service sent. */
 #include "vt.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -95,14 +94,14 @@ static bool push_string_field(lua_State *L, int t, const char *key, const char *
     return true;
 }
 
-/* Pushes "<before>YYYY-MM-DD" of an epoch, or nothing for none. */
-static void push_date(lua_State *L, const char *before, lua_Integer epoch)
+/* Pushes ", last analysis YYYY-MM-DD" (UTC) of an epoch, or nothing for none. */
+static void push_last_analysis(lua_State *L, lua_Integer epoch)
 {
     char day[16];
     struct tm tm;
     time_t t = (time_t)epoch;
     if (epoch > 0 && gmtime_r(&t, &tm) && strftime(day, sizeof day, "%Y-%m-%d", &tm) > 0)
-        lua_pushfstring(L, "%s%s", before, day);
+        lua_pushfstring(L, ", last analysis %s", day);
 }
 
 /* Pushes " 53/62 malicious" from stats (of the four categories that are verdicts, as the
@@ -172,7 +171,7 @@ static int object_tostring(lua_State *L)
             lua_pushfstring(L, ", %I malicious", int_field(L, stats, "malicious"));
     } else if (is_file || is_url || is_place) {
         push_stats(L, stats);
-        push_date(L, ", last analysis ", date);
+        push_last_analysis(L, date);
     } else if (is_comment) {
         push_string_field(L, attrs, "text", ": ", MAX_TEXT);
     }
