@@ -79,6 +79,10 @@ for _, api in ipairs { "v3", "v2" } do
       local events, progress = recorder()
       local res = tools(progress).upload_and_scan_files { case_id = "1", file_paths = path }
       assert.equal("done", res.entities[1].status)
+      -- the file is looked up by its digest first: unknown, so it is uploaded
+      local lookup = table.remove(events, 1)
+      assert.same({ "not found", vt.digest(path).sha256, "upload_and_scan_files" },
+        { lookup.stage, lookup.value, lookup.tool })
       local first, second, last = events[1], events[2], events[#events]
       assert.equal("uploading", first.stage)
       assert.equal("uploading 100%", first.text)
@@ -105,9 +109,9 @@ for _, api in ipairs { "v3", "v2" } do
       local res = tools(progress).upload_and_scan_files { case_id = "1", file_paths = path }
       assert.equal("failed", res.entities[1].status)
       assert.matches("Cancelled", res.entities[1].reason)
-      assert.same({ "uploading", "failed" }, { events[1].stage, events[2].stage })
-      assert.matches("^failed: Cancelled", events[2].text)
-      assert.equal(2, #events)
+      assert.same({ "not found", "uploading", "failed" }, { events[1].stage, events[2].stage, events[3].stage })
+      assert.matches("^failed: Cancelled", events[3].text)
+      assert.equal(3, #events)
     end)
 
     it("soar: a failed look-up says why", function()

@@ -331,10 +331,15 @@ function Run:collect()
     return items
 end
 
+-- What an item is looked up by: its indicator, or a file's digest.
+local function lookup_key(item)
+    return item.sha256 or item.value
+end
+
 function Run:start_all()
     local kind, values = self.tool.kind, {}
     for _, item in ipairs(self.items) do
-        if not item.status then values[#values + 1] = item.value end
+        if not item.status then values[#values + 1] = lookup_key(item) end
     end
     self.backend:prefetch(kind, values)
     for _, item in ipairs(self.items) do
@@ -342,7 +347,7 @@ function Run:start_all()
         if not item.status then
             if self.fatal then
                 item.status, item.reason = "failed", "not tried: the run stopped"
-            elseif self.quota and not self.backend:fetched(kind, item.value) then
+            elseif self.quota and not self.backend:fetched(kind, lookup_key(item)) then
                 item.status = "quota"
                 item.reason = "not tried: quota exhausted earlier in this run (" .. self.quota .. ")"
             else
