@@ -156,6 +156,11 @@ static void client_release(vt_client *c)
         free(c->apikey);
         c->apikey = NULL;
     }
+    for (struct curl_slist *h = c->v3_headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data)); /* the key's header */
+    curl_slist_free_all(c->v3_headers);
+    curl_slist_free_all(c->v2_headers);
+    c->v3_headers = c->v2_headers = NULL;
     free(c->base_url);
     free(c->quota_path);
     free(c->transport.proxy);
@@ -249,6 +254,15 @@ static int client_new(lua_State *L)
         c->quota_path = default_quota_path(L, c->apikey, c->apikey_len);
     else if (!(qt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
         return luaL_error(L, "vt.client: option 'quota_state' must be a path (string) or false");
+    lua_pop(L, 1);
+
+    lua_pushfstring(L, "x-apikey: %s", c->apikey);
+    if (!(c->v2_headers = curl_slist_append(NULL, "Accept: application/json")) ||
+        !(c->v3_headers = curl_slist_append(NULL, "Accept: application/json")) ||
+        !curl_slist_append(c->v3_headers, lua_tostring(L, -1))) {
+        lua_pop(L, 1);
+        return vt_raise_oom(L, "creating the client");
+    }
     lua_pop(L, 1);
 
     vt_err e;

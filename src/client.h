@@ -14,6 +14,7 @@ typedef struct vt_client {
     char *apikey;               /* never printed */
     size_t apikey_len;
     char *base_url;             /* no trailing slash */
+    struct curl_slist *v3_headers, *v2_headers; /* every API request's, shared by its jobs */
     char *quota_path;           /* NULL when kept in memory */
     char api[3];                /* "v3" or "v2" */
     vt_transport transport;
@@ -32,7 +33,8 @@ vt_client *vt_client_check(lua_State *L, int idx);
 vt_job *vt_job_push(lua_State *L);
 /* Prepares a request to the API: method, path under the base URL (already
  * escaped, starting with '/'), an optional query (escaped, without '?').
- * v3 puts the key in x-apikey; v2 jobs get it from vt_client_v2_job. */
+ * v3 jobs share the client's headers (Accept, x-apikey); v2 ones carry the key
+ * in their query or body. */
 void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method,
                        const char *path, const char *query);
 /* Starts the n jobs at stack[first..first+n-1] (those not yet started) and

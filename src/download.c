@@ -86,7 +86,7 @@ static int download_verify(lua_State *L, vt_client *c, int base)
     tempfile *t = lua_touserdata(L, base + 3);
     vt_job *j = lua_touserdata(L, -1);
     int hops = lua_gettop(L) - (base + 3);
-    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location[0]) {
+    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location) {
         /* follow it ourselves, WITHOUT the key: libcurl would forward custom headers */
         if (hops > MAX_REDIRECTS)
             return vt_fail(L, "InvalidResponse", "too many redirects");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
+#define MAX_IDLE_EASY 64 /* transfer handles kept for reuse */
 #define BACKOFF_CAP 30.0
 #define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
 
@@ -21,10 +22,21 @@
 #define TAG_CURL   1u
 #define TAG_SOURCE 2u
 
+/* A curl transfer handle and what lives as long as it does. Handles are reused
+ * from job to job (curl_easy_reset keeps nothing of the last request but its
+ * caches): making one per request costs more than the request's own work. */
+struct vt_easy {
+    CURL *curl;
+    char errbuf[CURL_ERROR_SIZE];
+    vt_easy *next;        /* in the engine's idle list */
+};
+
 struct vt_engine {
     CURLM *multi;
     int epfd;
     vt_job *jobs;         /* every linked job */
+    vt_easy *idle;        /* transfer handles ready for reuse */
+    int idle_count;
     unsigned jitter_state;
     uint64_t requests;    /* API requests sent (attempts that counted against the quota) */
 };
@@ -118,7 +130,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     vt_job *j = userp;
     size_t n = size * nmemb;
     long status = 0;
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(j->easy->curl, CURLINFO_RESPONSE_CODE, &status);
     /* Only a successful download goes to the file; an error body is kept in
      * memory so that it can be reported. */
     bool to_file = j->sink == VT_SINK_FILE && status >= 200 && status < 300;
@@ -128,43 +140,22 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* Copies the value of header `name` (case-insensitive) from the raw line;
- * *cut tells whether it was longer than out. */
-static bool header_value(const char *line, size_t len, const char *name, char *out, size_t cap, bool *cut)
-{
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return false;
-    const char *v = line + nl + 1, *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    *cut = (size_t)(end - v) > cap - 1;
-    size_t vl = *cut ? cap - 1 : (size_t)(end - v);
-    memcpy(out, v, vl);
-    out[vl] = '\0';
-    return true;
-}
-
+/* The one header read as it comes: Retry-After (Content-Type and Location are
+ * asked of curl once the transfer is done). */
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
+    static const char name[] = "retry-after:";
     vt_job *j = userp;
     size_t n = size * nmemb;
-    char value[64];
-    bool cut;
     if (n > 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 100-continue) */
-        j->content_type[0] = j->location[0] = '\0';
         j->retry_after_hdr = -1;
-    } else if (header_value(data, n, "Retry-After", value, sizeof value, &cut)) {
-        char *end;
+    } else if (n > sizeof name && n < 64 && strncasecmp(data, name, sizeof name - 1) == 0) {
+        char value[64], *end;
+        memcpy(value, data + sizeof name - 1, n - (sizeof name - 1));
+        value[n - (sizeof name - 1)] = '\0';
         double secs = strtod(value, &end);
         if (end != value && secs >= 0)
             j->retry_after_hdr = secs;
-    } else if (!header_value(data, n, "Content-Type", j->content_type, sizeof j->content_type, &cut) &&
-               header_value(data, n, "Location", j->location, sizeof j->location, &cut) && cut) {
-        vt_err_set(&j->err, "InvalidResponse", "redirect location longer than %zu bytes", sizeof j->location - 1);
-        return 0; /* ends the transfer */
     }
     return n;
 }
@@ -264,16 +255,48 @@ static void forget_source_fd(vt_job *j)
     }
 }
 
+/* A transfer handle for the job: an idle one, or a new one (NULL when out of memory). */
+static vt_easy *take_easy(vt_engine *eng)
+{
+    vt_easy *x = eng->idle;
+    if (x) {
+        eng->idle = x->next;
+        eng->idle_count--;
+        return x;
+    }
+    x = malloc(sizeof *x);
+    if (x && !(x->curl = curl_easy_init())) {
+        free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+/* Ends the job's transfer and keeps its handle for the next one. */
+static void drop_easy(vt_job *j)
+{
+    vt_engine *eng = j->engine;
+    vt_easy *x = j->easy;
+    j->easy = NULL;
+    curl_multi_remove_handle(eng->multi, x->curl);
+    if (eng->idle_count >= MAX_IDLE_EASY) {
+        curl_easy_cleanup(x->curl);
+        free(x);
+        return;
+    }
+    curl_easy_reset(x->curl);
+    x->next = eng->idle;
+    eng->idle = x;
+    eng->idle_count++;
+}
+
 static void unlink_job(vt_job *j)
 {
     vt_engine *eng = j->engine;
     if (!eng)
         return;
-    if (j->easy) {
-        curl_multi_remove_handle(eng->multi, j->easy);
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
-    }
+    if (j->easy)
+        drop_easy(j);
     forget_source_fd(j);
     if (j->prev) j->prev->next = j->next;
     else eng->jobs = j->next;
@@ -294,6 +317,12 @@ void vt_engine_free(vt_engine *eng)
             vt_err_set(&e, "ConnectionError", "the client was closed");
             job_fail(j, &e);
         }
+    }
+    while (eng->idle) {
+        vt_easy *x = eng->idle;
+        eng->idle = x->next;
+        curl_easy_cleanup(x->curl);
+        free(x);
     }
     if (eng->multi)
         curl_multi_cleanup(eng->multi);
@@ -325,6 +354,8 @@ void vt_job_reset(vt_job *j)
     free(j->mp_head);
     free(j->mp_tail);
     free(j->resp);
+    free(j->content_type);
+    free(j->location);
     if (j->digest)
         vt_digest_free(j->digest);
     vt_job_init(j);
@@ -342,28 +373,32 @@ static void clear_response(vt_job *j)
     j->resp_total = 0;
     if (j->resp)
         j->resp[0] = '\0';
-    j->content_type[0] = j->location[0] = '\0';
+    j->json = false;
+    free(j->content_type);
+    free(j->location);
+    j->content_type = j->location = NULL;
     j->retry_after_hdr = -1;
-    j->curl_errbuf[0] = '\0';
     memset(&j->err, 0, sizeof j->err);
     j->err.retry_after = -1;
     j->sent = 0;
 }
 
-static CURL *make_easy(vt_job *j, const vt_transport *t)
+static vt_easy *make_easy(vt_job *j, const vt_transport *t)
 {
-    CURL *c = curl_easy_init();
-    if (!c)
+    vt_easy *x = take_easy(j->engine);
+    if (!x)
         return NULL;
+    CURL *c = x->curl;
+    x->errbuf[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, j->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, j->curl_errbuf);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(c, CURLOPT_PRIVATE, j);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers ? j->headers : j->shared_headers);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -404,7 +439,7 @@ static CURL *make_easy(vt_job *j, const vt_transport *t)
     }
     if (strcmp(j->method, "GET") != 0 && strcmp(j->method, "POST") != 0)
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, j->method);
-    return c;
+    return x;
 }
 
 static void start_transfer(vt_job *j)
@@ -413,7 +448,7 @@ static void start_transfer(vt_job *j)
     j->easy = make_easy(j, j->transport);
     if (!j->easy) {
         vt_err e;
-        vt_err_set(&e, "ConnectionError", "cannot create a transfer");
+        vt_err_oom(&e, "creating a transfer");
         job_fail(j, &e);
         return;
     }
@@ -421,9 +456,8 @@ static void start_transfer(vt_job *j)
     if (j->counts_quota)
         j->engine->requests++;
     j->state = VT_JOB_RUNNING;
-    if (curl_multi_add_handle(j->engine->multi, j->easy) != CURLM_OK) {
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
+    if (curl_multi_add_handle(j->engine->multi, j->easy->curl) != CURLM_OK) {
+        drop_easy(j);
         vt_err e;
         vt_err_set(&e, "ConnectionError", "cannot start a transfer");
         job_fail(j, &e);
@@ -544,7 +578,7 @@ static void describe_curl_failure(vt_job *j, CURLcode rc)
              rc == CURLE_SSL_CRL_BADFILE || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
              rc == CURLE_SSL_INVALIDCERTSTATUS || rc == CURLE_SSL_CLIENTCERT)
         code = "TLSError";
-    vt_err_set(&j->err, code, "%s", j->curl_errbuf[0] ? j->curl_errbuf : curl_easy_strerror(rc));
+    vt_err_set(&j->err, code, "%s", j->easy->errbuf[0] ? j->easy->errbuf : curl_easy_strerror(rc));
     snprintf(j->err.curl, sizeof j->err.curl, "%s", curl_easy_strerror(rc));
     /* the proxy curl used: the option, else the variables curl reads */
     const char *from_env[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
@@ -555,15 +589,29 @@ static void describe_curl_failure(vt_job *j, CURLcode rc)
             redact_proxy_password(j->err.message, sizeof j->err.message, getenv(from_env[i]));
 }
 
+/* What the response's headers said that the job keeps: whether the body is
+ * JSON (else its Content-Type, for messages) and where a redirect points. */
+static void take_response_headers(vt_job *j)
+{
+    CURL *c = j->easy->curl;
+    char *type = NULL, *location = NULL;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
+    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &type);
+    j->json = type && strncasecmp(type, "application/json", 16) == 0;
+    if (type && !j->json && !(j->content_type = strdup(type)))
+        vt_err_oom(&j->err, "keeping a response header");
+    if (j->status >= 300 && j->status < 400 && curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+        location && !(j->location = strdup(location)))
+        vt_err_oom(&j->err, "keeping a response header");
+}
+
 static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 {
     forget_source_fd(j);
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
-    curl_multi_remove_handle(j->engine->multi, j->easy);
-    curl_easy_cleanup(j->easy);
-    j->easy = NULL;
+    take_response_headers(j);
     if (rc != CURLE_OK)
         describe_curl_failure(j, rc);
+    drop_easy(j);
 
     bool quota_spent;
     double delay = retry_delay(j, &quota_spent);
@@ -633,7 +681,7 @@ static void resume_source(vt_engine *eng, int fd)
         if (j->src_fd == fd && j->easy) {
             epoll_ctl(eng->epfd, EPOLL_CTL_DEL, fd, NULL);
             j->src_fd = -1;
-            curl_easy_pause(j->easy, CURLPAUSE_CONT);
+            curl_easy_pause(j->easy->curl, CURLPAUSE_CONT);
         }
 }
 

@@ -271,11 +271,16 @@ typedef enum { VT_JOB_IDLE, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_s
 typedef enum { VT_SINK_MEMORY, VT_SINK_FILE } vt_sink_kind;
 
 typedef struct vt_job vt_job;
+typedef struct vt_easy vt_easy; /* a curl transfer handle, kept by the engine for reuse */
+/* Nothing here is large: a batch holds one job per slot, and every look-up
+ * makes one; what only some answers need (a redirect's location, a
+ * Content-Type that is not JSON) is allocated when they come. */
 struct vt_job {
     /* request, set before vt_job_submit */
     char method[8];
     char *url;                   /* owned */
-    struct curl_slist *headers;  /* owned */
+    struct curl_slist *headers;  /* owned; NULL: shared_headers */
+    const struct curl_slist *shared_headers; /* the client's, not owned */
     char *body; size_t body_len; /* owned; sent as is */
     /* streamed multipart upload: head + source + tail (all owned but source) */
     char *mp_head, *mp_tail; size_t mp_head_len, mp_tail_len;
@@ -293,8 +298,9 @@ struct vt_job {
     long status;
     char *resp; size_t resp_len, resp_cap;
     int64_t resp_total;          /* bytes received (file sink too) */
-    char content_type[128];
-    char location[8192];         /* a longer redirect fails the job (InvalidResponse) */
+    bool json;                   /* the body is application/json */
+    char *content_type;          /* owned; the Content-Type when it is not JSON, for messages */
+    char *location;              /* owned; where a 3xx answer points (absolute) */
     double retry_after_hdr;      /* < 0: absent */
     vt_err err;                  /* code[0] != 0 when the job failed */
     /* bookkeeping */
@@ -303,12 +309,11 @@ struct vt_job {
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
-    void *easy;                  /* CURL * */
+    vt_easy *easy;               /* while a transfer runs */
     vt_engine *engine;
     const vt_transport *transport; /* the client's; valid while linked */
     const vt_retry_policy *policy;
     vt_job *next, *prev;
-    char curl_errbuf[256];
 };
 
 vt_engine *vt_engine_new(vt_err *e);
