@@ -1,8 +1,10 @@
-/* JSON. Decoding goes through lua-cjson; Debian's lua-cjson 2.1.0 decodes every
- * number as a float on Lua 5.4, so decoded values are walked once and integral
- * numbers become Lua integers (sizes, counts and epoch times must compare as
- * integers). Encoding is our own (below). vt.decode and vt.encode give Lua code
- * the same JSON. */
+/* JSON. Decoding is our own, straight into Lua values: integral numbers become
+ * Lua integers as they are read (sizes, counts and epoch times must compare as
+ * integers; Debian's lua-cjson would hand back floats, to be walked a second
+ * time), fractions stay floats, and strings without escapes go from the input
+ * to Lua without a copy. null is a NULL light userdata, lua-cjson's cjson.null.
+ * Encoding is our own too (below). vt.decode and vt.encode give Lua code the
+ * same JSON. */
 #include "vt.h"
 
 #include <math.h>
@@ -10,105 +12,360 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Per-Lua-state cjson instance, kept in the registry under this address. */
-static const char json_key = 0;
-
-void vt_json_open(lua_State *L)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key) != LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_pop(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    /* An instance of our own, so a user's cjson settings never change ours. */
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode_invalid_numbers");
-    lua_pushboolean(L, 0);
-    lua_call(L, 1, 0);
-    lua_remove(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_key);
-}
-
-static void push_cjson_field(lua_State *L, const char *name)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
-}
+#define MAX_DEPTH 1000 /* nesting, as lua-cjson's decode_max_depth */
 
 void vt_json_push_null(lua_State *L)
 {
-    push_cjson_field(L, "null");
+    lua_pushlightuserdata(L, NULL);
 }
 
 /* ------------------------------------------------------------------ decode */
 
-/* The integer equal to the float at idx, if there is one (lua_numbertointeger
- * checks the range only: 1.5 would become 1). */
-static bool integral(lua_State *L, int idx, lua_Integer *out)
+typedef struct decoder {
+    lua_State *L;
+    const char *text, *p, *end; /* *end == '\0' */
+    int depth;
+    const char *why;            /* set on failure, with p where it happened */
+} decoder;
+
+static int fail(decoder *d, const char *why)
 {
-    lua_Number n = lua_tonumber(L, idx);
-    return n == floor(n) && lua_numbertointeger(n, out);
+    d->why = why;
+    return -1;
 }
 
-static void integralise(lua_State *L, int idx)
+static void skip_space(decoder *d)
 {
-    luaL_checkstack(L, 4, "JSON nested too deeply");
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        int t = lua_type(L, -1);
-        if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Integer i;
-            if (integral(L, -1, &i)) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, i);
-                lua_rawset(L, idx);
+    while (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')
+        d->p++;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            v |= (unsigned)((c | 0x20) - 'a' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp)
+{
+    if (cp < 0x80)
+        luaL_addchar(b, (char)cp);
+    else if (cp < 0x800) {
+        luaL_addchar(b, (char)(0xc0 | (cp >> 6)));
+        luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        luaL_addchar(b, (char)(0xe0 | (cp >> 12)));
+        luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+    } else {
+        luaL_addchar(b, (char)(0xf0 | (cp >> 18)));
+        luaL_addchar(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+        luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+/* The rest of a string with escapes, from p (just after the opening quote):
+ * unescaped into a Lua buffer. Raw control characters pass, as lua-cjson lets
+ * them; a NUL byte (the end of the text, or inside it) does not. */
+static int escaped_string(decoder *d)
+{
+    luaL_Buffer b;
+    luaL_buffinit(d->L, &b);
+    const char *run = d->p;
+    for (;;) {
+        char c = *d->p;
+        if (c == '"') {
+            luaL_addlstring(&b, run, (size_t)(d->p - run));
+            d->p++;
+            luaL_pushresult(&b);
+            return 0;
+        }
+        if (c == '\0')
+            return fail(d, d->p == d->end ? "unterminated string" : "NUL byte in a string");
+        if (c != '\\') {
+            d->p++;
+            continue;
+        }
+        luaL_addlstring(&b, run, (size_t)(d->p - run));
+        char e = d->p[1];
+        d->p += 2;
+        switch (e) {
+        case '"': case '\\': case '/': luaL_addchar(&b, e); break;
+        case 'b': luaL_addchar(&b, '\b'); break;
+        case 'f': luaL_addchar(&b, '\f'); break;
+        case 'n': luaL_addchar(&b, '\n'); break;
+        case 'r': luaL_addchar(&b, '\r'); break;
+        case 't': luaL_addchar(&b, '\t'); break;
+        case 'u': {
+            unsigned cp, low;
+            if (d->end - d->p < 4 || hex4(d->p, &cp) != 0)
+                return fail(d, "invalid \\u escape");
+            d->p += 4;
+            if (cp >= 0xdc00 && cp <= 0xdfff)
+                return fail(d, "lone low surrogate in a \\u escape");
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (d->end - d->p < 6 || d->p[0] != '\\' || d->p[1] != 'u' || hex4(d->p + 2, &low) != 0 ||
+                    low < 0xdc00 || low > 0xdfff)
+                    return fail(d, "high surrogate without its low half in a \\u escape");
+                d->p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
             }
-        } else if (t == LUA_TTABLE)
-            integralise(L, -1);
-        lua_pop(L, 1);
+            add_utf8(&b, cp);
+            break;
+        }
+        default:
+            d->p -= 2;
+            return fail(d, "invalid escape");
+        }
+        run = d->p;
     }
 }
 
-static int decode_protected(lua_State *L)
+/* A string, from its opening quote: pushed straight from the text when it has
+ * no escape. */
+static int string_value(decoder *d)
 {
-    /* [decode, text] */
-    lua_call(L, 1, 1);
-    if (lua_type(L, -1) == LUA_TTABLE)
-        integralise(L, -1);
-    else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    const char *s = ++d->p;
+    for (;;) {
+        char c = *d->p;
+        if (c == '"') {
+            lua_pushlstring(d->L, s, (size_t)(d->p - s));
+            d->p++;
+            return 0;
+        }
+        if (c == '\\' || c == '\0') {
+            d->p = s;
+            return escaped_string(d);
+        }
+        d->p++;
+    }
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A number by JSON's grammar. Up to 18 digits without fraction or exponent are
+ * an integer at once; anything else goes through Lua's own conversion (exact
+ * 64-bit integers, floats with the locale handled), and a float that is
+ * integral and fits becomes an integer. */
+static int number_value(decoder *d)
+{
+    const char *s = d->p;
+    bool neg = *d->p == '-';
+    if (neg)
+        d->p++;
+    const char *digits = d->p;
+    if (*d->p == '0')
+        d->p++;
+    else if (is_digit(*d->p))
+        while (is_digit(*d->p))
+            d->p++;
+    else
+        return fail(d, "invalid number");
+    bool integer = true;
+    if (*d->p == '.') {
+        integer = false;
+        d->p++;
+        if (!is_digit(*d->p))
+            return fail(d, "invalid number");
+        while (is_digit(*d->p))
+            d->p++;
+    }
+    if (*d->p == 'e' || *d->p == 'E') {
+        integer = false;
+        d->p++;
+        if (*d->p == '+' || *d->p == '-')
+            d->p++;
+        if (!is_digit(*d->p))
+            return fail(d, "invalid number");
+        while (is_digit(*d->p))
+            d->p++;
+    }
+    if (is_digit(*d->p))
+        return fail(d, "invalid number (leading zero)");
+    if (integer && d->p - digits <= 18) {
+        lua_Integer v = 0;
+        for (const char *q = digits; q < d->p; q++)
+            v = v * 10 + (*q - '0');
+        lua_pushinteger(d->L, neg ? -v : v);
+        return 0;
+    }
+    char small[64];
+    size_t len = (size_t)(d->p - s);
+    const char *token = small;
+    if (len < sizeof small) {
+        memcpy(small, s, len);
+        small[len] = '\0';
+    } else
+        token = lua_pushlstring(d->L, s, len); /* NUL-terminated by Lua */
+    size_t used = lua_stringtonumber(d->L, token);
+    if (token != small)
+        lua_remove(d->L, -2);
+    if (used == 0)
+        return fail(d, "invalid number");
+    if (!lua_isinteger(d->L, -1)) {
+        lua_Number n = lua_tonumber(d->L, -1);
         lua_Integer i;
-        if (integral(L, -1, &i))
-            lua_pushinteger(L, i), lua_remove(L, -2);
+        if (n == floor(n) && lua_numbertointeger(n, &i)) {
+            lua_pop(d->L, 1);
+            lua_pushinteger(d->L, i);
+        }
     }
-    return 1;
+    return 0;
 }
 
-/* Decodes text and pushes the value; on failure pushes nothing and copies
- * cjson's reason into why. */
-static bool json_decode(lua_State *L, const char *text, size_t len, char *why, size_t why_cap)
+static int literal(decoder *d, const char *word, size_t len)
 {
-    lua_pushcfunction(L, decode_protected);
-    push_cjson_field(L, "decode");
-    lua_pushlstring(L, text, len);
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        const char *m = lua_tostring(L, -1);
-        snprintf(why, why_cap, "%s", m ? m : "unknown error");
-        lua_pop(L, 1);
-        return false;
+    if ((size_t)(d->end - d->p) < len || memcmp(d->p, word, len) != 0)
+        return fail(d, "invalid value");
+    d->p += len;
+    return 0;
+}
+
+static int value(decoder *d);
+
+static int enter(decoder *d)
+{
+    if (++d->depth > MAX_DEPTH || !lua_checkstack(d->L, 4))
+        return fail(d, "nested too deeply");
+    return 0;
+}
+
+static int object_value(decoder *d)
+{
+    if (enter(d) != 0)
+        return -1;
+    lua_State *L = d->L;
+    lua_newtable(L);
+    d->p++;
+    skip_space(d);
+    if (*d->p == '}') {
+        d->p++;
+        d->depth--;
+        return 0;
     }
-    return true;
+    for (;;) {
+        if (*d->p != '"')
+            return fail(d, "expected a string key");
+        if (string_value(d) != 0)
+            return -1;
+        skip_space(d);
+        if (*d->p != ':')
+            return fail(d, "expected ':'");
+        d->p++;
+        skip_space(d);
+        if (value(d) != 0)
+            return -1;
+        lua_rawset(L, -3); /* a repeated key: the last one wins */
+        skip_space(d);
+        if (*d->p == '}') {
+            d->p++;
+            d->depth--;
+            return 0;
+        }
+        if (*d->p != ',')
+            return fail(d, "expected ',' or '}'");
+        d->p++;
+        skip_space(d);
+    }
+}
+
+static int array_value(decoder *d)
+{
+    if (enter(d) != 0)
+        return -1;
+    lua_State *L = d->L;
+    lua_newtable(L);
+    d->p++;
+    skip_space(d);
+    if (*d->p == ']') {
+        d->p++;
+        d->depth--;
+        return 0;
+    }
+    for (lua_Integer i = 1;; i++) {
+        if (value(d) != 0)
+            return -1;
+        lua_rawseti(L, -2, i);
+        skip_space(d);
+        if (*d->p == ']') {
+            d->p++;
+            d->depth--;
+            return 0;
+        }
+        if (*d->p != ',')
+            return fail(d, "expected ',' or ']'");
+        d->p++;
+        skip_space(d);
+    }
+}
+
+static int value(decoder *d)
+{
+    switch (*d->p) {
+    case '{': return object_value(d);
+    case '[': return array_value(d);
+    case '"': return string_value(d);
+    case 't':
+        if (literal(d, "true", 4) != 0)
+            return -1;
+        lua_pushboolean(d->L, 1);
+        return 0;
+    case 'f':
+        if (literal(d, "false", 5) != 0)
+            return -1;
+        lua_pushboolean(d->L, 0);
+        return 0;
+    case 'n':
+        if (literal(d, "null", 4) != 0)
+            return -1;
+        vt_json_push_null(d->L);
+        return 0;
+    case '\0':
+        return fail(d, d->p == d->end ? "unexpected end" : "NUL byte");
+    default:
+        if (*d->p == '-' || is_digit(*d->p))
+            return number_value(d);
+        return fail(d, "invalid value");
+    }
+}
+
+/* Decodes text[0..len) (text[len] == '\0') and pushes the value; on failure
+ * pushes nothing and writes why and where into why. */
+static int json_decode(lua_State *L, const char *text, size_t len, char *why, size_t why_cap)
+{
+    decoder d = {L, text, text, text + len, 0, NULL};
+    int top = lua_gettop(L);
+    skip_space(&d);
+    if (value(&d) == 0) {
+        skip_space(&d);
+        if (d.p == d.end)
+            return 0;
+        fail(&d, "text after the value");
+    }
+    lua_settop(L, top);
+    snprintf(why, why_cap, "%s at byte %zu", d.why, (size_t)(d.p - text) + 1);
+    return -1;
 }
 
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e)
 {
-    char why[256];
-    if (json_decode(L, text, len, why, sizeof why))
+    char why[96];
+    if (json_decode(L, text, len, why, sizeof why) == 0)
         return 0;
     vt_err_set(e, "InvalidResponse", "response is not valid JSON (%s)", why);
     return -1;
@@ -121,7 +378,6 @@ int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e)
  * back to the same double; integers as integers. */
 
 #define VT_JSONBUF_MT "vt.jsonbuf"
-#define MAX_DEPTH 1000
 
 typedef struct jbuf {
     char *p;
@@ -290,16 +546,12 @@ static void jb_value(lua_State *L, jbuf *b, int idx, int depth)
     case LUA_TTABLE:
         jb_table(L, b, idx, depth);
         return;
-    case LUA_TLIGHTUSERDATA: {
-        vt_json_push_null(L);
-        bool is_null = lua_rawequal(L, -1, idx);
-        lua_pop(L, 1);
-        if (is_null) {
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { /* vt.null */
             jb_add(L, b, "null", 4);
             return;
         }
         break;
-    }
     default:
         break;
     }
@@ -328,8 +580,8 @@ static int l_decode(lua_State *L)
 {
     size_t len;
     const char *text = vt_checkstring(L, 1, &len);
-    char why[256];
-    if (json_decode(L, text, len, why, sizeof why))
+    char why[96];
+    if (json_decode(L, text, len, why, sizeof why) == 0)
         return 1;
     return vt_fail(L, "InvalidArgument", "not valid JSON (%s)", why);
 }

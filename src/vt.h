@@ -6,7 +6,7 @@
  *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
- *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
+ *   json.c        JSON decoded straight into Lua values (integers kept) and encoded;
  *                 vt.decode, vt.encode
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
@@ -146,15 +146,15 @@ void vt_digest_open(lua_State *L);
 
 /* -------------------------------------------------------------------- json */
 
-/* Decodes JSON text and pushes the value, with every integral number as a Lua
- * integer. Returns 0, or -1 with e filled (InvalidResponse), pushing nothing.
- * Never raises for bad input. */
+/* Decodes JSON text[0..len) (text[len] must be '\0', as in Lua strings and job
+ * bodies) and pushes the value, with every integral number as a Lua integer and
+ * null as vt.null. Returns 0, or -1 with e filled (InvalidResponse), pushing
+ * nothing. Never raises for bad input. */
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e);
 /* Encodes the value at idx; pushes the string. Raises on unencodable values. */
 void vt_json_encode(lua_State *L, int idx);
-/* Pushes the null sentinel (cjson.null). */
+/* Pushes the null sentinel: a NULL light userdata (equal to lua-cjson's cjson.null). */
 void vt_json_push_null(lua_State *L);
-void vt_json_open(lua_State *L); /* loads cjson once per Lua state */
 void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
 
 /* ----------------------------------------------------------------- limiter */
