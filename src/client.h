@@ -60,6 +60,10 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
 int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
 /* Same, but returns body.data (and keeps body.meta in it when keep_meta). */
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
+/* Same for a look-up: body.data must be a v3 object (a table with a string type
+ * and id), else InvalidResponse. Every looked-up object (c:file ... c:analysis,
+ * c:batch, c:each) passes here. */
+int vt_client_object_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
 /* Fills e from a failed job (transport error, HTTP error, not JSON); false if it succeeded. */
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
 

@@ -15,6 +15,7 @@
 
 #define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
 #define MAX_IDLE_EASY 64 /* transfer handles kept for reuse */
+#define RECYCLED_BODY_CAP (1024 * 1024) /* a recycled job keeps a body buffer up to this size */
 #define BACKOFF_CAP 30.0
 #define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
 
@@ -86,7 +87,13 @@ static int sink_memory(vt_job *j, const char *data, size_t n)
         return -1;
     }
     if (j->resp_len + n + 1 > j->resp_cap) {
+        /* the announced length, when it fits, is the one allocation needed */
+        curl_off_t announced = -1;
+        if (j->resp_len == 0)
+            curl_easy_getinfo(j->easy->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
         size_t want = j->resp_cap ? j->resp_cap : 16384;
+        if (announced > 0 && (size_t)announced < cap && (size_t)announced + 1 > want)
+            want = (size_t)announced + 1;
         while (want < j->resp_len + n + 1)
             want *= 2;
         char *grown = realloc(j->resp, want);
@@ -335,6 +342,14 @@ int vt_engine_fd(vt_engine *eng) { return eng->epfd; }
 
 uint64_t vt_engine_requests(const vt_engine *eng) { return eng->requests; }
 
+int vt_engine_pending(const vt_engine *eng)
+{
+    int pending = 0;
+    for (const vt_job *j = eng->jobs; j; j = j->next)
+        pending += j->state != VT_JOB_DONE;
+    return pending;
+}
+
 /* ---------------------------------------------------------------- jobs */
 
 void vt_job_init(vt_job *j)
@@ -359,6 +374,19 @@ void vt_job_reset(vt_job *j)
     if (j->digest)
         vt_digest_free(j->digest);
     vt_job_init(j);
+}
+
+void vt_job_recycle(vt_job *j)
+{
+    char *resp = j->resp;
+    size_t cap = j->resp_cap;
+    j->resp = NULL;
+    vt_job_reset(j);
+    if (cap <= RECYCLED_BODY_CAP) {
+        j->resp = resp;
+        j->resp_cap = cap;
+    } else
+        free(resp);
 }
 
 void vt_job_release(vt_job *j)

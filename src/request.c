@@ -81,7 +81,7 @@ static int job_gc(lua_State *L)
 
 vt_job *vt_job_push(lua_State *L)
 {
-    vt_job *j = lua_newuserdatauv(L, sizeof *j, 1);
+    vt_job *j = lua_newuserdatauv(L, sizeof *j, 0);
     vt_job_init(j);
     luaL_setmetatable(L, VT_JOB_MT);
     return j;

@@ -105,6 +105,23 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
     return 1;
 }
 
+int vt_client_object_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
+{
+    if (vt_client_data_result(L, c, j, keep_meta) == 2)
+        return 2;
+    int top = lua_gettop(L);
+    bool object = lua_istable(L, -1) && lua_getfield(L, top, "type") == LUA_TSTRING &&
+                  lua_getfield(L, top, "id") == LUA_TSTRING;
+    lua_settop(L, top);
+    if (!object) {
+        vt_err e;
+        vt_err_set(&e, "InvalidResponse", "the answer's data is not an object (a table with a type and an id)");
+        e.http = j->status;
+        return vt_err_return(L, &e);
+    }
+    return 1;
+}
+
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 {
     if (vt_client_result(L, c, j) == 2)

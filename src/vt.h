@@ -320,6 +320,8 @@ vt_engine *vt_engine_new(vt_err *e);
 void vt_engine_free(vt_engine *eng);          /* detaches (fails) every linked job */
 void vt_job_init(vt_job *j);                   /* zero + defaults; call once on fresh memory */
 void vt_job_reset(vt_job *j);                  /* frees owned request/response data, keeps memory */
+/* Like vt_job_reset, but keeps the body buffer (up to 1 MB) for the job's next request. */
+void vt_job_recycle(vt_job *j);
 /* Links the job and starts its life (quota wait first). The job must stay at
  * this address until it is done or released. */
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p);
@@ -331,6 +333,8 @@ void vt_job_release(vt_job *j);
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
 int vt_engine_fd(vt_engine *eng);
+/* Linked jobs not yet done (requests, timers, quota waits). */
+int vt_engine_pending(const vt_engine *eng);
 /* API requests the engine has sent (each attempt that took a quota slot counts). */
 uint64_t vt_engine_requests(const vt_engine *eng);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
