@@ -18,7 +18,7 @@ local KNOWN_DOMAIN = "github.com"
 local KNOWN_IP = "1.1.1.1"
 local UNKNOWN_HASH = "0123456789abcdef0123456789abcdef"
 local UNKNOWN_URL = "http://never-seen.example/page"
-local UNKNOWN_DOMAIN = "never-seen-domain.example"
+local UNKNOWN_DOMAIN = "never-seen-domain.example.com"
 local UNKNOWN_IP = "203.0.113.77"
 local DATAPATHS = "spec/fixtures/actions_datapaths.tsv"
 -- Seconds between polls where real time matters (longer under valgrind, which is slow).

@@ -8,6 +8,7 @@ local http = fake.http
 local WIN32_SHA256 = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c"
 local V2_FILE_SHA256 = "b35ef2d8a3ee0d29eecb83acf45c1f192ceca75ab10dec861166af2b7bda373b"
 local EXAMPLE_URL_ID = "2a1b402420ef46577471cdc7409b0fa2c6a204db316e59ade2d805435489a067"
+local EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 local EICAR = [[X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*]]
 
 -- Children run without LD_PRELOAD: under the CI's AddressSanitizer stage a preloaded
@@ -59,6 +60,19 @@ end
 
 local function decode(res)
   return cjson.decode(res.body)
+end
+
+-- The lines of a bzip2 feed batch (decompressed by python3, which the fake needs anyway);
+-- nil and the error when it is no whole bzip2 stream.
+local function feed_lines(data)
+  local path = temp_file(data)
+  local out = sh("python3 -c 'import bz2, sys; sys.stdout.write(bz2.decompress(open(sys.argv[1], \"rb\").read()).decode())' " ..
+                 shell_quote(path) .. " 2>&1; echo \" exit=$?\"")
+  local text, status = out:match("^(.-) exit=(%d+)$")
+  if status ~= "0" then return nil, text end
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return lines
 end
 
 describe("fake VirusTotal server", function()
@@ -190,6 +204,17 @@ describe("fake VirusTotal server", function()
       assert.equal("1.1.1.1", decode(v3("GET", "/ip_addresses/1.1.1.1")).data.id)
     end)
 
+    it("knows the empty file, as the service does", function()
+      for _, hash in ipairs{EMPTY_SHA256, "d41d8cd98f00b204e9800998ecf8427e",
+                            "da39a3ee5e6b4b0d3255bfef95601890afd80709"} do
+        local file = decode(v3("GET", "/files/" .. hash)).data
+        assert.same({EMPTY_SHA256, 0, "Text", "empty", 0},
+                    {file.id, file.attributes.size, file.attributes.type_description,
+                     file.attributes.magic, file.attributes.last_analysis_stats.malicious})
+        assert.equal("3::", file.attributes.ssdeep)
+      end
+    end)
+
     it("serves the sample analyses and their items", function()
       local id = "u-" .. EXAMPLE_URL_ID .. "-1569484202"
       local analysis = poll(id)
@@ -213,7 +238,8 @@ describe("fake VirusTotal server", function()
       local cases = {
         {"/files/" .. string.rep("0", 64), 'File "' .. string.rep("0", 64) .. '" not found'},
         {"/urls/thisurlidmakesnosenseatall", 'URL "thisurlidmakesnosenseatall" not found'},
-        {"/domains/unknown.example", 'Domain "unknown.example" not found'},
+        {"/domains/unknown.example.com", 'Domain "unknown.example.com" not found'},
+        {"/domains/www.shop.example.co.uk", 'Domain "www.shop.example.co.uk" not found'},
         {"/ip_addresses/192.0.2.1", 'IP address "192.0.2.1" not found'},
         {"/analyses/nope", 'Analysis "nope" not found'},
       }
@@ -230,6 +256,12 @@ describe("fake VirusTotal server", function()
       assert.same({error = {code = "InvalidArgumentError",
                             message = 'Domain "not_a..domain" is not a valid domain pattern'}},
                   decode(res))
+      -- as recorded: a name whose suffix the Public Suffix List has no rule for ("za" alone)
+      for _, name in ipairs{"xpressco.za", "unknown.example", "1.2.3.4", "localhost", "-a.com"} do
+        local bad = v3("GET", "/domains/" .. name)
+        assert.same({400, 'Domain "' .. name .. '" is not a valid domain pattern'},
+                    {bad.status, decode(bad).error.message})
+      end
       for _, path in ipairs{"/ip_addresses/300.1.1.1", "/domains/github.com/no_such_relation",
                             "/domains/github.com/urls?cursor=garbage", "/domains/github.com/urls?limit=x"} do
         local r = v3("GET", path)
@@ -241,12 +273,12 @@ describe("fake VirusTotal server", function()
 
   describe("collections", function()
     it("walks every synthesized relationship page by page with absolute next links", function()
-      for _, case in ipairs{{"ip_addresses/1.1.1.1", "communicating_files"},
-                            {"ip_addresses/1.1.1.1", "downloaded_files"},
+      for _, case in ipairs{{"ip_addresses/8.8.8.8", "communicating_files"},
+                            {"ip_addresses/8.8.8.8", "downloaded_files"},
                             {"ip_addresses/8.8.8.8", "referrer_files"},
-                            {"ip_addresses/1.1.1.1", "urls"},
-                            {"ip_addresses/1.1.1.1", "resolutions"},
-                            {"domains/github.com", "resolutions"},
+                            {"ip_addresses/8.8.8.8", "urls"},
+                            {"ip_addresses/8.8.8.8", "resolutions"},
+                            {"domains/virustotal.com", "resolutions"},
                             {"domains/haiku-os.org", "subdomains"},
                             {"domains/virustotal.com", "communicating_files"}} do
         local ids, pages = walk(srv.url .. "/api/v3/" .. case[1] .. "/" .. case[2])
@@ -256,26 +288,75 @@ describe("fake VirusTotal server", function()
       end
     end)
 
-    it("keeps the real resolutions first and serves related objects by their ids", function()
-      local page = decode(v3("GET", "/domains/github.com/resolutions?limit=40"))
-      assert.equal(23, #page.data)
-      assert.equal("NSFOCUS POMA", page.data[10].attributes.resolver)
-      local file = decode(v3("GET", "/domains/github.com/downloaded_files?limit=3")).data[3]
-      assert.same({"file", 2}, {file.type, file.attributes.last_analysis_stats.malicious})
-      assert.equal(file.id, decode(v3("GET", "/files/" .. file.attributes.md5)).data.id)
+    it("serves the recorded relationships of 1.1.1.1 and github.com, in recorded order", function()
+      -- the v3 recording of 1.1.1.1's first communicating files, then its v2 report's lists
+      local files = decode(v3("GET", "/ip_addresses/1.1.1.1/communicating_files?limit=3")).data
+      assert.same({"1471f53e5391f8a06171ffe21dec0d6d27b0201e28e66455030609b7a7ba955e",
+                   "fedfc48d750b959d11004f56ba49815a011295824e02684aada549505378468a",
+                   "0460bbba784d736f17bd891e71a35060369ce6d48d372aab960681f37c7fb0cd"},
+                  {files[1].id, files[2].id, files[3].id})    -- then v2's detected and undetected in turn
+      local stats = files[3].attributes.last_analysis_stats
+      assert.same({0, 30, 72}, {files[1].attributes.last_analysis_stats.malicious, stats.malicious,
+                                stats.malicious + stats.undetected})
+      assert.equal("a31943dfdd7ee276fb1cc4840aefdaced177cb353ce3225faf424c27fbeef548",
+                   decode(v3("GET", "/ip_addresses/1.1.1.1/communicating_files?limit=4")).data[4].id)
+      local referrers = decode(v3("GET", "/ip_addresses/1.1.1.1/referrer_files?limit=2")).data
+      assert.same({1, 21}, {referrers[1].attributes.last_analysis_stats.malicious,
+                            referrers[2].attributes.last_analysis_stats.malicious})
+      local resolutions = decode(v3("GET", "/ip_addresses/1.1.1.1/resolutions?limit=1")).data
+      assert.same({"/netflixcustomers-001-site1.dtempurl.com", "1.1.1.1"}, {
+        decode(v3("GET", "/ip_addresses/1.1.1.1/resolutions?limit=2")).data[2].attributes.host_name,
+        resolutions[1].attributes.ip_address})
+      local ids = walk(srv.url .. "/api/v3/ip_addresses/1.1.1.1/downloaded_files?limit=40")
+      assert.equal(40, #ids)      -- 1 detected + 39 undetected samples in the v2 report
+      -- github.com: the recorded v3 page of resolutions first, then the v2 report's (those not
+      -- on the page already)
+      local page = decode(v3("GET", "/domains/github.com/resolutions?limit=40")).data
+      assert.equal("NSFOCUS POMA", page[10].attributes.resolver)
+      assert.same({"13.250.177.223", "VirusTotal"}, {page[11].attributes.ip_address,
+                                                    page[11].attributes.resolver})
+      local sub = decode(v3("GET", "/domains/github.com/subdomains?limit=1")).data[1]
+      assert.same({"domain", "codeload.github.com"}, {sub.type, sub.id})
+      local url = decode(v3("GET", "/domains/github.com/urls?limit=1")).data[1]
+      assert.same({"https://github.com/ytisf/theZoo/blob/master/malwares/Binaries/Artemis/Artemis.zip", 1},
+                  {url.attributes.url, url.attributes.last_analysis_stats.malicious})
+      assert.equal(url.id, decode(v3("GET", "/urls/" .. url.id)).data.id)
+    end)
+
+    it("keeps the synthesized related objects of resolvers and big sites clean", function()
+      for _, case in ipairs{{"ip_addresses/8.8.8.8", "communicating_files"},
+                            {"ip_addresses/8.8.8.8", "urls"},
+                            {"urls/" .. url_id("http://www.google.com/"), "downloaded_files"},
+                            {"urls/" .. EXAMPLE_URL_ID, "contacted_domains"}} do
+        local page = decode(v3("GET", "/" .. case[1] .. "/" .. case[2] .. "?limit=40")).data
+        assert.equal(#page > 10, true)
+        for _, obj in ipairs(page) do
+          assert.equal(0, obj.attributes.last_analysis_stats.malicious, case[1] .. " " .. obj.id)
+        end
+      end
+      -- others: item i (0-based) has i detections when i is even, 0 when odd
+      local files = decode(v3("GET", "/domains/virustotal.com/downloaded_files?limit=40")).data
+      for i, file in ipairs(files) do
+        assert.equal((i - 1) % 2 == 0 and i - 1 or 0, file.attributes.last_analysis_stats.malicious)
+      end
+      assert.equal(files[3].id, decode(v3("GET", "/files/" .. files[3].attributes.md5)).data.id)
+      local contacted = decode(v3("GET", "/files/" .. WIN32_SHA256 .. "/contacted_domains?limit=3")).data
+      assert.same({"domain", 2}, {contacted[3].type, contacted[3].attributes.last_analysis_stats.malicious})
+      assert.truthy(contacted[3].id:find("%.example%.net$"))
+      assert.equal(200, v3("GET", "/domains/" .. contacted[3].id).status)
     end)
 
     it("serves descriptors only under /relationships/", function()
-      local body = decode(v3("GET", "/ip_addresses/1.1.1.1/relationships/urls?limit=40"))
+      local body = decode(v3("GET", "/ip_addresses/8.8.8.8/relationships/urls?limit=40"))
       assert.equal(23, #body.data)
       assert.same({type = "url", id = body.data[1].id}, body.data[1])
     end)
 
     it("caps limit at 40 and keeps the query in next links", function()
-      local body = decode(v3("GET", "/intelligence/search?query=entity:file&limit=100"))
+      local body = decode(v3("GET", "/intelligence/search?query=entity:ip&limit=100"))
       assert.equal(40, #body.data)
-      assert.truthy(body.links.next:find("query=entity%3Afile", 1, true))
-      local ids = walk(srv.url .. "/api/v3/intelligence/search?query=entity%3Afile&limit=40")
+      assert.truthy(body.links.next:find("query=entity%3Aip", 1, true))
+      local ids = walk(srv.url .. "/api/v3/intelligence/search?query=entity%3Aip&limit=40")
       assert.truthy(#ids > 40)
       assert.truthy(distinct(ids))
     end)
@@ -284,6 +365,14 @@ describe("fake VirusTotal server", function()
       local ids, pages = walk(srv.url .. "/api/v3/files/" .. WIN32_SHA256 .. "/comments")
       assert.same({12, 2}, {#ids, pages})
       assert.equal("f-" .. WIN32_SHA256 .. "-", ids[1]:sub(1, 67))
+    end)
+
+    it("pages the votes a sample's total_votes counts", function()
+      local ids = walk(srv.url .. "/api/v3/ip_addresses/8.8.8.8/votes?limit=40")
+      assert.equal(24, #ids)      -- total_votes: 21 harmless, 3 malicious
+      local last = decode(v3("GET", "/ip_addresses/8.8.8.8/votes?limit=40")).data[22]
+      assert.same({"vote", "malicious", -1}, {last.type, last.attributes.verdict, last.attributes.value})
+      assert.equal(0, #decode(v3("GET", "/domains/haiku-os.org/votes")).data)
     end)
 
     it("searches by hash, by name and requires a query", function()
@@ -353,6 +442,26 @@ describe("fake VirusTotal server", function()
       assert.same({"completed", 60}, {eicar.status, eicar.stats.malicious})
       local clean = poll(upload("nothing to see").id).data.attributes
       assert.same({"completed", 0}, {clean.status, clean.stats.malicious})
+    end)
+
+    it("gives created files ssdeep, TLSH, vhash and TrID, derived from their content", function()
+      srv:analysis_steps(0)
+      local content = "MZ" .. string.rep("x", 100)
+      upload(content)
+      local attrs = decode(v3("GET", "/files/" .. digest("sha256sum", temp_file(content)))).data.attributes
+      assert.truthy(attrs.ssdeep:match("^3:[%w+/]+:[%w+/]+$"))
+      assert.truthy(attrs.tlsh:match("^T1%x+$"))
+      assert.truthy(attrs.vhash:match("^%d+5z%d+$"))
+      assert.same({"Win32 Executable (generic)", "Win32 EXE", "peexe"},
+                  {attrs.trid[1].file_type, attrs.type_description, attrs.type_tag})
+      srv:reset()
+      srv:analysis_steps(0)
+      upload(content)
+      local again = decode(v3("GET", "/files/" .. digest("sha256sum", temp_file(content)))).data.attributes
+      assert.same({attrs.ssdeep, attrs.tlsh, attrs.vhash}, {again.ssdeep, again.tlsh, again.vhash})
+      local text = srv:register_file("plain words")
+      local plain = decode(v3("GET", "/files/" .. text.sha256)).data.attributes
+      assert.same({"TNULL", "Text", nil}, {plain.tlsh, plain.type_description, plain.vhash})
     end)
 
     it("completes at once with analysis_steps(0)", function()
@@ -455,10 +564,89 @@ describe("fake VirusTotal server", function()
       assert.equal(id, decode(v3("GET", "/urls/" .. url_id(url))).data.id)
     end)
 
+    it("records what the crawler fetched: last_http_response_* and the analysis' file_info", function()
+      srv:analysis_steps(0)
+      local url = "http://crawled.example.net/page"
+      local analysis = poll(decode(v3("POST", "/urls", {urlencoded = {url = url}})).data.id)
+      local attrs = decode(v3("GET", "/urls/" .. url_id(url))).data.attributes
+      assert.equal(200, attrs.last_http_response_code)
+      assert.equal(attrs.last_http_response_content_sha256, analysis.meta.file_info.sha256)
+      assert.equal(("%d"):format(attrs.last_http_response_content_length),
+                   attrs.last_http_response_headers["content-length"])
+      assert.same({}, attrs.last_http_response_cookies)
+      local again = poll(decode(v3("POST", "/urls/" .. url_id(url) .. "/analyse")).data.id)
+      assert.same(analysis.meta, again.meta)
+    end)
+
     it("refuses a missing or unusable url", function()
       assert.equal(400, v3("POST", "/urls", {urlencoded = {other = "x"}}).status)
       assert.equal("InvalidArgumentError",
                    decode(v3("POST", "/urls", {urlencoded = {url = "http://"}})).error.code)
+    end)
+  end)
+
+  describe("comments and votes", function()
+    local function post(path, body)
+      return v3("POST", path, {data = type(body) == "string" and body or cjson.encode(body),
+        headers = {["x-apikey"] = KEY, ["Content-Type"] = "application/json"}})
+    end
+
+    it("creates comments that come first in the object's comments", function()
+      for _, path in ipairs{"/files/" .. WIN32_SHA256, "/urls/" .. url_id("http://example.com/"),
+                            "/domains/haiku-os.org", "/ip_addresses/8.8.8.8", "/files/" .. EMPTY_SHA256} do
+        local res = post(path .. "/comments",
+                         {data = {type = "comment", attributes = {text = "Seen in <b>#Phishing</b> & #c2."}}})
+        assert.equal(200, res.status, res.body)
+        local comment = decode(res).data
+        assert.equal("comment", comment.type)
+        assert.truthy(comment.id:match("^%l%-.+%-%x%x%x%x%x%x%x%x$"))
+        assert.equal(srv.url .. "/api/v3/comments/" .. comment.id, comment.links.self)
+        assert.same({"Seen in <b>#Phishing</b> & #c2.", "Seen in &lt;b&gt;#Phishing&lt;/b&gt; &amp; #c2.",
+                     {"c2", "phishing"}, {positive = 0, negative = 0, abuse = 0}},
+                    {comment.attributes.text, comment.attributes.html, comment.attributes.tags,
+                     comment.attributes.votes})
+        assert.equal("number", type(comment.attributes.date))
+        assert.equal(comment.id, decode(v3("GET", path .. "/comments?limit=1")).data[1].id)
+      end
+      local ids = walk(srv.url .. "/api/v3/files/" .. WIN32_SHA256 .. "/comments")
+      assert.equal(13, #ids)
+    end)
+
+    it("casts votes, lists them first and counts them in total_votes", function()
+      local before = decode(v3("GET", "/domains/github.com")).data.attributes.total_votes
+      local res = post("/domains/github.com/votes", {data = {type = "vote", attributes = {verdict = "malicious"}}})
+      assert.equal(200, res.status, res.body)
+      local vote = decode(res).data
+      assert.same({"vote", "malicious", -1}, {vote.type, vote.attributes.verdict, vote.attributes.value})
+      assert.equal(srv.url .. "/api/v3/votes/" .. vote.id, vote.links.self)
+      local harmless = decode(post("/domains/github.com/votes",
+                                   {data = {type = "vote", attributes = {verdict = "harmless"}}})).data
+      assert.equal(1, harmless.attributes.value)
+      local listed = decode(v3("GET", "/domains/github.com/votes?limit=40")).data
+      assert.same({harmless.id, vote.id}, {listed[1].id, listed[2].id})
+      assert.equal(before.harmless + before.malicious + 2, #listed)
+      local after = decode(v3("GET", "/domains/github.com")).data.attributes.total_votes
+      assert.same({before.harmless + 1, before.malicious + 1}, {after.harmless, after.malicious})
+    end)
+
+    it("refuses bad bodies with the service's 400s and unknown objects with 404", function()
+      local comments = "/files/" .. WIN32_SHA256 .. "/comments"
+      for _, body in ipairs{"not json", "[]", {data = "x"}, {data = {type = "vote", attributes = {text = "a"}}},
+                            {data = {type = "comment"}}, {data = {type = "comment", attributes = {text = ""}}},
+                            {data = {type = "comment", attributes = {text = 5}}}} do
+        local res = post(comments, body)
+        assert.same({400, "BadRequestError"}, {res.status, decode(res).error.code})
+      end
+      local votes = "/ip_addresses/8.8.8.8/votes"
+      local res = post(votes, {data = {type = "vote", attributes = {verdict = "suspicious"}}})
+      assert.same({400, "InvalidArgumentError"}, {res.status, decode(res).error.code})
+      assert.same({400, "BadRequestError"}, (function(r) return {r.status, decode(r).error.code} end)(
+        post(votes, {data = {type = "comment", attributes = {verdict = "harmless"}}})))
+      assert.equal(404, post("/files/" .. string.rep("0", 64) .. "/comments",
+                             {data = {type = "comment", attributes = {text = "x"}}}).status)
+      assert.equal(400, post("/domains/xpressco.za/votes",
+                             {data = {type = "vote", attributes = {verdict = "harmless"}}}).status)
+      assert.equal(12, #walk(srv.url .. "/api/v3" .. comments))
     end)
   end)
 
@@ -524,6 +712,46 @@ describe("fake VirusTotal server", function()
       assert.equal(true, reports[1].scans.Bkav.detected)
       assert.equal("The requested resource is not among the finished, queued or pending scans",
                    reports[2].verbose_msg)
+    end)
+
+    it("takes 4 resources a request on a public key, 25 on a premium one, as one request", function()
+      local hashes = {WIN32_SHA256, V2_FILE_SHA256, string.rep("f", 64), string.rep("e", 32),
+                      EMPTY_SHA256, "de10ba5e5402b46ea975b5cb8a45eb7df9e81dc81012fd4efd145ed2dce3a740"}
+      srv:quota{key = KEY, per_minute = 1}
+      local four = decode(v2("POST", "file/report", {apikey = KEY, resource = table.concat(hashes, ",", 1, 4)}))
+      assert.same({4, 1, 1, 0, 0}, {#four, four[1].response_code, four[2].response_code,
+                                    four[3].response_code, four[4].response_code})
+      assert.same({hashes[1], hashes[4]}, {four[1].resource, four[4].resource})
+      assert.equal(204, v2("GET", "file/report", {apikey = KEY, resource = WIN32_SHA256}).status)
+      srv:quota{key = KEY}
+      local five = v2("POST", "file/report", {apikey = KEY, resource = table.concat(hashes, ",", 1, 5)})
+      assert.same({403, ""}, {five.status, five.body})
+      local urls = {"http://github.com/", "http://example.com/", "http://a.example.net/", "http://b.example.net/",
+                    "http://c.example.net/"}
+      local url_reports = decode(v2("POST", "url/report", {apikey = KEY, resource = table.concat(urls, "\n", 1, 4)}))
+      assert.same({1, 1, 0, 0}, {url_reports[1].response_code, url_reports[2].response_code,
+                                 url_reports[3].response_code, url_reports[4].response_code})
+      for _, endpoint in ipairs{"url/report", "url/scan"} do
+        local field = endpoint == "url/scan" and "url" or "resource"
+        assert.equal(403, v2("POST", endpoint, {apikey = KEY, [field] = table.concat(urls, "\n")}).status)
+      end
+      assert.equal(403, v2("POST", "file/rescan", {apikey = KEY, resource = table.concat(hashes, ",", 1, 5)}).status)
+
+      local many = {}
+      for i = 1, 26 do many[i] = ("%064x"):format(i) end
+      srv:set_key("premium-key", true)
+      local premium = decode(v2("POST", "file/report", {apikey = "premium-key", resource = table.concat(many, ",", 1, 25)}))
+      assert.same({25, many[25]}, {#premium, premium[25].resource})
+      assert.equal(403, v2("POST", "file/report", {apikey = "premium-key", resource = table.concat(many, ",")}).status)
+      srv:set_key("premium-key", false)
+      assert.equal(403, v2("POST", "file/report", {apikey = "premium-key", resource = table.concat(many, ",", 1, 5)}).status)
+      srv:reset()
+      assert.equal(403, v2("POST", "file/report", {apikey = "premium-key", resource = WIN32_SHA256}).status)
+      local started = fake.start{premium_keys = {"paid"}}
+      local res = http("POST", started.url .. "/vtapi/v2/file/report",
+                       {urlencoded = {apikey = "paid", resource = table.concat(many, ",", 1, 25)}})
+      started:stop()
+      assert.equal(25, #decode(res))
     end)
 
     it("answers 403 without a valid key, in query or form", function()
@@ -698,8 +926,299 @@ describe("fake VirusTotal server", function()
       assert.equal(1, decode(v3("GET", "/files/upload_url")).data:find(srv.url, 1, true))
     end)
 
-    it("refuses unknown fault types", function()
+    it("gives Retry-After values verbatim", function()
+      for _, value in ipairs{"inf", "1e308", "99999999999", "-5", "abc", "Wed, 21 Oct 2015 07:28:00 GMT", "0"} do
+        srv:fault{type = "429", code = "QuotaExceededError", retry_after = value}
+        local res = v3("GET", path)
+        assert.same({429, value, "QuotaExceededError"},
+                    {res.status, res.headers["retry-after"], decode(res).error.code})
+      end
+      srv:fault{type = "429", retry_after = 7}
+      assert.equal("7", v3("GET", path).headers["retry-after"])
+    end)
+
+    it("resets the connection mid-body, or ends a chunked body early", function()
+      srv:fault{type = "cut", reset = true}
+      local reset = v3("GET", path)
+      assert.equal(56, reset.exit)    -- curl: failure receiving data (connection reset)
+      srv:fault{type = "cut", chunked = true, at = 100}
+      local chunked = v3("GET", path)
+      assert.same({18, 100, "chunked"}, {chunked.exit, #chunked.body, chunked.headers["transfer-encoding"]})
+      srv:fault{type = "cut", at = 10}
+      local short = v3("GET", path)
+      assert.same({18, 10}, {short.exit, #short.body})
+      assert.truthy(tonumber(short.headers["content-length"]) > 10)
+      assert.equal(200, v3("GET", path).status)
+    end)
+
+    it("answers 200 bodies of the wrong shape", function()
+      local function shaped(variant, p)
+        srv:fault{type = "shape", variant = variant}
+        local res = v3("GET", p or path)
+        assert.same({200, "application/json; charset=utf-8"}, {res.status, res.headers["content-type"]})
+        return decode(res), res.body
+      end
+      assert.equal("x", shaped("data_string").data)
+      assert.equal(cjson.null, shaped("data_null").data)
+      assert.same({1, 2}, shaped("data_numbers").data)
+      local object, raw = shaped("attributes_array")
+      assert.equal(WIN32_SHA256, object.data.id)
+      assert.truthy(raw:find('"attributes": []', 1, true))
+      local collection = shaped("collection_object", "/domains/haiku-os.org/subdomains").data
+      assert.same({"domain", "sub0.haiku-os.org"}, {collection.type, collection.id})
+      assert.is_nil(shaped("no_data").data)
+      local listed
+      listed, raw = shaped("attributes_array", "/domains/haiku-os.org/subdomains?limit=2")
+      assert.equal(2, #listed.data)
+      assert.truthy(select(2, raw:gsub('"attributes": %[%]', "")) == 2)
+      assert.has_error(function() srv:fault{type = "shape", variant = "nonsense"} end)
+    end)
+
+    it("redirects in a loop, or to another path", function()
+      srv:fault{type = "redirect", count = -1}
+      local loop = v3("GET", path .. "?x=1", {args = {"-L", "--max-redirs", "5"}})
+      assert.equal(47, loop.exit)     -- curl: too many redirects
+      assert.equal(6, #srv:log())
+      srv:reset()
+      srv:fault{type = "redirect"}
+      local once = v3("GET", path .. "?x=1")
+      assert.same({302, srv.url .. "/api/v3" .. path .. "?x=1", ""},
+                  {once.status, once.headers.location, once.body})
+      srv:fault{type = "redirect", status = 301, location = "/api/v3/metadata"}
+      local moved = v3("GET", path)
+      assert.same({301, srv.url .. "/api/v3/metadata"}, {moved.status, moved.headers.location})
+    end)
+
+    it("answers a body of a chosen size, and deeply nested JSON", function()
+      srv:fault{type = "huge", size = 3 * 1024 * 1024}
+      local big = v3("GET", path)
+      assert.same({200, 3 * 1024 * 1024}, {big.status, #big.body})
+      assert.equal("huge", decode(big).data.id)
+      srv:fault{type = "deep", depth = 3}
+      assert.equal("[[[]]]", v3("GET", path).body)
+      srv:fault{type = "deep"}
+      local deep = v3("GET", path)
+      assert.same({200000, string.rep("[", 100000)}, {#deep.body, deep.body:sub(1, 100000)})
+    end)
+
+    it("streams a 300 MB body without holding it #heavy", function()
+      srv:fault{type = "huge"}
+      local out = sh("curl -s -o /dev/null -w '%{http_code} %{size_download}' -H 'x-apikey: " .. KEY ..
+                     "' " .. srv.url .. "/api/v3" .. path)
+      assert.equal("200 " .. 300 * 1024 * 1024, out)
+      local rss = tonumber(sh("grep VmHWM /proc/" .. srv.pid .. "/status"):match("(%d+)"))
+      assert.truthy(rss < 200 * 1024, "peak RSS " .. rss .. " kB")
+    end)
+
+    it("matches v2 paths (v2 errors have no body) and the storage host", function()
+      srv:fault{type = "status", status = 503, path = "/vtapi/v2/"}
+      local v2res = v2("GET", "file/report", {apikey = KEY, resource = WIN32_SHA256})
+      assert.same({503, ""}, {v2res.status, v2res.body})
+      srv:fault{type = "status", status = 204, path = "/vtapi/v2/"}
+      local quota = v2("GET", "domain/report", {apikey = KEY, domain = "github.com"})
+      assert.same({204, ""}, {quota.status, quota.body})
+      srv:fault{type = "429", path = "/vtapi/v2/file/"}
+      assert.equal(429, v2("GET", "file/report", {apikey = KEY, resource = WIN32_SHA256}).status)
+      assert.equal(200, v2("GET", "domain/report", {apikey = KEY, domain = "github.com"}).status)
+      local info = srv:register_file("stored bytes")
+      srv:fault{type = "status", status = 500, listener = "storage"}
+      local stored = http("GET", info.download_url)
+      assert.same({500, "text/plain"}, {stored.status, stored.headers["content-type"]})
+      srv:fault{type = "cut", listener = "any", at = 3, path = "/" .. info.sha256}
+      local cut = http("GET", info.download_url)
+      assert.same({18, "sto"}, {cut.exit, cut.body})
+      local entries = srv:log{listener = "storage"}
+      assert.same({"status", "cut"}, {entries[1].fault, entries[2].fault})
+    end)
+
+    it("refuses unknown fault types and bad parameters", function()
       assert.has_error(function() srv:fault{type = "meteor"} end)
+      assert.has_error(function() srv:fault{type = "cut", at = -1} end)
+      assert.has_error(function() srv:fault{type = "huge", size = "big"} end)
+    end)
+  end)
+
+  describe("feeds", function()
+    local NOW = "202401011200"      -- the feed clock these specs freeze
+    local LATEST = "202401011100"   -- published an hour late
+
+    before_each(function()
+      srv:feeds{now = NOW, running = false}
+    end)
+
+    local function batch(kind, minute, opts)
+      local res = v3("GET", "/feeds/" .. kind .. "/" .. minute, opts)
+      if res.status == 302 then
+        return http("GET", res.headers.location), res
+      end
+      return res, res
+    end
+
+    it("publishes each minute an hour late, through a signed storage URL that needs no key", function()
+      local state = srv:feeds()
+      assert.same({NOW, LATEST, false, 50, 60, "redirect"},
+                  {state.now_minute, state.latest, state.running, state.count, state.delay, state.delivery})
+      local redirect = v3("GET", "/feeds/files/" .. LATEST)
+      assert.same({302, ""}, {redirect.status, redirect.body})
+      assert.equal(1, redirect.headers.location:find(srv.storage_url .. "/feeds/files/" .. LATEST .. "?sig=", 1, true))
+      local blob = http("GET", redirect.headers.location)
+      assert.same({200, "application/octet-stream", "BZh"}, {blob.status, blob.headers["content-type"], blob.body:sub(1, 3)})
+      local lines = assert(feed_lines(blob.body))
+      assert.equal(50, #lines)
+      local first = cjson.decode(lines[1])
+      assert.same({"file", "object"}, {first.type, type(first.attributes) == "table" and "object"})
+      assert.equal(first.id, decode(v3("GET", "/files/" .. first.id)).data.id)   -- a sample
+      for _, line in ipairs(lines) do
+        local obj = cjson.decode(line)
+        assert.same({"file", 64}, {obj.type, #obj.id})
+        assert.truthy(obj.attributes.last_analysis_stats and obj.attributes.sha256 == obj.id)
+        assert.truthy(obj.context_attributes.download_url:find(srv.url .. "/api/v3/feeds/files/" .. obj.id .. "/download", 1, true))
+      end
+      local stored = srv:log{listener = "storage"}
+      assert.same({1, cjson.null}, {#stored, stored[1].key})
+      assert.is_nil(stored[1].headers["x-apikey"])
+      assert.equal(403, http("GET", srv.storage_url .. "/feeds/files/" .. LATEST .. "?sig=bad").status)
+    end)
+
+    it("refuses minutes not published yet, too old, malformed, and feeds that do not exist", function()
+      local function answer(path, headers)
+        local res = v3("GET", path, headers and {headers = headers})
+        local body = res.body ~= "" and decode(res) or {}
+        return {res.status, body.error and body.error.code}
+      end
+      assert.same({400, "NotAvailableYet"}, answer("/feeds/urls/202401011101"))
+      assert.same({400, "NotAvailableYet"}, answer("/feeds/urls/202401020000"))
+      assert.same({302}, answer("/feeds/urls/202312251200"))        -- 7 days old
+      assert.same({404, "NotFoundError"}, answer("/feeds/urls/202312251159"))
+      assert.same({400, "InvalidArgumentError"}, answer("/feeds/urls/2024010111"))
+      assert.same({404, "NotFoundError"}, answer("/feeds/comments/" .. LATEST))
+      assert.same({401, "AuthenticationRequiredError"}, answer("/feeds/urls/" .. LATEST, {}))
+      srv:feeds{delay = 0}
+      assert.same({302}, answer("/feeds/urls/" .. NOW))
+    end)
+
+    it("builds the same batch of full objects for a minute, for every kind", function()
+      local types = {files = "file", urls = "url", domains = "domain", ip_addresses = "ip_address",
+                     ["file-behaviours"] = "file_behaviour"}
+      for kind, want in pairs(types) do
+        local body = batch(kind, LATEST).body
+        local lines = assert(feed_lines(body))
+        assert.equal(50, #lines, kind)
+        for _, line in ipairs(lines) do
+          local obj = cjson.decode(line)
+          assert.equal(want, obj.type, kind)
+          assert.truthy(obj.id and obj.attributes, kind)
+        end
+        srv:reset()
+        srv:feeds{now = NOW, running = false}
+        assert.equal(body, batch(kind, LATEST).body, kind .. " is not deterministic")
+      end
+      local domain = cjson.decode(assert(feed_lines(batch("domains", LATEST).body))[2])
+      assert.equal(404, v3("GET", "/domains/" .. domain.id).status)    -- a valid domain pattern
+      local behaviour = cjson.decode(assert(feed_lines(batch("file-behaviours", LATEST).body))[2])
+      assert.truthy(behaviour.id:match("^%x+_"))
+      assert.truthy(behaviour.attributes.sandbox_name and behaviour.context_attributes.file_md5)
+      local other = assert(feed_lines(batch("files", "202401011059").body))
+      assert.are_not.equal(other[2], assert(feed_lines(batch("files", LATEST).body))[2])
+    end)
+
+    it("sets the objects per minute, and serves batches directly", function()
+      srv:feeds{count = 7, delivery = "direct", minutes = {[LATEST] = {count = 3}}}
+      local res = v3("GET", "/feeds/urls/" .. LATEST)
+      assert.same({200, "application/octet-stream"}, {res.status, res.headers["content-type"]})
+      assert.equal(3, #assert(feed_lines(res.body)))
+      assert.equal(7, #assert(feed_lines(v3("GET", "/feeds/urls/202401011059").body)))
+      srv:feeds{count = 0}
+      assert.same({}, assert(feed_lines(v3("GET", "/feeds/urls/202401011058").body)))
+      assert.equal(0, #srv:log{listener = "storage"})
+    end)
+
+    it("makes minutes missing, late or corrupt, for every kind or some", function()
+      srv:feeds{count = 10, minutes = {
+        ["202401011001"] = {missing = true},
+        ["202401011002"] = {late = 2, kinds = {"urls"}},
+        ["202401011003"] = {corrupt = "truncated"},
+        ["202401011004"] = {corrupt = "badline"},
+        ["202401011005"] = {corrupt = "garbage"}}}
+      local missing = v3("GET", "/feeds/files/202401011001")
+      assert.same({404, "NotFoundError"}, {missing.status, decode(missing).error.code})
+      local codes = {}
+      for i = 1, 3 do codes[i] = v3("GET", "/feeds/urls/202401011002").status end
+      assert.same({400, 400, 302}, codes)
+      assert.equal("NotAvailableYet", decode(v3("GET", "/feeds/ip_addresses/202401011102")).error.code)
+      assert.equal(302, v3("GET", "/feeds/files/202401011002").status)
+      local lines, err = feed_lines(batch("files", "202401011003").body)
+      assert.is_nil(lines)
+      assert.truthy(err:find("end-of-stream", 1, true), err)
+      lines = assert(feed_lines(batch("domains", "202401011004").body))
+      assert.equal(10, #lines)
+      local broken = {}
+      for i, line in ipairs(lines) do
+        if not pcall(cjson.decode, line) then broken[#broken + 1] = i end
+      end
+      assert.same({6}, broken)
+      local garbage = batch("urls", "202401011005")
+      assert.same({200, false}, {garbage.status, garbage.body:sub(1, 3) == "BZh"})
+      assert.is_nil(feed_lines(garbage.body))
+      assert.truthy(srv:feeds().minutes["202401011001"].missing)
+    end)
+
+    it("runs its clock from a set time, or holds it", function()
+      srv:feeds{now = 1704110400, running = true}
+      local first = srv:feeds().now
+      os.execute("sleep 0.3")
+      assert.truthy(srv:feeds().now > first)
+      assert.equal("202401011200", srv:feeds().now_minute)
+      srv:feeds{running = false}
+      local held = srv:feeds().now
+      os.execute("sleep 0.2")
+      assert.equal(held, srv:feeds().now)
+      srv:reset()
+      local real = srv:feeds()
+      assert.truthy(real.running and math.abs(real.now - os.time()) < 5)
+    end)
+
+    it("refuses bad feed settings", function()
+      for _, spec in ipairs{{delivery = "mail"}, {count = -1}, {delay = 1.5}, {now = "yesterday"},
+                            {minutes = {["2024"] = {missing = true}}},
+                            {minutes = {[LATEST] = {corrupt = "melted"}}},
+                            {minutes = {[LATEST] = {kinds = {"comments"}}}},
+                            {minutes = {[LATEST] = {late = -2}}}} do
+        assert.has_error(function() srv:feeds(spec) end)
+      end
+    end)
+
+    it("redirects a feed file's download link like a download", function()
+      local info = srv:register_file("fed bytes")
+      local res = v3("GET", "/feeds/files/" .. info.sha256 .. "/download")
+      assert.same({302, info.download_url}, {res.status, res.headers.location})
+      assert.equal(404, v3("GET", "/feeds/files/" .. string.rep("a", 64) .. "/download").status)
+    end)
+
+    it("serves a minute of 20,000 objects, built as a stream #heavy", function()
+      srv:feeds{count = 20000}
+      local lines = assert(feed_lines(batch("files", LATEST).body))
+      assert.equal(20000, #lines)
+      assert.equal("file", cjson.decode(lines[20000]).type)
+      local peak = tonumber(sh("grep VmHWM /proc/" .. srv.pid .. "/status"):match("(%d+)"))
+      assert.truthy(peak < 200 * 1024, "peak RSS " .. peak .. " kB")
+    end)
+  end)
+
+  describe("agreement with the official client (vt-py)", function()
+    local vtpy = os.getenv("VTPY_DIR")
+    if not vtpy then
+      pending("set VTPY_DIR to a vt-py checkout (run with /usr/bin/python3 and aiohttp) to compare")
+      return
+    end
+
+    it("agrees with the recordings in every flow of tools/vtpy_check.py", function()
+      local out = sh("VTPY_DIR=" .. shell_quote(vtpy) .. " " .. (os.getenv("VTPY_PYTHON") or "/usr/bin/python3") ..
+                     " tools/vtpy_check.py --url " .. srv.url .. " --key " .. KEY .. " 2>&1")
+      local agree, total = out:match("(%d+) of (%d+) flows agree")
+      assert.truthy(total, out)
+      assert.equal(total, agree, out)
+      assert.truthy(tonumber(total) >= 30)
     end)
   end)
 

@@ -140,7 +140,7 @@ LUALIB_API int luaopen_vt(lua_State *L);
 
 /* Functions of the vt table written in Lua (lua/vt/NAME.lua, field NAME): loaded
  * on first use, so `require "vt"` stays the C module and pays nothing for them. */
-static const char *const lua_backed[] = {"verdict", NULL};
+static const char *const lua_backed[] = {"verdict", "pp", NULL};
 
 static int vt_index(lua_State *L)
 {

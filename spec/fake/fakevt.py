@@ -15,6 +15,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 from vtfake.server import FakeVT  # noqa: E402
+from vtfake.suffixes import DEFAULT_PATH as DEFAULT_SUFFIX_LIST  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,6 +24,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="Fake VirusTotal server (v3, v2, storage host)")
     parser.add_argument("--key", action="append", dest="keys", metavar="KEY",
                         help="a valid API key (repeatable; default: test-key)")
+    parser.add_argument("--premium-key", action="append", dest="premium_keys", default=[],
+                        metavar="KEY", help="a valid API key with premium privileges (repeatable)")
     parser.add_argument("--samples", default=os.path.join(HERE, "samples"),
                         help="folder of sample bodies (default: samples/ beside this script)")
     parser.add_argument("--analysis-steps", type=int, default=3, metavar="N",
@@ -31,6 +34,9 @@ def parse_args(argv):
                         help="exit after this long whatever happens (default 3600)")
     parser.add_argument("--storage-host", default="127.0.0.2",
                         help="loopback address of the storage host (default 127.0.0.2)")
+    parser.add_argument("--suffix-list", default=DEFAULT_SUFFIX_LIST, metavar="FILE",
+                        help=f"Public Suffix List that decides valid domains (default "
+                             f"{DEFAULT_SUFFIX_LIST}, Debian package publicsuffix)")
     args = parser.parse_args(argv)
     if args.analysis_steps < 0:
         parser.error("--analysis-steps must be >= 0")
@@ -42,7 +48,9 @@ def main(argv):
     # still be seen as gone.
     parent = os.getppid()
     args = parse_args(argv)
-    fake = FakeVT(args.keys or ["test-key"], args.samples, args.analysis_steps, args.storage_host)
+    keys = args.keys or ([] if args.premium_keys else ["test-key"])
+    fake = FakeVT(keys + args.premium_keys, args.premium_keys, args.samples,
+                  args.analysis_steps, args.storage_host, args.suffix_list)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -104,16 +104,19 @@ end
 local Server = {}
 Server.__index = Server
 
---- Start a server. opts: keys (list) or key (string; default "test-key"), analysis_steps,
--- max_lifetime, samples, storage_host, python (default $FAKEVT_PYTHON or "python3").
+--- Start a server. opts: keys (list) or key (string; default "test-key"), premium_keys (list),
+-- analysis_steps, max_lifetime, samples, storage_host, suffix_list, python (default
+-- $FAKEVT_PYTHON or "python3").
 function fake.start(opts)
   opts = opts or {}
   local keys = opts.keys or {opts.key or "test-key"}
   local cmd = {"exec", CLEAN_ENV, quote(opts.python or os.getenv("FAKEVT_PYTHON") or "python3"),
                quote(fake.script)}
   for _, key in ipairs(keys) do cmd[#cmd + 1] = "--key " .. quote(key) end
+  for _, key in ipairs(opts.premium_keys or {}) do cmd[#cmd + 1] = "--premium-key " .. quote(key) end
   for option, flag in pairs{analysis_steps = "--analysis-steps", max_lifetime = "--max-lifetime",
-                            samples = "--samples", storage_host = "--storage-host"} do
+                            samples = "--samples", storage_host = "--storage-host",
+                            suffix_list = "--suffix-list"} do
     if opts[option] ~= nil then cmd[#cmd + 1] = flag .. " " .. quote(opts[option]) end
   end
   -- "exec" makes the server a direct child of this process, so it notices when we die.
@@ -186,6 +189,18 @@ end
 
 function Server:analysis_steps(n)
   return self:control("POST", "/_fake/analysis_steps", {steps = n})
+end
+
+--- Make a key valid, premium (v2 batches of 25) or public (4); until the next reset.
+function Server:set_key(key, premium)
+  return self:control("POST", "/_fake/keys", {key = key, premium = premium or false})
+end
+
+--- Change the feeds (clock, publication delay, objects per minute, delivery, per-minute
+-- overrides; see the README's "Feeds") and return their state; without a spec, just the state.
+function Server:feeds(spec)
+  if spec == nil then return self:control("GET", "/_fake/feeds") end
+  return self:control("POST", "/_fake/feeds", spec)
 end
 
 --- Stop the server and wait for it to exit; safe to call more than once.

@@ -4,9 +4,11 @@ import base64
 import json
 import urllib.parse
 
-from .catalog import (API, LABELS, RELATIONSHIPS, TYPES, decode_url_identifier, hash_kind,
-                      normal_domain, normal_ip, url_id)
+from .catalog import (RELATIONSHIPS, decode_url_identifier, hash_kind, normal_domain,
+                      normal_ip)
 from .content import url_verdict
+from .feeds import FeedError
+from .objects import API, LABELS, TYPES, url_id
 from .httpio import HTTPError, Response, V3_JSON, read_form, v3_error
 from .policy import quota_exceeded
 from .uploads import DIRECT_LIMIT, UPLOAD_URL_LIMIT, read_upload
@@ -73,6 +75,20 @@ def page(req, items, render, path, params, limit, offset):
     return body
 
 
+def posted_attributes(req, kind):
+    """The attributes of a posted `{"data": {"type": kind, "attributes": {...}}}` body."""
+    try:
+        body = json.loads(req.body.read_all() or b"null")
+    except ValueError:
+        raise fail(400, "BadRequestError", "The request body is not valid JSON")
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or data.get("type") != kind or \
+            not isinstance(data.get("attributes"), dict):
+        raise fail(400, "BadRequestError",
+                   f'Expected {{"data": {{"type": "{kind}", "attributes": {{...}}}}}}')
+    return data["attributes"]
+
+
 def type_and_id(obj):
     return {"type": obj["type"], "id": obj["id"]}
 
@@ -104,7 +120,7 @@ class V3:
             key = ident.lower() if hash_kind(ident) == "sha256" else url_id(
                 decode_url_identifier(ident) or "")
         elif coll == "domains":
-            key = normal_domain(ident)
+            key = self.fake.catalog.suffixes.domain(ident)
             if key is None:
                 raise fail(400, "InvalidArgumentError",
                            f'Domain "{ident}" is not a valid domain pattern')
@@ -144,7 +160,26 @@ class V3:
 
     def comments(self, req, coll, id):
         canonical, _ = self.find(coll, id)
-        return self.paged(req, self.fake.catalog.comments(coll, canonical), False)
+        return self.paged(req, self.store.all_comments(coll, canonical), False)
+
+    def votes(self, req, coll, id):
+        canonical, _ = self.find(coll, id)
+        return self.paged(req, self.store.all_votes(coll, canonical), False)
+
+    def post_comment(self, req, coll, id):
+        canonical, _ = self.find(coll, id)
+        text = posted_attributes(req, "comment").get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise fail(400, "BadRequestError", 'A comment needs a non-empty "text" attribute')
+        return reply(req, {"data": self.store.add_comment(coll, canonical, text)})
+
+    def post_vote(self, req, coll, id):
+        canonical, _ = self.find(coll, id)
+        verdict = posted_attributes(req, "vote").get("verdict")
+        if verdict not in ("harmless", "malicious"):
+            raise fail(400, "InvalidArgumentError",
+                       'A vote\'s "verdict" must be "harmless" or "malicious"')
+        return reply(req, {"data": self.store.add_vote(coll, canonical, verdict)})
 
     def paged(self, req, items, descriptors):
         limit, offset = page_params(req)
@@ -260,6 +295,20 @@ class V3:
     def download_url(self, req, id):
         return reply(req, {"data": self.storage_url(id)})
 
+    # ---- feeds -----------------------------------------------------------------------------
+
+    def feed(self, req, feed, minute):
+        """A published batch: 302 to the storage host (or the batch itself, when the fake is
+        set to deliver directly); NotAvailableYet or NotFoundError otherwise."""
+        try:
+            self.fake.feeds.check(feed, minute)
+        except FeedError as err:
+            raise fail(err.status, err.code, err.message)
+        if self.fake.feeds.settings["delivery"] == "direct":
+            return self.fake.feed_response(feed, minute)
+        return Response(302, b"", "text/html; charset=utf-8",
+                        [("Location", self.fake.storage_url(f"feeds/{feed}/{minute}"))])
+
     # ---- account and service ---------------------------------------------------------------
 
     def overall_quotas(self, req, id):
@@ -292,12 +341,17 @@ def register(router, fake):
     add("POST", "/urls", api.post_url)
     add("GET", "/analyses/{id}", api.get_analysis)
     add("GET", "/analyses/{id}/item", api.get_analysis_item)
+    add("GET", "/feeds/{feed}/{minute}", api.feed)
+    add("GET", "/feeds/files/{id}/download", api.download)
     add("GET", "/search", api.search)
     add("GET", "/intelligence/search", api.search)
     add("GET", "/users/{id}/overall_quotas", api.overall_quotas, counts=False)
     add("GET", "/metadata", api.metadata)
     add("POST", "/{coll}/{id}/analyse", api.analyse)
     add("GET", "/{coll}/{id}/comments", api.comments)
+    add("POST", "/{coll}/{id}/comments", api.post_comment)
+    add("GET", "/{coll}/{id}/votes", api.votes)
+    add("POST", "/{coll}/{id}/votes", api.post_vote)
     add("GET", "/{coll}/{id}/relationships/{rel}", api.descriptors)
     add("GET", "/{coll}/{id}/{rel}", api.related)
     add("GET", "/{coll}/{id}", api.get_object)

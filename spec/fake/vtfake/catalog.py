@@ -1,26 +1,22 @@
-"""The fake's starting knowledge: the real sample bodies, plus related objects and comments
-synthesized from them deterministically. Built once at start-up and never mutated (the
-changing state lives in state.Store as an overlay)."""
+"""The fake's starting knowledge: the real sample bodies, the relationships they record, and
+related objects and comments synthesized deterministically where no recording has any. Built
+once at start-up and never mutated (the changing state lives in state.Store as an overlay)."""
 
 import base64
 import calendar
 import glob
 import hashlib
 import ipaddress
+import itertools
 import json
 import os
 import re
 import time
 import urllib.parse
 
-API = "https://www.virustotal.com/api/v3"     # rewritten to the fake's own origin when sent
-GUI = "https://www.virustotal.com"
-
-TYPES = {"files": "file", "urls": "url", "domains": "domain", "ip_addresses": "ip_address"}
-LABELS = {"files": "File", "urls": "URL", "domains": "Domain", "ip_addresses": "IP address"}
-FILE_STATS = ["harmless", "type-unsupported", "suspicious", "confirmed-timeout", "timeout",
-              "failure", "malicious", "undetected"]
-URL_STATS = ["harmless", "malicious", "suspicious", "undetected", "timeout"]
+from . import objects
+from .objects import (COLLECTIONS, TYPES, analysed_attributes, object_aliases, resolution,
+                      self_link, url_id)
 
 # Relationships served per collection: name -> collection (or "resolutions") of the items.
 RELATIONSHIPS = {
@@ -37,6 +33,26 @@ RELATIONSHIPS = {
 RELATED_COUNT = {"domains": 23, "ip_addresses": 23, "files": 12, "urls": 12}
 COMMENTS_PER_SAMPLE = 12
 BASE_DATE = 1700000000          # dates of synthesized things count back from here
+SYNTHETIC_DOMAIN = "example.net"    # synthesized host names live under it (RFC 2606)
+
+# Public resolvers and big sites and CDNs: what they are related to is mostly harmless traffic,
+# so their synthesized related objects are clean. A domain counts with its subdomains.
+WELL_KNOWN_IPS = {"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112",
+                  "208.67.222.222", "208.67.220.220", "2001:4860:4860::8888",
+                  "2001:4860:4860::8844", "2606:4700:4700::1111", "2606:4700:4700::1001"}
+WELL_KNOWN_DOMAINS = {"google.com", "github.com", "microsoft.com", "windows.com", "apple.com",
+                      "amazon.com", "amazonaws.com", "cloudflare.com", "cloudfront.net",
+                      "akamai.net", "akamaiedge.net", "fastly.net", "googleapis.com",
+                      "gstatic.com", "dropbox.com", "example.com"}
+
+# The empty content: the service has known it for ever.
+EMPTY_HASHES = ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "d41d8cd98f00b204e9800998ecf8427e", "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+EMPTY_FIRST_SEEN = 1148301722
+
+# v2 domain and IP reports list related samples under these names.
+V2_SAMPLE_LISTS = {"downloaded_files": "downloaded", "communicating_files": "communicating",
+                   "referrer_files": "referrer"}
 
 HEX = {32: "md5", 40: "sha1", 64: "sha256"}
 HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
@@ -44,33 +60,8 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\
                        r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])$")
 
 
-def sha256_hex(text):
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def hash_kind(text):
     return HEX.get(len(text)) if HEX_RE.match(text) else None
-
-
-def canonical_url(url):
-    """A light version of VirusTotal's URL canonicalisation: default scheme http, lower-case
-    scheme and host, "/" for an empty path. None when there is no host."""
-    url = url.strip()
-    if "://" not in url:
-        url = "http://" + url
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname:
-        return None
-    netloc = parts.netloc
-    host_at = netloc.rfind("@") + 1
-    netloc = netloc[:host_at] + netloc[host_at:].lower()
-    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path or "/",
-                                    parts.query, parts.fragment))
-
-
-def url_id(url):
-    canonical = canonical_url(url)
-    return sha256_hex(canonical) if canonical else None
 
 
 def decode_url_identifier(ident):
@@ -89,20 +80,20 @@ def normal_ip(text):
 
 
 def normal_domain(text):
+    """A syntactically valid domain name, lower-case (v2's rule: no suffix list)."""
     name = text.lower().rstrip(".")
     return name if DOMAIN_RE.match(name) else None
 
 
-def ymd(epoch):
-    return time.strftime("%Y%m%d", time.gmtime(epoch))
+def v2_epoch(text):
+    return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
 
 
-def v2_date(epoch):
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
-
-
-def self_link(coll, ident):
-    return {"self": f"{API}/{coll}/{ident}"}
+def interleaved(detected, undetected):
+    """One relationship from v2's detected_ and undetected_ lists: one of each in turn, each
+    list in its recorded order (the service's v3 order of the two is not recorded)."""
+    pairs = itertools.zip_longest(detected, undetected)
+    return [item for pair in pairs for item in pair if item is not None]
 
 
 def host_of(coll, ident, obj):
@@ -112,12 +103,29 @@ def host_of(coll, ident, obj):
     if coll == "urls":
         url = obj["attributes"].get("url") if obj else None
         host = urllib.parse.urlsplit(url).hostname if url else None
-        return host or f"u{ident[:12]}.example"
-    return f"f{ident[:12]}.example"
+        return host or f"u{ident[:12]}.{SYNTHETIC_DOMAIN}"
+    return f"f{ident[:12]}.{SYNTHETIC_DOMAIN}"
+
+
+def well_known(coll, ident, obj):
+    """Is this object a public resolver, or a big site or CDN (or a URL on one)?"""
+    if coll == "ip_addresses":
+        return ident in WELL_KNOWN_IPS
+    if coll not in ("domains", "urls"):
+        return False
+    host = host_of(coll, ident, obj)
+    labels = host.split(".")
+    return any(".".join(labels[i:]) in WELL_KNOWN_DOMAINS for i in range(len(labels)))
+
+
+def synthesized_detections(i, clean):
+    """Malicious engines of item i (0-based) of a synthesized relationship."""
+    return 0 if clean or i % 2 else i
 
 
 class Catalog:
-    def __init__(self, samples_dir):
+    def __init__(self, samples_dir, suffixes):
+        self.suffixes = suffixes
         self.objects = {}        # (collection, id) -> object (the "data" member)
         self.aliases = {}        # (collection, md5/sha1/sha256/id) -> id
         self.analyses = {}       # analysis id -> whole response body
@@ -127,10 +135,15 @@ class Catalog:
         self.samples = set()     # (collection, id) of objects read from sample files
         self.file_engines = []   # [(name, version)] in report order
         self.url_engines = []
+        self._recorded = {}      # (coll, id) of recorded related objects -> what was recorded
+        self._seen = {}          # (collection, id, relationship) -> ids recorded in it
         self._load(samples_dir)
+        self._build_recorded()
+        self._add_empty_file()
         for coll, ident in sorted(self.samples):
             for rel, target in RELATIONSHIPS[coll].items():
-                self._synthesize(coll, ident, rel, target)
+                if not self.relations.get((coll, ident, rel)):
+                    self._synthesize(coll, ident, rel, target)
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -138,24 +151,37 @@ class Catalog:
         with open(os.path.join(samples_dir, "index.json")) as f:
             index = json.load(f)
         pages = index.get("relationship_pages", {})
+        embedded = index.get("embedded_relationships", {})
+        v2_bodies = []
         for path in sorted(glob.glob(os.path.join(samples_dir, "v3", "*.json"))):
             with open(path) as f:
                 body = json.load(f)
             name = os.path.basename(path)
             if name in pages:
                 page = pages[name]
-                key = (page["collection"], page["id"], page["relationship"])
-                self.relations.setdefault(key, []).extend(body["data"])
+                for item in body["data"]:
+                    self._record(page["collection"], page["id"], page["relationship"], item)
+            elif name in embedded:
+                owner = embedded[name]
+                for rel, member in body.items():
+                    for item in member["data"]:
+                        self._record(owner["collection"], owner["id"], rel, item)
             elif body["data"]["type"] == "analysis":
                 self.analyses[body["data"]["id"]] = body
             else:
                 self._add_sample(body["data"])
         for name, entry in sorted(index.get("v2", {}).items()):
             with open(os.path.join(samples_dir, "v2", name)) as f:
-                self._add_v2(entry, json.load(f))
+                body = json.load(f)
+            self._add_v2(entry, body)
+            v2_bodies.append((entry, body))
+        # After the v3 recordings, so that their (newer) order comes first.
+        for entry, body in v2_bodies:
+            if entry["endpoint"] in ("domain/report", "ip-address/report"):
+                self._record_v2_lists(entry, body)
 
     def _add_sample(self, obj):
-        coll = {t: c for c, t in TYPES.items()}[obj["type"]]
+        coll = COLLECTIONS[obj["type"]]
         if coll == "urls":
             # One recorded body carries an analysis-style id; the service always answers with
             # the sha256 of the URL, so that is the id the fake uses.
@@ -186,7 +212,7 @@ class Catalog:
 
     def _object_from_v2(self, coll, ident, body):
         """A v3 object for a resource only the v2 samples know."""
-        date = calendar.timegm(time.strptime(body["scan_date"], "%Y-%m-%d %H:%M:%S"))
+        date = v2_epoch(body["scan_date"])
         results = {}
         for engine, scan in body["scans"].items():
             bad = bool(scan.get("detected"))
@@ -215,132 +241,156 @@ class Catalog:
         for alias in object_aliases(coll, obj):
             self.aliases.setdefault((coll, alias), ident)
 
+    # ---- recorded relationships ----------------------------------------------------------
+
+    def _record(self, coll, ident, rel, item, detail=None):
+        """Append a recorded related item (an object, a descriptor or a resolution) in
+        recorded order; an item seen before keeps its place and its details, and gains those
+        it had not."""
+        items = self.relations.setdefault((coll, ident, rel), [])
+        seen = self._seen.setdefault((coll, ident, rel), set())
+        if item["id"] not in seen:
+            seen.add(item["id"])
+            items.append(item if item["type"] == "resolution"
+                         else ("ref", COLLECTIONS[item["type"]], item["id"]))
+        if item["type"] == "resolution":
+            return
+        target = COLLECTIONS[item["type"]]
+        if "attributes" in item:
+            self.add(target, item)
+        recorded = self._recorded.setdefault((target, item["id"]), {})
+        for name, value in (detail or {}).items():
+            recorded.setdefault(name, value)
+
+    def _record_v2_lists(self, entry, body):
+        """The related lists of a recorded v2 domain or IP report, as v3 relationships."""
+        coll = "domains" if entry["endpoint"] == "domain/report" else "ip_addresses"
+        ident = entry["resource"]
+        for rel, name in V2_SAMPLE_LISTS.items():
+            detected = body.get(f"detected_{name}_samples", [])
+            undetected = body.get(f"undetected_{name}_samples", [])
+            details = {}    # a file in both lists (two scans) keeps its detected_ record
+            for sample in detected + undetected:
+                details.setdefault(sample["sha256"], {
+                    "positives": sample.get("positives", 0), "total": sample.get("total", 0),
+                    "date": sample.get("date")})
+            for sample in interleaved(detected, undetected):
+                self._record(coll, ident, rel, {"type": "file", "id": sample["sha256"]},
+                             details[sample["sha256"]])
+        detected = [(u["url"], u["positives"], u["total"], u["scan_date"])
+                    for u in body.get("detected_urls", [])]
+        undetected = [(u[0], u[2], u[3], u[4]) for u in body.get("undetected_urls", [])]
+        details = {}
+        for url, positives, total, date in detected + undetected:
+            details.setdefault(url_id(url), {"url": url, "positives": positives,
+                                             "total": total, "date": date})
+        for url, *_ in interleaved(detected, undetected):
+            ref = url_id(url)
+            if ref:
+                self._record(coll, ident, "urls", {"type": "url", "id": ref}, details[ref])
+        for res in body.get("resolutions", []):
+            date = v2_epoch(res["last_resolved"])
+            ip, host = (res["ip_address"], ident) if coll == "domains" else (ident, res["hostname"])
+            self._record(coll, ident, "resolutions", resolution(ip, host, date))
+        for name in body.get("subdomains", []):
+            domain = self.suffixes.domain(name)
+            if domain:
+                self._record(coll, ident, "subdomains", {"type": "domain", "id": domain})
+
+    def _build_recorded(self):
+        """Objects for the recorded related items that no sample describes: what the
+        recording says (detections, total, date; a URL's address), the rest derived; no
+        recorded detections means none."""
+        for (coll, ident), detail in sorted(self._recorded.items()):
+            if (coll, ident) in self.objects:
+                continue
+            date = v2_epoch(detail["date"]) if detail.get("date") else BASE_DATE
+            if coll == "files":
+                obj = objects.derived_file(ident, 1024 + int(ident[:4], 16) % 65536, [],
+                                           objects.FILE_KINDS[0][1], date)
+            elif coll == "urls":
+                obj = objects.new_url(detail["url"], date)
+            elif coll == "domains":
+                obj = objects.new_domain(ident, date)
+            else:
+                obj = objects.new_ip(ident, date)
+            results = self.results(coll, detail.get("positives", 0), "FakeVT.Recorded", date,
+                                   detail.get("total"))
+            obj["attributes"].update(analysed_attributes(coll, results, date))
+            self.add(coll, obj)
+
+    def _add_empty_file(self):
+        sha256, md5, sha1 = EMPTY_HASHES
+        obj = objects.new_file(sha256, md5, sha1, 0, ["empty", "empty.txt", "null.txt"],
+                               objects.EMPTY, EMPTY_FIRST_SEEN)
+        obj["attributes"].update({"times_submitted": 2850412, "unique_sources": 612345,
+                                  "last_submission_date": BASE_DATE})
+        obj["attributes"].update(analysed_attributes(
+            "files", self.results("files", 0, None, BASE_DATE), BASE_DATE))
+        self.add("files", obj)
+
     # ---- synthesis -----------------------------------------------------------------------
 
     def _synthesize(self, coll, ident, rel, target):
         items = self.relations.setdefault((coll, ident, rel), [])
         parent = self.objects.get((coll, ident))
-        for i in range(len(items), RELATED_COUNT[coll]):
+        clean = well_known(coll, ident, parent)
+        host = host_of(coll, ident, parent)
+        for i in range(RELATED_COUNT[coll]):
             seed = f"{coll}/{ident}/{rel}/{i}"
             date = BASE_DATE - i * 86400
-            malicious = i if i % 2 == 0 else 0
-            host = host_of(coll, ident, parent)
             if target == "resolutions":
                 items.append(self._resolution(coll, ident, i, date))
                 continue
             if target == "files":
-                digest = hashlib.sha512(seed.encode()).hexdigest()
-                obj = self.new_file(digest[:64], digest[64:96], digest[96:136], 1024 + 37 * i,
-                                    [f"{rel}_{i}.exe"], ("Win32 EXE", "peexe", "exe",
-                                                         "PE32 executable (GUI) Intel 80386"), date)
+                sha256 = hashlib.sha512(seed.encode()).hexdigest()[:64]
+                obj = objects.derived_file(sha256, 1024 + 37 * i, [f"{rel}_{i}.exe"],
+                                           objects.FILE_KINDS[0][1], date)
             elif target == "urls":
-                obj = self.new_url(f"http://{host}/{rel}/{i}", date)
+                obj = objects.new_url(f"http://{host}/{rel}/{i}", date)
             elif target == "domains":
                 label = f"sub{i}" if rel == "subdomains" else f"{rel.replace('_', '-')}-{i}"
-                obj = self.new_domain(f"{label}.{host}", date)
+                obj = objects.new_domain(f"{label}.{host}", date)
             else:
                 octets = hashlib.sha256(seed.encode()).digest()
-                obj = self.new_ip(f"45.{octets[0]}.{octets[1]}.{octets[2]}", date)
+                obj = objects.new_ip(f"45.{octets[0]}.{octets[1]}.{octets[2]}", date)
+            malicious = synthesized_detections(i, clean)
             obj["attributes"].update(analysed_attributes(
                 target, self.results(target, malicious, "FakeVT.Related", date), date))
             self.add(target, obj)
             items.append(("ref", target, obj["id"]))
 
-    def _resolution(self, coll, ident, i, date):
+    @staticmethod
+    def _resolution(coll, ident, i, date):
         if coll == "domains":
-            ip, host = f"198.51.100.{i + 1}", ident
-        else:
-            ip, host = ident, f"host{i}.{ident.replace('.', '-').replace(':', '-')}.example"
-        return {"type": "resolution", "id": ip + host, "links": self_link("resolutions", ip + host),
-                "attributes": {"date": date, "host_name": host, "ip_address": ip,
-                               "resolver": "VirusTotal"}}
+            return resolution(f"198.51.100.{i + 1}", ident, date)
+        host = f"host{i}.{ident.replace('.', '-').replace(':', '-')}.{SYNTHETIC_DOMAIN}"
+        return resolution(ident, host, date)
 
     def comments(self, coll, ident):
         """Synthesized comments; only objects read from the samples have any."""
         if (coll, ident) not in self.samples:
             return []
-        letter = TYPES[coll][0]
-        out = []
-        for i in range(COMMENTS_PER_SAMPLE):
-            cid = f"{letter}-{ident}-{sha256_hex(f'{coll}/{ident}/comment/{i}')[:8]}"
-            text = f"Fake comment {i + 1} on {ident} #fakevt"
-            out.append({"type": "comment", "id": cid, "links": self_link("comments", cid),
-                        "attributes": {"date": BASE_DATE - i * 3600, "text": text, "html": text,
-                                       "tags": ["fakevt"],
-                                       "votes": {"positive": i % 3, "negative": 0, "abuse": 0}}})
-        return out
+        return [objects.comment(objects.child_id(coll, ident, f"{coll}/{ident}/comment/{i}"),
+                                f"Fake comment {i + 1} on {ident} #fakevt",
+                                BASE_DATE - i * 3600,
+                                {"positive": i % 3, "negative": 0, "abuse": 0})
+                for i in range(COMMENTS_PER_SAMPLE)]
 
-    # ---- object builders (also used for uploads and URL scans) ----------------------------
+    # ---- object builders (also used for uploads, URL scans and feeds) ---------------------
 
-    def results(self, coll, malicious, label, date):
-        """Per-engine results with the first `malicious` engines detecting."""
+    def results(self, coll, malicious, label, date, total=None):
+        """Per-engine results with the first `malicious` engines detecting; only the first
+        `total` engines ran when it is given."""
         if coll == "files":
-            update = ymd(date)
+            update = objects.ymd(date)
+            engines = self.file_engines[:total]
             return {name: {"category": "malicious" if i < malicious else "undetected",
                            "engine_name": name, "engine_version": version,
                            "result": label if i < malicious else None, "method": "blacklist",
                            "engine_update": update}
-                    for i, (name, version) in enumerate(self.file_engines)}
+                    for i, (name, version) in enumerate(engines)}
         return {name: {"category": "malicious" if i < malicious else "harmless",
                        "engine_name": name, "method": "blacklist",
                        "result": "malicious" if i < malicious else "clean"}
-                for i, name in enumerate(self.url_engines)}
-
-    @staticmethod
-    def new_file(sha256, md5, sha1, size, names, file_type, date):
-        description, tag, extension, magic = file_type
-        return {"type": "file", "id": sha256, "links": self_link("files", sha256),
-                "attributes": {"md5": md5, "sha1": sha1, "sha256": sha256, "size": size,
-                               "names": list(names), "meaningful_name": names[0] if names else None,
-                               "type_description": description, "type_tag": tag,
-                               "type_extension": extension, "magic": magic, "tags": [],
-                               "reputation": 0, "total_votes": {"harmless": 0, "malicious": 0},
-                               "times_submitted": 1, "unique_sources": 1,
-                               "first_submission_date": date, "last_submission_date": date}}
-
-    @staticmethod
-    def new_url(url, date):
-        url = canonical_url(url)
-        ident = sha256_hex(url)
-        return {"type": "url", "id": ident, "links": self_link("urls", ident),
-                "attributes": {"url": url, "last_final_url": url,
-                               "title": "Fake page", "last_http_response_code": 200,
-                               "categories": {}, "tags": [], "reputation": 0,
-                               "total_votes": {"harmless": 0, "malicious": 0},
-                               "times_submitted": 1, "first_submission_date": date,
-                               "last_submission_date": date}}
-
-    @staticmethod
-    def new_domain(name, date):
-        return {"type": "domain", "id": name, "links": self_link("domains", name),
-                "attributes": {"tld": name.rsplit(".", 1)[-1], "categories": {}, "tags": [],
-                               "reputation": 0, "total_votes": {"harmless": 0, "malicious": 0},
-                               "last_dns_records": [], "whois": "", "creation_date": date}}
-
-    @staticmethod
-    def new_ip(ip, date):
-        return {"type": "ip_address", "id": ip, "links": self_link("ip_addresses", ip),
-                "attributes": {"asn": 64500, "as_owner": "FakeVT Networks", "country": "ZZ",
-                               "continent": "EU", "network": ip.rsplit(".", 1)[0] + ".0/24",
-                               "regional_internet_registry": "RIPE NCC", "tags": [],
-                               "reputation": 0, "total_votes": {"harmless": 0, "malicious": 0},
-                               "whois": "", "whois_date": date}}
-
-
-def object_aliases(coll, obj):
-    if coll == "files":
-        attrs = obj["attributes"]
-        return [obj["id"]] + [attrs[k] for k in ("md5", "sha1", "sha256") if attrs.get(k)]
-    return [obj["id"]]
-
-
-def stats_of(coll, results):
-    counts = dict.fromkeys(FILE_STATS if coll == "files" else URL_STATS, 0)
-    for result in results.values():
-        counts[result["category"]] = counts.get(result["category"], 0) + 1
-    return counts
-
-
-def analysed_attributes(coll, results, date):
-    return {"last_analysis_results": results, "last_analysis_stats": stats_of(coll, results),
-            "last_analysis_date": date, "last_modification_date": date}
+                for i, name in enumerate(self.url_engines[:total])}

@@ -7,19 +7,12 @@ import re
 import shutil
 import tempfile
 
+from .objects import file_kind
+
 MARKER = re.compile(rb"VT-FAKE-MALICIOUS=(\d+)")
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_DETECTIONS = 60
 SCAN_WINDOW = 96        # longer than the EICAR string and any marker: matches may span chunks
-
-# First bytes -> (type_description, type_tag, type_extension, magic); checked in order.
-FILE_TYPES = [
-    (b"MZ", ("Win32 EXE", "peexe", "exe", "PE32 executable (GUI) Intel 80386, for MS Windows")),
-    (b"\x7fELF", ("ELF", "elf", "", "ELF 64-bit LSB executable, x86-64")),
-    (b"%PDF", ("PDF", "pdf", "pdf", "PDF document")),
-    (b"PK\x03\x04", ("ZIP", "zip", "zip", "Zip archive data")),
-]
-TEXT_TYPE = ("Text", "text", "txt", "ASCII text")
 
 
 class Verdict:
@@ -66,11 +59,8 @@ class FileInfo:
         self.malicious = verdict.malicious
         self.label = verdict.label
 
-    def file_type(self):
-        for magic, kind in FILE_TYPES:
-            if self.head.startswith(magic):
-                return kind
-        return TEXT_TYPE
+    def kind(self):
+        return file_kind(self.head, self.size)
 
     def public(self):
         return {"md5": self.md5, "sha1": self.sha1, "sha256": self.sha256,

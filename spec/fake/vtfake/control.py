@@ -66,6 +66,23 @@ class Control:
         info = writer.info
         return answer(dict(info.public(), download_url=self.fake.storage_url(info.sha256)))
 
+    def set_key(self, req):
+        body = json_body(req)
+        key, premium = body.get("key"), body.get("premium", False)
+        if not isinstance(key, str) or not key or not isinstance(premium, bool):
+            raise HTTPError(answer({"error": "needs a non-empty string key and a boolean premium"},
+                                   400))
+        self.fake.set_key(key, premium)
+        return answer({"ok": True, "key_count": len(self.fake.keys),
+                       "batch_limit": self.fake.batch_limit(key)})
+
+    def get_feeds(self, req):
+        return answer(self.fake.feeds.state())
+
+    def set_feeds(self, req):
+        checked(self.fake.feeds.configure, json_body(req))
+        return answer(self.fake.feeds.state())
+
     def analysis_steps(self, req):
         steps = checked(int, json_body(req).get("steps"))
         if steps < 0:
@@ -83,3 +100,6 @@ def register(router, fake):
     router.add("POST", "/_fake/quota", control.quota)
     router.add("POST", "/_fake/files", control.register_file)
     router.add("POST", "/_fake/analysis_steps", control.analysis_steps)
+    router.add("POST", "/_fake/keys", control.set_key)
+    router.add("GET", "/_fake/feeds", control.get_feeds)
+    router.add("POST", "/_fake/feeds", control.set_feeds)

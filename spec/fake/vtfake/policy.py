@@ -1,11 +1,12 @@
 """Things tests switch on and inspect: the request log, fault switches and per-key quotas."""
 
 import collections
+import json
 import re
 import threading
 import time
 
-from .httpio import Response, empty, v3_error
+from .httpio import CHUNK, V3_JSON, Response, empty, v3_error
 
 # ---- request log ------------------------------------------------------------------------
 
@@ -40,13 +41,73 @@ class RequestLog:
 # ---- fault switches ---------------------------------------------------------------------
 
 # Faults the dispatcher applies to any route, and faults only one route knows how to apply.
-GENERIC_FAULTS = {"status", "429", "slow", "slow_body", "cut", "badjson", "wrongtype"}
+GENERIC_FAULTS = {"status", "429", "slow", "slow_body", "cut", "badjson", "wrongtype", "shape",
+                  "redirect", "huge", "deep"}
 ROUTE_FAULTS = {"tamper", "redirect_elsewhere"}
 
 DEFAULT_CODES = {400: "BadRequestError", 401: "AuthenticationRequiredError",
                  403: "ForbiddenError", 404: "NotFoundError", 409: "AlreadyExistsError",
                  424: "FailedDependencyError", 429: "TooManyRequestsError",
                  503: "TransientError", 504: "DeadlineExceededError"}
+
+# Wrong-shape variants of a JSON answer (a v3 body {"data": ...}).
+SHAPES = {"data_string", "data_null", "data_numbers", "attributes_array", "collection_object",
+          "no_data"}
+HUGE_DEFAULT = 300 * 1024 * 1024
+HUGE_HEAD = b'{"data": {"type": "file", "id": "huge", "attributes": {"padding": "'
+HUGE_TAIL = b'"}}}'
+
+
+def header_text(value):
+    """A header value as given: strings verbatim, numbers as JSON wrote them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return json.dumps(value)
+
+
+def reshape(body, variant):
+    """A JSON answer turned into the wrong shape `variant` (see SHAPES)."""
+    try:
+        body = json.loads(body)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"data": body}
+    data = body.get("data")
+    if variant == "data_string":
+        body["data"] = "x"
+    elif variant == "data_null":
+        body["data"] = None
+    elif variant == "data_numbers":
+        body["data"] = [1, 2]
+    elif variant == "attributes_array":
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            if isinstance(item, dict):
+                item["attributes"] = []
+        if not any(isinstance(item, dict) for item in items):
+            body["data"] = {"type": "object", "id": "x", "attributes": []}
+    elif variant == "collection_object" and isinstance(data, list):
+        body["data"] = data[0] if data else {"type": "object", "id": "x", "attributes": {}}
+    elif variant == "no_data":
+        body.pop("data", None)
+    return json.dumps(body).encode()
+
+
+def huge_chunks(size):
+    """`size` bytes of one JSON object (a padding string), made as they are sent."""
+    if size < len(HUGE_HEAD) + len(HUGE_TAIL):
+        yield b"[" * size
+        return
+    yield HUGE_HEAD
+    left = size - len(HUGE_HEAD) - len(HUGE_TAIL)
+    block = b"a" * CHUNK
+    while left > 0:
+        yield block[:left]
+        left -= min(left, CHUNK)
+    yield HUGE_TAIL
 
 
 class Fault:
@@ -55,6 +116,8 @@ class Fault:
         self.type = str(spec.get("type"))
         if self.type not in GENERIC_FAULTS | ROUTE_FAULTS:
             raise ValueError(f"unknown fault type {self.type!r}")
+        if self.type == "shape" and spec.get("variant") not in SHAPES:
+            raise ValueError(f"shape needs a variant among {sorted(SHAPES)}")
         self.spec = dict(spec)
         self.method = (spec.get("method") or "").upper() or None
         self.path = spec.get("path")
@@ -64,6 +127,9 @@ class Fault:
             raise ValueError(f"unknown listener {self.listener!r}")
         self.count = int(spec.get("count", 1))
         self.delay = float(spec.get("delay", 2))
+        for name in ("at", "size", "depth"):
+            if name in spec and (not isinstance(spec[name], int) or spec[name] < 0):
+                raise ValueError(f"{name} must be a non-negative integer")
 
     def matches(self, listener, method, path):
         return (self.count != 0
@@ -75,32 +141,57 @@ class Fault:
     def public(self):
         return dict(self.spec, id=self.id, remaining=self.count, listener=self.listener)
 
-    def response(self):
+    def cut_at(self, length):
+        """How many body bytes a "cut" fault lets through."""
+        return min(self.spec.get("at", length // 2), length)
+
+    def response(self, req):
         """The answer of a fault that replaces the whole response (None for the others)."""
         spec = self.spec
-        headers = [(k, str(v)) for k, v in (spec.get("headers") or {}).items()]
+        headers = [(k, header_text(v)) for k, v in (spec.get("headers") or {}).items()]
+        status = int(spec.get("status", {"status": 503, "redirect": 302}.get(self.type, 200)))
         if self.type == "status":
-            status = int(spec.get("status", 503))
             if "body" in spec:
                 return Response(status, spec["body"].encode(), spec.get("content_type"), headers)
+            if req.listener == "storage":
+                return Response(status, b"Fault injected by the fake", "text/plain", headers)
+            if req.path.startswith("/vtapi/v2/"):
+                return empty(status, headers)      # v2 errors have no body
             code = spec.get("code") or DEFAULT_CODES.get(status, "InternalError")
             return v3_error(status, code, spec.get("message", "Fault injected by the fake"),
                             headers)
         if self.type == "429":
             code = spec.get("code", "TooManyRequestsError")
             if "retry_after" in spec:
-                headers.append(("Retry-After", str(spec["retry_after"])))
+                headers.append(("Retry-After", header_text(spec["retry_after"])))
             default = "Quota exceeded" if code == "QuotaExceededError" else "Too many requests"
             return v3_error(429, code, spec.get("message", default), headers)
         if self.type == "badjson":
             body = spec.get("body", '{"data": {"type": "file", "id": "trunc')
-            return Response(int(spec.get("status", 200)), body.encode(),
-                            "application/json; charset=utf-8", headers)
+            return Response(status, body.encode(), V3_JSON, headers)
         if self.type == "wrongtype":
             body = spec.get("body", "<html><body><h1>Service Unavailable</h1></body></html>")
-            return Response(int(spec.get("status", 200)), body.encode(),
-                            "text/html; charset=utf-8", headers)
+            return Response(status, body.encode(), "text/html; charset=utf-8", headers)
+        if self.type == "redirect":
+            location = spec.get("location") or req.target
+            if location.startswith("/"):
+                location = req.origin + location
+            return Response(status, b"", "text/html; charset=utf-8",
+                            headers + [("Location", location)])
+        if self.type == "huge":
+            size = spec.get("size", HUGE_DEFAULT)
+            return Response(status, content_type=spec.get("content_type", V3_JSON),
+                            headers=headers, chunks=huge_chunks(size), length=size)
+        if self.type == "deep":
+            depth = spec.get("depth", 100000)
+            return Response(status, b"[" * depth + b"]" * depth, V3_JSON, headers)
         return None
+
+    def reshaped(self, response):
+        """The route's answer in the wrong shape (a "shape" fault), as a 200."""
+        body = b"".join(response.chunks())
+        return Response(200, reshape(body, self.spec["variant"]), V3_JSON,
+                        [("Cache-Control", "no-cache")])
 
 
 class Faults:

@@ -7,6 +7,7 @@ import re
 import secrets
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -17,11 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import api_v2, api_v3, control
 from .catalog import Catalog
+from .feeds import KINDS as FEED_KINDS, Feeds
 from .httpio import BadBody, Body, HTTPError, Response, TooLarge, v3_error
 from .policy import GENERIC_FAULTS, Faults, Quotas, RequestLog
 from .state import Store
+from .suffixes import SuffixList
 
-PLACEHOLDERS = {"coll": "files|urls|domains|ip_addresses"}   # others match one path segment
+# Named path segments with a fixed set of values; others match one path segment.
+PLACEHOLDERS = {"coll": "files|urls|domains|ip_addresses",
+                "feed": "|".join(FEED_KINDS)}
 
 
 class Router:
@@ -62,6 +67,7 @@ class Request:
         self.fake = handler.server.fake
         self.listener = listener
         self.method = handler.command
+        self.target = handler.path      # path and query as requested
         split = urllib.parse.urlsplit(handler.path)
         self.path = split.path
         self.raw_query = split.query
@@ -139,7 +145,9 @@ class Handler(BaseHTTPRequestHandler):
             req.fault = fault
             if fault.type == "slow":
                 time.sleep(fault.delay)
-        response = (fault and fault.response()) or self._run(app, req)
+        response = (fault and fault.response(req)) or self._run(app, req)
+        if fault and fault.type == "shape":
+            response = fault.reshaped(response)
         try:
             self._finish(req, response, req.fault)
         finally:
@@ -179,27 +187,40 @@ class Handler(BaseHTTPRequestHandler):
         self._send(response, fault)
 
     def _send(self, response, fault):
+        cut = fault if fault and fault.type == "cut" else None
+        chunked = bool(cut and cut.spec.get("chunked"))
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
-        if response.status != 204:
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif response.status != 204:
             self.send_header("Content-Length", str(response.length))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
         if fault and fault.type == "slow_body":
             time.sleep(fault.delay)
-        limit = response.length // 2 if fault and fault.type == "cut" else response.length
+        limit = cut.cut_at(response.length) if cut else response.length
         sent = 0
         for data in response.chunks():
             data = data[: limit - sent]
-            self.wfile.write(data)
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             sent += len(data)
             if sent >= limit:
                 break
         self.wfile.flush()
-        if fault and fault.type == "cut":
+        if cut:
             self.close_connection = True
+            if cut.spec.get("reset"):
+                self._reset()
+
+    def _reset(self):
+        """End the connection with a TCP reset (RST) instead of an orderly close (FIN)."""
+        time.sleep(0.1)         # let the client read what was sent first
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
 
 class Listener(ThreadingHTTPServer):
@@ -235,6 +256,9 @@ class MainApp:
         return v3_error(404, "NotFoundError", f"Resource not found: {req.path}")
 
 
+DENIED = Response(403, b"AccessDenied: missing or bad signature", "text/plain")
+
+
 class StorageApp:
     """The "storage host" that download redirects point at: serves contents by sha256 to
     holders of a valid signature, and never needs (nor should get) an API key."""
@@ -243,6 +267,7 @@ class StorageApp:
         self.fake = fake
         self.router = Router()
         self.router.add("GET", "/{sha256}", self.blob)
+        self.router.add("GET", "/feeds/{feed}/{minute}", self.feed_batch)
 
     @staticmethod
     def is_control(req):
@@ -251,9 +276,17 @@ class StorageApp:
     def handle(self, req):
         return self.router.dispatch(req) or Response(404, b"NoSuchKey", "text/plain")
 
+    def signed(self, req, name):
+        return hmac.compare_digest(req.query.get("sig", ""), self.fake.signature(name))
+
+    def feed_batch(self, req, feed, minute):
+        if not self.signed(req, f"feeds/{feed}/{minute}"):
+            return DENIED
+        return self.fake.feed_response(feed, minute)
+
     def blob(self, req, sha256):
-        if not hmac.compare_digest(req.query.get("sig", ""), self.fake.signature(sha256)):
-            return Response(403, b"AccessDenied: missing or bad signature", "text/plain")
+        if not self.signed(req, sha256):
+            return DENIED
         path = self.fake.store.content.path(sha256)
         if not os.path.exists(path):
             return Response(404, b"NoSuchKey", "text/plain")
@@ -277,11 +310,13 @@ def read_file(path, tamper):
 
 
 class FakeVT:
-    def __init__(self, keys, samples_dir, steps, storage_host="127.0.0.2"):
-        self.keys = set(keys)
+    def __init__(self, keys, premium_keys, samples_dir, steps, storage_host, suffix_list):
+        self.start_keys = set(keys) | set(premium_keys)
+        self.start_premium = set(premium_keys)
+        self.keys, self.premium = set(self.start_keys), set(self.start_premium)
         self.default_key = keys[0]
         self.tmp = tempfile.mkdtemp(prefix="fakevt-")
-        self.catalog = Catalog(samples_dir)
+        self.catalog = Catalog(samples_dir, SuffixList(suffix_list))
         self.store = Store(self.catalog, os.path.join(self.tmp, "content"), steps)
         self.log, self.faults, self.quotas = RequestLog(), Faults(), Quotas()
         self._secret = secrets.token_bytes(16)
@@ -290,6 +325,8 @@ class FakeVT:
         self.main_port = self.main.server_address[1]
         self.storage_port = self.storage.server_address[1]
         self.storage_origin = f"http://{storage_host}:{self.storage_port}"
+        self.feeds = Feeds(self.catalog, os.path.join(self.tmp, "feeds"),
+                           f"http://127.0.0.1:{self.main_port}")
 
     def start(self):
         for listener in (self.main, self.storage):
@@ -302,13 +339,32 @@ class FakeVT:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def reset(self):
+        self.keys, self.premium = set(self.start_keys), set(self.start_premium)
         self.log.clear()
         self.faults.clear()
         self.quotas.clear()
         self.store.reset()
+        self.feeds.reset()
 
-    def signature(self, sha256):
-        return hmac.new(self._secret, sha256.encode(), "sha256").hexdigest()[:32]
+    def set_key(self, key, premium):
+        """Make `key` valid, with premium privileges or not."""
+        self.keys.add(key)
+        (self.premium.add if premium else self.premium.discard)(key)
 
-    def storage_url(self, sha256):
-        return f"{self.storage_origin}/{sha256}?sig={self.signature(sha256)}"
+    def batch_limit(self, key):
+        """Resources one v2 report or scan request may carry: 4 on a public key, 25 on a
+        premium one (the service's documented ceilings)."""
+        return 25 if key in self.premium else 4
+
+    def signature(self, name):
+        return hmac.new(self._secret, name.encode(), "sha256").hexdigest()[:32]
+
+    def storage_url(self, name):
+        """A signed URL on the storage host for a content (by sha256) or a feed batch."""
+        return f"{self.storage_origin}/{name}?sig={self.signature(name)}"
+
+    def feed_response(self, kind, minute):
+        """A published feed batch, streamed from its file."""
+        path = self.feeds.batch_path(kind, minute)
+        return Response(200, content_type="application/octet-stream",
+                        chunks=read_file(path, False), length=os.path.getsize(path))

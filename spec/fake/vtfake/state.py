@@ -7,8 +7,24 @@ import secrets
 import threading
 import time
 
-from .catalog import API, RELATIONSHIPS, TYPES, analysed_attributes, object_aliases, stats_of
+from . import objects
+from .catalog import BASE_DATE, RELATIONSHIPS
 from .content import ContentStore
+from .objects import API, TYPES, analysed_attributes, object_aliases, stats_of
+
+
+def analysis_meta(coll, obj):
+    """The meta member of an analysis of `obj`: file_info for files; url_info for URLs, with
+    the file_info of the content the crawler fetched when there was one (as recorded)."""
+    attrs = obj["attributes"]
+    if coll == "files":
+        return {"file_info": {k: attrs.get(k) for k in ("size", "sha256", "sha1", "md5")}}
+    if coll == "urls":
+        meta = {"url_info": {"id": obj["id"], "url": attrs.get("url")}}
+        if attrs.get("last_http_response_content_sha256"):
+            meta["file_info"] = {"sha256": attrs["last_http_response_content_sha256"]}
+        return meta
+    return None
 
 
 class Analysis:
@@ -67,6 +83,8 @@ class Store:
             self.pending = {}           # (coll, target) -> latest analysis id
             self.v2_superseded = set()  # (coll, id) whose v2 sample body is out of date
             self.upload_tokens = {}     # token -> used?
+            self.comments = {}          # (coll, id) -> comments posted, newest first
+            self.votes = {}             # (coll, id) -> votes cast, newest first
             self.content.clear()
 
     # ---- objects -----------------------------------------------------------------------
@@ -112,6 +130,49 @@ class Store:
                 return None
             return self.catalog.v2.get((endpoint, ident))
 
+    # ---- comments and votes ------------------------------------------------------------
+
+    def add_comment(self, coll, ident, text):
+        """Post a comment; it comes first in the object's comments from then on."""
+        with self.lock:
+            posted = self.comments.setdefault((coll, ident), [])
+            cid = objects.child_id(coll, ident, f"{coll}/{ident}/posted/{len(posted)}/{text}")
+            created = objects.comment(cid, text, int(time.time()))
+            posted.insert(0, created)
+            return created
+
+    def all_comments(self, coll, ident):
+        with self.lock:
+            posted = list(self.comments.get((coll, ident), []))
+        return posted + self.catalog.comments(coll, ident)
+
+    def add_vote(self, coll, ident, verdict):
+        """Cast a vote: it comes first in the object's votes and counts in its total_votes
+        (the object is replaced, never changed in place)."""
+        with self.lock:
+            cast = self.votes.setdefault((coll, ident), [])
+            vid = objects.child_id(coll, ident, f"{coll}/{ident}/vote/{len(cast)}")
+            created = objects.vote(vid, verdict, int(time.time()))
+            cast.insert(0, created)
+            obj = copy.deepcopy(self.get(coll, ident))
+            totals = obj["attributes"].setdefault("total_votes", objects.votes_zero())
+            totals[verdict] = totals.get(verdict, 0) + 1
+            self.put(coll, obj)
+            return created
+
+    def all_votes(self, coll, ident):
+        """The votes cast here, newest first, then one per vote the starting object counts
+        (its total_votes: harmless ones first)."""
+        with self.lock:
+            cast = list(self.votes.get((coll, ident), []))
+        start = self.catalog.objects.get((coll, ident))
+        totals = (start["attributes"].get("total_votes") or {}) if start else {}
+        harmless, malicious = totals.get("harmless", 0), totals.get("malicious", 0)
+        return cast + [objects.vote(objects.child_id(coll, ident, f"{coll}/{ident}/votes/{i}"),
+                                    "harmless" if i < harmless else "malicious",
+                                    BASE_DATE - i * 600)
+                       for i in range(harmless + malicious)]
+
     # ---- analyses ----------------------------------------------------------------------
 
     def _ids(self, coll, target, md5):
@@ -143,30 +204,24 @@ class Store:
     def submit_file(self, info):
         date = int(time.time())
         results = self.catalog.results("files", info.malicious, info.label, date)
-        fresh = self.catalog.new_file(info.sha256, info.md5, info.sha1, info.size,
-                                      [info.name] if info.name else [], info.file_type(), date)
-        meta = {"file_info": {"size": info.size, "sha256": info.sha256, "sha1": info.sha1,
-                              "md5": info.md5}}
-        return self._new_analysis("files", info.sha256, results, meta, fresh, info.md5)
+        fresh = objects.new_file(info.sha256, info.md5, info.sha1, info.size,
+                                 [info.name] if info.name else [], info.kind(), date)
+        return self._new_analysis("files", info.sha256, results, analysis_meta("files", fresh),
+                                  fresh, info.md5)
 
     def submit_url(self, url, malicious):
-        fresh = self.catalog.new_url(url, int(time.time()))
+        fresh = objects.new_url(url, int(time.time()))
         results = self.catalog.results("urls", malicious, None, int(time.time()))
-        meta = {"url_info": {"id": fresh["id"], "url": fresh["attributes"]["url"]}}
-        return self._new_analysis("urls", fresh["id"], results, meta, fresh)
+        return self._new_analysis("urls", fresh["id"], results, analysis_meta("urls", fresh),
+                                  fresh)
 
     def reanalyse(self, coll, obj):
         """Re-analysis keeps the object's verdict (its last results, or a clean one)."""
         attrs = obj["attributes"]
         results = attrs.get("last_analysis_results") or \
             self.catalog.results(coll, 0, None, int(time.time()))
-        meta = None
-        if coll == "files":
-            meta = {"file_info": {k: attrs.get(k) for k in ("size", "sha256", "sha1", "md5")}}
-        elif coll == "urls":
-            meta = {"url_info": {"id": obj["id"], "url": attrs.get("url")}}
-        return self._new_analysis(coll, obj["id"], copy.deepcopy(results), meta,
-                                  md5=attrs.get("md5"))
+        return self._new_analysis(coll, obj["id"], copy.deepcopy(results),
+                                  analysis_meta(coll, obj), md5=attrs.get("md5"))
 
     def analysis(self, ident):
         with self.lock:
@@ -202,8 +257,8 @@ class Store:
     def register_file(self, info):
         """Known content without an analysis: the file object exists at once."""
         date = int(time.time())
-        obj = self.catalog.new_file(info.sha256, info.md5, info.sha1, info.size,
-                                    [info.name] if info.name else [], info.file_type(), date)
+        obj = objects.new_file(info.sha256, info.md5, info.sha1, info.size,
+                               [info.name] if info.name else [], info.kind(), date)
         results = self.catalog.results("files", info.malicious, info.label, date)
         obj["attributes"].update(analysed_attributes("files", results, date))
         self.put("files", obj)
