@@ -25,7 +25,7 @@ end
 
 local function domains(n)
   local list = {}
-  for i = 1, n do list[i] = { "domain", "d" .. i .. ".example" } end
+  for i = 1, n do list[i] = { "domain", "d" .. i .. ".example.org" } end
   return list
 end
 
@@ -98,7 +98,7 @@ describe("long lists", function()
   end)
 
   it("c:each fails a malformed item without a request, and c:batch records it", function()
-    local list = { { "domain", "a.example" }, { "domain", "bad..name" }, { "ip", "999.1.1.1" }, { "domain", "b.example" } }
+    local list = { { "domain", "a.example.org" }, { "domain", "bad..name" }, { "ip", "999.1.1.1" }, { "domain", "b.example.org" } }
     local failed = {}
     for i, ok, v in c:each(list) do
       if v.code == "InvalidArgument" then failed[#failed + 1] = i end
@@ -116,7 +116,7 @@ describe("long lists", function()
   it("c:each and c:batch raise on a wrong item before any request", function()
     assert.has_error(function() c:each({ { "file", 42 } }) end, "each: item 1: the value must be a string (got number)")
     assert.has_error(function() c:each({ "x" }) end, "each: item 1 must be a table {kind, value}")
-    assert.has_error(function() c:batch({ { "domain", "a.example" }, { "planet", "x" } }) end)
+    assert.has_error(function() c:batch({ { "domain", "a.example.org" }, { "planet", "x" } }) end)
     assert.has_error(function() c:each({}, { concurrency = 0 }) end)
     assert.has_error(function() c:each({}, { workers = 2 }) end)
     assert.equal(0, #srv:log())
@@ -132,7 +132,7 @@ describe("long lists", function()
     assert.equal(1, taken)
     assert.equal(0, c:pending())
     srv:reset()
-    assert.equal("NotFoundError", select(2, c:domain("after.example")).code) -- the client goes on
+    assert.equal("NotFoundError", select(2, c:domain("after.example.org")).code) -- the client goes on
   end)
 
   it("c:each yields in coroutine mode, through vt.loop", function()
