@@ -1,6 +1,8 @@
 /* vt.client: the options, the handle (close/__gc/__close/__tostring), what
  * the client tells about itself (c:options, c:quota_status, c:cache_stats),
  * and the method table every client file adds its methods to. */
+
+/*** @module vt */
 #include "client.h"
 
 #include <ctype.h>
@@ -178,6 +180,20 @@ vt_client *vt_client_check(lua_State *L, int idx)
     return c;
 }
 
+/***
+A client of the VirusTotal API (v3, and legacy v2), with its own transfer engine and a rate
+limiter shared by every process using the same key. The options are in the README (Client
+options); an unknown option, a wrong type or a value out of range raises naming the option.
+@function client
+@tparam table opts `apikey` (else `VT_API_KEY`), `base_url`, `api` (`"v3"` or `"v2"`),
+`requests_per_minute`, `requests_per_day`, `requests_per_month`, `rate`, `quota_state`,
+`max_wait`, `timeout`, `connect_timeout`, `retries`, `retry_base`, `proxy`, `cainfo`,
+`insecure`, `user_agent`, `poll_interval`, `poll_timeout`, `yield`
+@treturn client the client (a to-be-closed value; closed when collected)
+@raise on a missing key, an unknown option, a wrong type or a value out of range, or when the
+limiter's state file cannot be used
+@usage local c <close> = vt.client{apikey = os.getenv("VT_API_KEY"), requests_per_minute = 4}
+*/
 static int client_new(lua_State *L)
 {
     lua_settop(L, 1);
@@ -277,6 +293,16 @@ static int client_new(lua_State *L)
     return 1;
 }
 
+/*** A client: `vt.client(opts)` makes one. Every method but `close` raises on a closed client.
+A failure returns `nil` and the error value (README: Errors); a wrong type raises.
+@type client
+*/
+
+/***
+Closes the client: transfers still running fail with `ConnectionError`, the key is wiped from
+memory. Closing twice is fine; also done by `__close` and `__gc`.
+@function client:close
+*/
 static int client_close(lua_State *L)
 {
     vt_client *c = luaL_checkudata(L, 1, VT_CLIENT_MT);
@@ -296,6 +322,14 @@ static int client_tostring(lua_State *L)
 }
 
 
+/***
+What the local limiter knows now, read from the shared state.
+@function client:quota_status
+@treturn[1] table `windows` (a list of `{kind, n, per, used, next_slot_in}`), `blocked_until`
+(when the service said the quota is spent), `path` (the shared state file, if any)
+@treturn[2] nil
+@treturn[2] table the error value (`QuotaStateError`)
+*/
 static int client_quota_status(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -339,9 +373,12 @@ static void set_number_field(lua_State *L, const char *key, double value)
     lua_setfield(L, -2, key);
 }
 
-/* c:options(): the client's effective options, every default filled in, without
- * the key (and without a proxy password), so the playbook layers follow the
- * client and a user can see what a client does. */
+/***
+The client's effective options, every default filled in, without the key (and with a proxy's
+password as `***`): so the playbook layers follow the client, and a user can see what it does.
+@function client:options
+@treturn table the options, as `vt.client` takes them
+*/
 static int client_options(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -399,8 +436,12 @@ static int client_options(lua_State *L)
     return 1;
 }
 
-/* c:cache_stats(): what the response cache did, and the API requests this client
- * has sent (each attempt that took a quota slot). */
+/***
+What the response cache did, and the API requests this client has sent.
+@function client:cache_stats
+@treturn table `backend`, `hits`, `misses`, `stores`, `coalesced`, `errors`, and `requests`
+(every attempt that took a quota slot, retries included)
+*/
 static int client_cache_stats(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);

@@ -5,6 +5,8 @@
  * to Lua without a copy. null is a NULL light userdata, lua-cjson's cjson.null.
  * Encoding is our own too (below). vt.decode and vt.encode give Lua code the
  * same JSON. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <math.h>
@@ -575,7 +577,17 @@ void vt_json_encode(lua_State *L, int idx)
 
 /* ---------------------------------------------------------- vt.decode/encode */
 
-/* vt.decode(text) -> value | nil, err: JSON with integers kept and null as vt.null. */
+/***
+Decodes JSON as the client decodes the service's answers: integral numbers as integers (every
+64-bit integer exact), fractions as floats, null as `vt.null`, the last of repeated keys kept, at
+most 1000 levels of nesting.
+@function decode
+@tparam string text the JSON text
+@return[1] the value
+@treturn[2] nil
+@treturn[2] table the error value (`InvalidArgument`, saying what is wrong and at which byte)
+@raise when `text` is not a string
+*/
 static int l_decode(lua_State *L)
 {
     size_t len;
@@ -586,7 +598,15 @@ static int l_decode(lua_State *L)
     return vt_fail(L, "InvalidArgument", "not valid JSON (%s)", why);
 }
 
-/* vt.encode(value) -> text; a value JSON cannot hold (a function, NaN, ...) raises. */
+/***
+Encodes a value as JSON: integers as integers, floats with the fewest digits that read back the
+same, `vt.null` as null; a table with keys 1..n is an array, any other (the empty one too) an
+object.
+@function encode
+@param value a table, string, number, boolean, nil or `vt.null`
+@treturn string the JSON text
+@raise on a value JSON cannot hold (a function, NaN, a table nested deeper than 1000)
+*/
 static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);

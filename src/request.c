@@ -1,5 +1,6 @@
 /* Requests: how a call becomes a job (the job userdata, the URL, the key's header, query
  * strings, form bodies, extra headers) and c:request, the raw v3 request. */
+/*** @module vt */
 #include "client.h"
 
 #include <ctype.h>
@@ -171,6 +172,21 @@ static int request_done(lua_State *L, int status, lua_KContext ctx)
     return 2;
 }
 
+/*** @type client */
+
+/***
+Any v3 request, for what the typed methods do not cover.
+@function client:request
+@tparam string method `"GET"`, `"POST"`, `"PUT"`, `"PATCH"` or `"DELETE"`
+@tparam string path under `/api/v3`, starting with `/`
+@tparam[opt] table opts `query` (a table), `form` (a table, sent urlencoded) or `json` (any
+value, sent as JSON), `headers` (a table; `x-apikey` is refused)
+@treturn[1] table the decoded body (`true` for an empty one)
+@treturn[1] integer the HTTP status
+@treturn[2] nil
+@treturn[2] table the error value
+@raise on a wrong method, option or header
+*/
 static int client_request(lua_State *L)
 {
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
