@@ -140,19 +140,13 @@ static int escaped_string(decoder *d)
 static int string_value(decoder *d)
 {
     const char *s = ++d->p;
-    for (;;) {
-        char c = *d->p;
-        if (c == '"') {
-            lua_pushlstring(d->L, s, (size_t)(d->p - s));
-            d->p++;
-            return 0;
-        }
-        if (c == '\\' || c == '\0') {
-            d->p = s;
-            return escaped_string(d);
-        }
-        d->p++;
-    }
+    const char *quote = memchr(s, '"', (size_t)(d->end - s));
+    size_t len = quote ? (size_t)(quote - s) : 0;
+    if (!quote || memchr(s, '\\', len) || memchr(s, '\0', len))
+        return escaped_string(d);
+    lua_pushlstring(d->L, s, len);
+    d->p = quote + 1;
+    return 0;
 }
 
 static bool is_digit(char c)
