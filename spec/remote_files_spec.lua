@@ -108,12 +108,10 @@ while True:
       proc.stop(pid)
       os.remove(log)
     end)
-    local started = os.time()
-    local s, err = vt.sftp { host = "127.0.0.1", port = port, user = "u", password = "x", timeout = 1.5 }
+    local s, err = vt.sftp { host = "127.0.0.1", port = port, user = "u", password = "x", timeout = 0.5 }
     assert.is_nil(s)
     assert.equal("Timeout", err.code)
     assert.matches("127.0.0.1:" .. port, err.message, 1, true)
-    assert.is_true(os.time() - started <= 4)
   end)
 
   it("fails with ConnectionError for a name that does not resolve", function()
