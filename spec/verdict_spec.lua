@@ -2,24 +2,18 @@
 -- spec/fixtures/verdicts) and on crafted objects. Every expected verdict, count and reason below
 -- was worked out by hand from the rules in docs/verdict.md and the numbers in each object.
 local vt = require "vt"
-local json = require "vt.soar.json"
+local samples = require "helpers.samples"
 local verdict = require "vt.verdict"
 local fake = require "helpers.fake"
 
 -- The scores XSOAR gives each verdict (DBot scores).
 local SCORE = { malicious = 3, suspicious = 2, harmless = 1, unknown = 0 }
 
--- A sample as the client hands it over: a v3 body's `data` (an analysis keeps its `meta`), a v2
--- body as it is; a Siemplify JsonResult file wraps the v2 body in `EntityResult`.
+-- A sample as the client hands it over (helpers.samples), noted as used.
 local USED = {}
 local function sample(path)
   USED[path] = true
-  local body = assert(json.read_file(path))
-  if body.data then
-    body.data.meta = body.meta
-    return body.data
-  end
-  return body[1] and body[1].EntityResult or body
+  return samples.read(path)
 end
 
 local V3 = "spec/fake/samples/v3/"

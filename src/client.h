@@ -80,6 +80,12 @@ char *vt_dup(lua_State *L, const char *s);
 void vt_job_add_header(lua_State *L, vt_job *j, const char *line);
 /* A malloc'd copy of the Lua string at idx (its length in *len when len is not NULL). */
 char *vt_dup_lua(lua_State *L, int idx, size_t *len);
+/* The job answered a redirect (3xx with a Location) that the caller follows itself. */
+bool vt_job_redirected(const vt_job *j);
+/* Prepares the fresh job `to` to GET location WITHOUT the key (libcurl would forward
+ * custom headers) and without taking quota: redirects lead to the storage host, not the
+ * API. Returns 0, or -1 with e filled (InvalidResponse) when location is not http(s). */
+int vt_job_prepare_redirect(lua_State *L, vt_job *to, const char *location, vt_err *e);
 /* The query string at query_idx as the job's urlencoded form body. */
 void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 
@@ -105,5 +111,6 @@ void vt_download_register(lua_State *L);
 void vt_collections_register(lua_State *L);
 void vt_v2_register(lua_State *L);
 void vt_await_register(lua_State *L);
+void vt_feed_register(lua_State *L); /* feed.c: c:feed, c:follow */
 
 #endif

@@ -12,6 +12,8 @@
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
+ *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
+ *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
  *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
@@ -268,7 +270,24 @@ typedef struct vt_retry_policy {
 } vt_retry_policy;
 
 typedef enum { VT_JOB_IDLE, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
-typedef enum { VT_SINK_MEMORY, VT_SINK_FILE } vt_sink_kind;
+typedef enum { VT_SINK_MEMORY, VT_SINK_FILE, VT_SINK_STREAM } vt_sink_kind;
+
+/* VT_SINK_STREAM: a successful response body handed over as it arrives, to code
+ * that runs inside curl's write callback (so it never calls Lua). write returns
+ * VT_STREAM_TOOK (all n bytes taken), VT_STREAM_FULL (none: the transfer pauses
+ * until vt_job_resume, then curl hands the same bytes again) or VT_STREAM_ERROR
+ * (e filled: the transfer fails, not retried). restart: a retry sends the body
+ * again from its start. ready: whether the job's caller must be resumed now (it
+ * takes the place of "the job is done" for the host loop's timeout). */
+#define VT_STREAM_TOOK  0
+#define VT_STREAM_FULL  1
+#define VT_STREAM_ERROR (-1)
+typedef struct vt_stream_sink {
+    int (*write)(void *ud, const char *data, size_t n, vt_err *e);
+    void (*restart)(void *ud);
+    bool (*ready)(void *ud);
+    void *ud;
+} vt_stream_sink;
 
 typedef struct vt_job vt_job;
 typedef struct vt_easy vt_easy; /* a curl transfer handle, kept by the engine for reuse */
@@ -294,6 +313,8 @@ struct vt_job {
     int sink_fd;                 /* VT_SINK_FILE */
     vt_digest *digest;           /* VT_SINK_FILE: hashes what is written */
     int64_t max_bytes;           /* cap of the body; 0 = default cap */
+    vt_stream_sink stream;       /* VT_SINK_STREAM */
+    bool paused;                 /* VT_SINK_STREAM: the sink was full; vt_job_resume goes on */
     /* response */
     long status;
     char *resp; size_t resp_len, resp_cap;
@@ -329,6 +350,9 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
  * caller releases it, and keeps vt_engine_timeout at 0 meanwhile: a host loop
  * then resumes that caller even when another call's step finished the job. */
 void vt_job_release(vt_job *j);
+/* A transfer paused by a full stream sink goes on (curl may hand the held bytes
+ * to the sink at once, inside this call). Never call it from a sink callback. */
+void vt_job_resume(vt_job *j);
 /* Does what is ready; blocks at most max_block seconds (0 = poll). Returns the
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
@@ -339,6 +363,53 @@ int vt_engine_pending(const vt_engine *eng);
 uint64_t vt_engine_requests(const vt_engine *eng);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
+
+/* ------------------------------------------------------------------- feeds */
+
+/* A line splitter: bytes in, complete lines out, the unfinished last line kept
+ * for the next call; no Lua, no allocation but the kept line (fuzzable). */
+typedef struct vt_linesplit {
+    char *partial;        /* owned: a line begun in earlier input */
+    size_t partial_len, partial_cap;
+    size_t max_line;      /* longest line accepted, '\n' not counted */
+    bool handed;          /* partial was handed out as a line: dropped by the next call */
+} vt_linesplit;
+
+void vt_linesplit_init(vt_linesplit *s, size_t max_line);
+/* Frees the kept line; s is then as vt_linesplit_init left it. */
+void vt_linesplit_clear(vt_linesplit *s);
+/* Takes bytes from *data (*len of them) up to the end of the next line, and
+ * advances *data and *len past what it took. Returns 1 with the line (without
+ * its '\n'; a '\r' before it is kept) in *line, *line_len, valid until the next
+ * call; 0 when the input ended inside a line (kept; *len is then 0); -1 when a
+ * line passes max_line bytes (e: InvalidResponse; OutOfMemory when keeping it
+ * failed; clear s before reusing it). */
+int vt_linesplit_next(vt_linesplit *s, const char **data, size_t *len, const char **line, size_t *line_len,
+                      vt_err *e);
+/* At the end of the input: 1 with the kept line (a last line without '\n', valid
+ * until the next call), 0 when there is none. */
+int vt_linesplit_end(vt_linesplit *s, const char **line, size_t *line_len);
+
+/* One feed batch on its way in: bzip2 (libbz2, streaming; concatenated streams
+ * too) decompressed as bytes arrive, split into lines, kept in a queue of
+ * bounded size. Lines before position skip are passed over. */
+typedef struct vt_feed_stream vt_feed_stream;
+vt_feed_stream *vt_feed_stream_new(size_t max_line, int64_t skip, vt_err *e); /* NULL: e (OutOfMemory) */
+void vt_feed_stream_free(vt_feed_stream *s);
+/* What a stream sink does with a feed stream: see vt_stream_sink's write and restart. */
+int vt_feed_stream_write(vt_feed_stream *s, const char *data, size_t n, vt_err *e);
+void vt_feed_stream_restart(vt_feed_stream *s);
+/* The next line: 1 with it (valid until the next call on s), 0 when none is
+ * queued now, -1 when the batch proved corrupt (e: InvalidResponse, or
+ * OutOfMemory), after every line before. */
+int vt_feed_stream_pop(vt_feed_stream *s, const char **line, size_t *line_len, vt_err *e);
+bool vt_feed_stream_queued(const vt_feed_stream *s); /* a line waits */
+bool vt_feed_stream_held(const vt_feed_stream *s);   /* bytes taken wait for room: keep the transfer paused */
+/* The body ended (pop had nothing): 0 when the bzip2 data ended whole (a last line
+ * without '\n' is queued then), -1 when it is cut short or empty (e). */
+int vt_feed_stream_end(vt_feed_stream *s, vt_err *e);
+/* Lines of the batch behind us: skip plus the lines popped (the N of a cursor). */
+int64_t vt_feed_stream_position(const vt_feed_stream *s);
 
 /* ------------------------------------------------------------------ client */
 
