@@ -11,7 +11,8 @@
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
- *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
+ *   engine.c      curl multi engine on epoll: the life of jobs (quota, timers, retries)
+ *   transfer.c    one attempt's transfer: its pooled curl handle, body callbacks, response
  *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
  *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
@@ -31,7 +32,7 @@
  *   known_hosts.c the server's host key checked against known_hosts
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
  * Private headers: client.h (the client files, client.c to v2.c above), sftp.h (the SFTP
- * files), limiter.h (limiter.c and limiter_file.c).
+ * files), limiter.h (limiter.c and limiter_file.c), engine.h (engine.c and transfer.c).
  *
  * Conventions. A function that can fail returns 0 on success and -1 with its vt_err
  * filled; one that creates something returns it, or NULL with the vt_err filled. A
