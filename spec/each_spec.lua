@@ -3,25 +3,7 @@
 -- requests in flight, and both yield in coroutine mode and keep to the limiter.
 local vt = require "vt"
 local fake = require "helpers.fake"
-
--- The most requests the fake was serving at once, from the arrival time and duration it logged.
-local function max_overlap(log)
-  local events = {}
-  for _, e in ipairs(log) do
-    events[#events + 1] = { e.mono, 1 }
-    events[#events + 1] = { e.mono + e.duration, -1 }
-  end
-  table.sort(events, function(a, b)
-    if a[1] == b[1] then return a[2] < b[2] end -- an end before a start at the same instant
-    return a[1] < b[1]
-  end)
-  local now, most = 0, 0
-  for _, ev in ipairs(events) do
-    now = now + ev[2]
-    most = math.max(most, now)
-  end
-  return most
-end
+local max_overlap = require("helpers.requests").most_at_once
 
 local function domains(n)
   local list = {}
@@ -98,7 +80,9 @@ describe("long lists", function()
   end)
 
   it("c:each fails a malformed item without a request, and c:batch records it", function()
-    local list = { { "domain", "a.example.org" }, { "domain", "bad..name" }, { "ip", "999.1.1.1" }, { "domain", "b.example.org" } }
+    local list = {
+      { "domain", "a.example.org" }, { "domain", "bad..name" }, { "ip", "999.1.1.1" }, { "domain", "b.example.org" },
+    }
     local failed = {}
     for i, ok, v in c:each(list) do
       if v.code == "InvalidArgument" then failed[#failed + 1] = i end
@@ -127,7 +111,7 @@ describe("long lists", function()
     local taken = 0
     for _ in c:each(domains(100), { concurrency = 4 }) do
       taken = taken + 1
-      break
+      if taken == 1 then break end
     end
     assert.equal(1, taken)
     assert.equal(0, c:pending())

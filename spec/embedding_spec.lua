@@ -11,19 +11,7 @@ local HASHES = {
 }
 
 local now = require("helpers.files").now
-
--- Requests whose service time overlaps: the fake sleeps `delay` in each.
-local function overlapping(log)
-  local max = 0
-  for _, a in ipairs(log) do
-    local n = 0
-    for _, b in ipairs(log) do
-      if b.mono <= a.mono and a.mono < b.mono + 0.4 then n = n + 1 end
-    end
-    if n > max then max = n end
-  end
-  return max
-end
+local overlapping = require("helpers.requests").most_at_once
 
 describe("the host-loop interface", function()
   local srv

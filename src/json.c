@@ -234,26 +234,40 @@ static int literal(decoder *d, const char *word, size_t len)
 
 static int value(decoder *d);
 
-static int enter(decoder *d)
+/* Opens an object or array at p: one level deeper, its table pushed. */
+static int open_container(decoder *d)
 {
     if (++d->depth > MAX_DEPTH || !lua_checkstack(d->L, 4))
         return fail(d, "nested too deeply");
+    lua_newtable(d->L);
+    d->p++;
+    skip_space(d);
+    return 0;
+}
+
+/* After a member (or at the start): 1 when the container ends here (closed
+ * with `close`), 0 when a ',' says another member follows, -1 otherwise. */
+static int next_member(decoder *d, char close, const char *expected)
+{
+    skip_space(d);
+    if (*d->p == close) {
+        d->p++;
+        d->depth--;
+        return 1;
+    }
+    if (*d->p != ',')
+        return fail(d, expected);
+    d->p++;
+    skip_space(d);
     return 0;
 }
 
 static int object_value(decoder *d)
 {
-    if (enter(d) != 0)
+    if (open_container(d) != 0)
         return -1;
-    lua_State *L = d->L;
-    lua_newtable(L);
-    d->p++;
-    skip_space(d);
-    if (*d->p == '}') {
-        d->p++;
-        d->depth--;
-        return 0;
-    }
+    if (*d->p == '}')
+        return next_member(d, '}', NULL) == 1 ? 0 : -1;
     for (;;) {
         if (*d->p != '"')
             return fail(d, "expected a string key");
@@ -266,47 +280,26 @@ static int object_value(decoder *d)
         skip_space(d);
         if (value(d) != 0)
             return -1;
-        lua_rawset(L, -3); /* a repeated key: the last one wins */
-        skip_space(d);
-        if (*d->p == '}') {
-            d->p++;
-            d->depth--;
-            return 0;
-        }
-        if (*d->p != ',')
-            return fail(d, "expected ',' or '}'");
-        d->p++;
-        skip_space(d);
+        lua_rawset(d->L, -3); /* a repeated key: the last one wins */
+        int end = next_member(d, '}', "expected ',' or '}'");
+        if (end != 0)
+            return end == 1 ? 0 : -1;
     }
 }
 
 static int array_value(decoder *d)
 {
-    if (enter(d) != 0)
+    if (open_container(d) != 0)
         return -1;
-    lua_State *L = d->L;
-    lua_newtable(L);
-    d->p++;
-    skip_space(d);
-    if (*d->p == ']') {
-        d->p++;
-        d->depth--;
-        return 0;
-    }
+    if (*d->p == ']')
+        return next_member(d, ']', NULL) == 1 ? 0 : -1;
     for (lua_Integer i = 1;; i++) {
         if (value(d) != 0)
             return -1;
-        lua_rawseti(L, -2, i);
-        skip_space(d);
-        if (*d->p == ']') {
-            d->p++;
-            d->depth--;
-            return 0;
-        }
-        if (*d->p != ',')
-            return fail(d, "expected ',' or ']'");
-        d->p++;
-        skip_space(d);
+        lua_rawseti(d->L, -2, i);
+        int end = next_member(d, ']', "expected ',' or ']'");
+        if (end != 0)
+            return end == 1 ? 0 : -1;
     }
 }
 

@@ -123,6 +123,21 @@ static void check_items(lua_State *L, int list, lua_Integer n, const char *what)
     }
 }
 
+/* The arguments of c:batch and c:each (1 client, 2 list, 3 opts; the stack set to
+ * these three): returns the list's length, its concurrency in *concurrency. */
+static lua_Integer check_list(lua_State *L, const char *what, lua_Integer *concurrency)
+{
+    static const char *const keys[] = {"concurrency", NULL};
+    vt_client_check(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 3);
+    vt_check_opts(L, 3, what, keys);
+    *concurrency = vt_opt_integer(L, 3, "concurrency", DEFAULT_CONCURRENCY, 1);
+    lua_Integer n = luaL_len(L, 2);
+    check_items(L, 2, n, what);
+    return n;
+}
+
 static int run_close(lua_State *L);
 
 /* Pushes a run over the n items of the list at index list. */
@@ -313,14 +328,7 @@ for i, r in ipairs(results) do print(i, r.ok and r.value.id or tostring(r.err)) 
 */
 static int client_batch(lua_State *L)
 {
-    static const char *const keys[] = {"concurrency", NULL};
-    vt_client_check(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 3);
-    vt_check_opts(L, 3, "batch", keys);
-    lua_Integer concurrency = vt_opt_integer(L, 3, "concurrency", DEFAULT_CONCURRENCY, 1);
-    lua_Integer n = luaL_len(L, 2);
-    check_items(L, 2, n, "batch");
+    lua_Integer concurrency, n = check_list(L, "batch", &concurrency);
     lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0); /* 4: results */
     push_run(L, 2, n, concurrency);                    /* 5 */
     lua_toclose(L, 5); /* a batch abandoned by coroutine.close releases its jobs */
@@ -391,14 +399,7 @@ end
 */
 static int client_each(lua_State *L)
 {
-    static const char *const keys[] = {"concurrency", NULL};
-    vt_client_check(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 3);
-    vt_check_opts(L, 3, "each", keys);
-    lua_Integer concurrency = vt_opt_integer(L, 3, "concurrency", DEFAULT_CONCURRENCY, 1);
-    lua_Integer n = luaL_len(L, 2);
-    check_items(L, 2, n, "each");
+    lua_Integer concurrency, n = check_list(L, "each", &concurrency);
     lua_pushvalue(L, 1);
     push_run(L, 2, n, concurrency);
     lua_pushvalue(L, -1);
