@@ -25,10 +25,17 @@ void vt_json_push_null(lua_State *L)
 
 typedef struct decoder {
     lua_State *L;
-    const char *text, *p, *end; /* *end == '\0' */
+    const char *text, *p, *end;
     int depth;
     const char *why;            /* set on failure, with p where it happened */
 } decoder;
+
+/* The byte at p, or '\0' at the end (the text need not be NUL-terminated:
+ * a feed's line is not). */
+static char at(const decoder *d)
+{
+    return d->p < d->end ? *d->p : '\0';
+}
 
 static int fail(decoder *d, const char *why)
 {
@@ -38,7 +45,7 @@ static int fail(decoder *d, const char *why)
 
 static void skip_space(decoder *d)
 {
-    while (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')
+    for (char c = at(d); c == ' ' || c == '\n' || c == '\r' || c == '\t'; c = at(d))
         d->p++;
 }
 
@@ -87,7 +94,7 @@ static int escaped_string(decoder *d)
     luaL_buffinit(d->L, &b);
     const char *run = d->p;
     for (;;) {
-        char c = *d->p;
+        char c = at(d);
         if (c == '"') {
             luaL_addlstring(&b, run, (size_t)(d->p - run));
             d->p++;
@@ -95,13 +102,13 @@ static int escaped_string(decoder *d)
             return 0;
         }
         if (c == '\0')
-            return fail(d, d->p == d->end ? "unterminated string" : "NUL byte in a string");
+            return fail(d, d->p >= d->end ? "unterminated string" : "NUL byte in a string");
         if (c != '\\') {
             d->p++;
             continue;
         }
         luaL_addlstring(&b, run, (size_t)(d->p - run));
-        char e = d->p[1];
+        char e = d->end - d->p > 1 ? d->p[1] : '\0';
         d->p += 2;
         switch (e) {
         case '"': case '\\': case '/': luaL_addchar(&b, e); break;
@@ -161,37 +168,37 @@ static bool is_digit(char c)
 static int number_value(decoder *d)
 {
     const char *s = d->p;
-    bool neg = *d->p == '-';
+    bool neg = at(d) == '-';
     if (neg)
         d->p++;
     const char *digits = d->p;
-    if (*d->p == '0')
+    if (at(d) == '0')
         d->p++;
-    else if (is_digit(*d->p))
-        while (is_digit(*d->p))
+    else if (is_digit(at(d)))
+        while (is_digit(at(d)))
             d->p++;
     else
         return fail(d, "invalid number");
     bool integer = true;
-    if (*d->p == '.') {
+    if (at(d) == '.') {
         integer = false;
         d->p++;
-        if (!is_digit(*d->p))
+        if (!is_digit(at(d)))
             return fail(d, "invalid number");
-        while (is_digit(*d->p))
+        while (is_digit(at(d)))
             d->p++;
     }
-    if (*d->p == 'e' || *d->p == 'E') {
+    if (at(d) == 'e' || at(d) == 'E') {
         integer = false;
         d->p++;
-        if (*d->p == '+' || *d->p == '-')
+        if (at(d) == '+' || at(d) == '-')
             d->p++;
-        if (!is_digit(*d->p))
+        if (!is_digit(at(d)))
             return fail(d, "invalid number");
-        while (is_digit(*d->p))
+        while (is_digit(at(d)))
             d->p++;
     }
-    if (is_digit(*d->p))
+    if (is_digit(at(d)))
         return fail(d, "invalid number (leading zero)");
     if (integer && d->p - digits <= 18) {
         lua_Integer v = 0;
@@ -250,12 +257,12 @@ static int open_container(decoder *d)
 static int next_member(decoder *d, char close, const char *expected)
 {
     skip_space(d);
-    if (*d->p == close) {
+    if (at(d) == close) {
         d->p++;
         d->depth--;
         return 1;
     }
-    if (*d->p != ',')
+    if (at(d) != ',')
         return fail(d, expected);
     d->p++;
     skip_space(d);
@@ -266,15 +273,15 @@ static int object_value(decoder *d)
 {
     if (open_container(d) != 0)
         return -1;
-    if (*d->p == '}')
+    if (at(d) == '}')
         return next_member(d, '}', NULL) == 1 ? 0 : -1;
     for (;;) {
-        if (*d->p != '"')
+        if (at(d) != '"')
             return fail(d, "expected a string key");
         if (string_value(d) != 0)
             return -1;
         skip_space(d);
-        if (*d->p != ':')
+        if (at(d) != ':')
             return fail(d, "expected ':'");
         d->p++;
         skip_space(d);
@@ -291,7 +298,7 @@ static int array_value(decoder *d)
 {
     if (open_container(d) != 0)
         return -1;
-    if (*d->p == ']')
+    if (at(d) == ']')
         return next_member(d, ']', NULL) == 1 ? 0 : -1;
     for (lua_Integer i = 1;; i++) {
         if (value(d) != 0)
@@ -305,7 +312,7 @@ static int array_value(decoder *d)
 
 static int value(decoder *d)
 {
-    switch (*d->p) {
+    switch (at(d)) {
     case '{': return object_value(d);
     case '[': return array_value(d);
     case '"': return string_value(d);
@@ -325,15 +332,15 @@ static int value(decoder *d)
         vt_json_push_null(d->L);
         return 0;
     case '\0':
-        return fail(d, d->p == d->end ? "unexpected end" : "NUL byte");
+        return fail(d, d->p >= d->end ? "unexpected end" : "NUL byte");
     default:
-        if (*d->p == '-' || is_digit(*d->p))
+        if (at(d) == '-' || is_digit(at(d)))
             return number_value(d);
         return fail(d, "invalid value");
     }
 }
 
-/* Decodes text[0..len) (text[len] == '\0') and pushes the value; on failure
+/* Decodes text[0..len) and pushes the value; on failure
  * pushes nothing and writes why and where into why. */
 static int json_decode(lua_State *L, const char *text, size_t len, char *why, size_t why_cap)
 {

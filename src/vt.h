@@ -149,8 +149,7 @@ void vt_digest_open(lua_State *L);
 
 /* -------------------------------------------------------------------- json */
 
-/* Decodes JSON text[0..len) (text[len] must be '\0', as in Lua strings and job
- * bodies) and pushes the value, with every integral number as a Lua integer and
+/* Decodes JSON text[0..len) and pushes the value, with every integral number as a Lua integer and
  * null as vt.null. Returns 0, or -1 with e filled (InvalidResponse), pushing
  * nothing. Never raises for bad input. */
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e);
