@@ -19,7 +19,8 @@
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
  *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
  *   result.c      a finished job becomes Lua values: the decoded body, or nil and an error
- *   lookups.c     v3 object look-ups: c:file, c:url, c:domain, c:ip, c:analysis, c:batch
+ *   lookups.c     v3 object look-ups: c:file ... c:analysis, and many through a few job
+ *                 slots: c:batch, c:each (completion order); c:pending
  *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
  *   wait.c        c:wait (poll an analysis), c:sleep
  *   download.c    c:download: to a temporary file, redirect without the key, digest checked
