@@ -121,6 +121,20 @@ void vt_engine_free(vt_engine *eng)
 
 int vt_engine_fd(vt_engine *eng) { return eng->epfd; }
 
+/* [ux] progress: what the running answer announced, asked of curl outside its callbacks. */
+int64_t vt_job_expected_bytes(const vt_job *j)
+{
+    long status = 0;
+    curl_off_t length = -1;
+    if (!j->easy)
+        return -1;
+    curl_easy_getinfo(j->easy->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300)
+        return -1; /* a redirect's or an error's body is not the content */
+    curl_easy_getinfo(j->easy->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    return length;
+}
+
 uint64_t vt_engine_requests(const vt_engine *eng) { return eng->requests; }
 
 int vt_engine_pending(const vt_engine *eng)

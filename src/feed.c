@@ -301,6 +301,7 @@ static int take_object(lua_State *L, feed_iter *it)
         return feed_raise(L, it, &bad, position(it) - 1);
     }
     let_transfer_go_on(it); /* the line is decoded: the queue may move now */
+    vt_object_adopt(L, -1); /* reads well, as every object handed out */
     push_cursor(L, it, position(it));
     return 2;
 }

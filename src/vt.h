@@ -6,6 +6,7 @@
  *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
+ *   object.c      the metatable of v3 objects: one-line tostring, attributes read as fields
  *   json.c        JSON decoded straight into Lua values (integers kept) and encoded;
  *                 vt.decode, vt.encode
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
@@ -132,6 +133,15 @@ int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 void vt_indicators_open(lua_State *L);
 /* psl.c: registers vt.registered_domain (libpsl) into the table at the top. */
 void vt_psl_open(lua_State *L);
+
+/* ----------------------------------------------------------------- objects */
+
+/* Gives the table at idx the object metatable (a one-line tostring; obj.k falls back to
+ * obj.attributes.k) when it is a v3 object, a table with a string type and id. Every producer
+ * of objects calls it: look-ups, iterators, batches, feeds. Returns whether it is one. */
+bool vt_object_adopt(lua_State *L, int idx);
+/* Makes the metatable once per Lua state. */
+void vt_object_open(lua_State *L);
 
 /* ------------------------------------------------------------------ digest */
 
@@ -362,6 +372,9 @@ int vt_engine_fd(vt_engine *eng);
 int vt_engine_pending(const vt_engine *eng);
 /* API requests the engine has sent (each attempt that took a quota slot counts). */
 uint64_t vt_engine_requests(const vt_engine *eng);
+/* The body length a running job's successful (2xx) answer announced, or -1 (not known yet, no
+ * Content-Length, not a success). Not from a curl callback: progress reports ask it. */
+int64_t vt_job_expected_bytes(const vt_job *j);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
 
@@ -438,5 +451,7 @@ void vt_check_opts(lua_State *L, int idx, const char *what, const char *const ke
 double vt_opt_seconds(lua_State *L, int opts, const char *key, double dflt);
 /* opts[key] as an integer >= min, or dflt; raises naming the key. */
 lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min);
+/* Pushes opts.progress (opts at index opts, possibly nil): a function, or nil; raises otherwise. */
+void vt_push_progress_opt(lua_State *L, int opts);
 
 #endif
