@@ -88,7 +88,7 @@ static void unlink_job(vt_job *j)
     vt_engine *eng = j->engine;
     if (!eng)
         return;
-    if (j->easy)
+    if (j->transfer)
         vt_transfer_drop(j);
     forget_source_fd(j);
     if (j->prev) j->prev->next = j->next;
@@ -126,12 +126,12 @@ int64_t vt_job_expected_bytes(const vt_job *j)
 {
     long status = 0;
     curl_off_t length = -1;
-    if (!j->easy)
+    if (!j->transfer)
         return -1;
-    curl_easy_getinfo(j->easy->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status >= 300)
         return -1; /* a redirect's or an error's body is not the content */
-    curl_easy_getinfo(j->easy->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     return length;
 }
 
@@ -191,8 +191,8 @@ void vt_job_release(vt_job *j)
 
 static void start_transfer(vt_job *j)
 {
-    j->easy = vt_transfer_prepare(j);
-    if (!j->easy) {
+    j->transfer = vt_transfer_prepare(j);
+    if (!j->transfer) {
         vt_err e;
         vt_err_oom(&e, "creating a transfer");
         job_fail(j, &e);
@@ -202,7 +202,7 @@ static void start_transfer(vt_job *j)
     if (j->counts_quota)
         j->engine->requests++;
     j->state = VT_JOB_RUNNING;
-    if (curl_multi_add_handle(j->engine->multi, j->easy->curl) != CURLM_OK) {
+    if (curl_multi_add_handle(j->engine->multi, j->transfer->curl) != CURLM_OK) {
         vt_transfer_drop(j);
         vt_err e;
         vt_err_set(&e, "ConnectionError", "cannot start a transfer");
@@ -363,10 +363,10 @@ static void read_finished(vt_engine *eng)
 static void resume_source(vt_engine *eng, int fd)
 {
     for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->src_fd == fd && j->easy) {
+        if (j->src_fd == fd && j->transfer) {
             epoll_ctl(eng->epfd, EPOLL_CTL_DEL, fd, NULL);
             j->src_fd = -1;
-            curl_easy_pause(j->easy->curl, CURLPAUSE_CONT);
+            curl_easy_pause(j->transfer->curl, CURLPAUSE_CONT);
         }
 }
 
@@ -398,9 +398,9 @@ double vt_engine_timeout(vt_engine *eng)
 
 void vt_job_resume(vt_job *j)
 {
-    if (j->easy && j->paused) {
+    if (j->transfer && j->paused) {
         j->paused = false; /* first: the held bytes may fill the sink again at once */
-        curl_easy_pause(j->easy->curl, CURLPAUSE_CONT);
+        curl_easy_pause(j->transfer->curl, CURLPAUSE_CONT);
     }
 }
 

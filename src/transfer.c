@@ -30,7 +30,7 @@ static int sink_memory(vt_job *j, const char *data, size_t n)
         /* the announced length, when it fits, is the one allocation needed */
         curl_off_t announced = -1;
         if (j->resp_len == 0)
-            curl_easy_getinfo(j->easy->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+            curl_easy_getinfo(j->transfer->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
         size_t want = j->resp_cap ? j->resp_cap : 16384;
         if (announced > 0 && (size_t)announced < cap && (size_t)announced + 1 > want)
             want = (size_t)announced + 1;
@@ -77,7 +77,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     vt_job *j = userp;
     size_t n = size * nmemb;
     long status = 0;
-    curl_easy_getinfo(j->easy->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_RESPONSE_CODE, &status);
     /* Only a successful body goes to the file or the stream; an error body is
      * kept in memory so that it can be reported. */
     bool success = status >= 200 && status < 300;
@@ -204,8 +204,8 @@ static vt_easy *take_easy(vt_engine *eng)
 void vt_transfer_drop(vt_job *j)
 {
     vt_engine *eng = j->engine;
-    vt_easy *x = j->easy;
-    j->easy = NULL;
+    vt_easy *x = j->transfer;
+    j->transfer = NULL;
     curl_multi_remove_handle(eng->multi, x->curl);
     if (eng->idle_count >= MAX_IDLE_EASY) {
         curl_easy_cleanup(x->curl);
@@ -346,7 +346,7 @@ static void describe_curl_failure(vt_job *j, CURLcode rc)
              rc == CURLE_SSL_CRL_BADFILE || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
              rc == CURLE_SSL_INVALIDCERTSTATUS || rc == CURLE_SSL_CLIENTCERT)
         code = "TLSError";
-    vt_err_set(&j->err, code, "%s", j->easy->errbuf[0] ? j->easy->errbuf : curl_easy_strerror(rc));
+    vt_err_set(&j->err, code, "%s", j->transfer->errbuf[0] ? j->transfer->errbuf : curl_easy_strerror(rc));
     snprintf(j->err.curl, sizeof j->err.curl, "%s", curl_easy_strerror(rc));
     /* the proxy curl used: the option, else the variables curl reads */
     const char *from_env[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
@@ -361,7 +361,7 @@ static void describe_curl_failure(vt_job *j, CURLcode rc)
  * JSON (else its Content-Type, for messages) and where a redirect points. */
 static void take_response_headers(vt_job *j)
 {
-    CURL *c = j->easy->curl;
+    CURL *c = j->transfer->curl;
     char *type = NULL, *location = NULL;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
     curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &type);

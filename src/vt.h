@@ -341,7 +341,7 @@ struct vt_job {
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
-    vt_easy *easy;               /* while a transfer runs */
+    vt_easy *transfer;           /* while a transfer runs (its curl handle: transfer->curl) */
     vt_engine *engine;
     const vt_transport *transport; /* the client's; valid while linked */
     const vt_retry_policy *policy;
