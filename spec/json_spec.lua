@@ -46,6 +46,25 @@ describe("JSON decoding", function()
     assert.equal(2, vt.decode('{"a": 1, "a": 2}').a)
   end)
 
+  it("decodes long arrays and objects whole, in order", function()
+    local items, members = {}, {}
+    for i = 1, 10000 do
+      items[i] = tostring(i * 3)
+      members[i] = ('"k%d": %d'):format(i % 7000, i) -- keys k1..k3000 come twice, far apart
+    end
+    local list = assert(vt.decode("[" .. table.concat(items, ",") .. "]"))
+    assert.equal(10000, #list)
+    for i = 1, 10000 do assert.equal(i * 3, list[i]) end
+    local obj = assert(vt.decode("{" .. table.concat(members, ",") .. "}"))
+    local n = 0
+    for _ in pairs(obj) do n = n + 1 end
+    assert.equal(7000, n)
+    assert.equal(7001, obj.k1)     -- the last of the two
+    assert.equal(10000, obj.k3000)
+    assert.equal(3001, obj.k3001)  -- only once
+    assert.equal(7000, obj.k0)
+  end)
+
   it("decodes 1000 levels of nesting and refuses 1001", function()
     assert.is_table(vt.decode(("["):rep(1000) .. ("]"):rep(1000)))
     local v, err = vt.decode(("["):rep(1001) .. ("]"):rep(1001))

@@ -241,15 +241,44 @@ static int literal(decoder *d, const char *word, size_t len)
 
 static int value(decoder *d);
 
-/* Opens an object or array at p: one level deeper, its table pushed. */
+/* Containers are built at their end, at their full size: their members wait on
+ * the Lua stack (an object's as key, value pairs), so no table grows and
+ * rehashes member by member. A long one moves its members into its table every
+ * FLUSH_AT values, so the stack stays small. */
+#define FLUSH_AT 4096
+
+/* Opens an object or array at p: one level deeper, nil pushed in the place of
+ * its table (made when its members are known). */
 static int open_container(decoder *d)
 {
     if (++d->depth > MAX_DEPTH || !lua_checkstack(d->L, 4))
         return fail(d, "nested too deeply");
-    lua_newtable(d->L);
+    lua_pushnil(d->L);
     d->p++;
     skip_space(d);
     return 0;
+}
+
+/* Moves the members above the container's slot (at index slot; `pairs` for an
+ * object) into its table, made first at their number; returns how many moved. */
+static lua_Integer flush(lua_State *L, int slot, bool pairs, lua_Integer done)
+{
+    int top = lua_gettop(L);
+    lua_Integer n = pairs ? (top - slot) / 2 : top - slot;
+    if (lua_isnil(L, slot)) {
+        lua_createtable(L, pairs ? 0 : (int)n, pairs ? (int)n : 0);
+        lua_replace(L, slot);
+    }
+    for (int i = slot + 1; i <= top; i += pairs ? 2 : 1) {
+        lua_pushvalue(L, i);
+        if (pairs) { /* in order: a repeated key keeps its last value */
+            lua_pushvalue(L, i + 1);
+            lua_rawset(L, slot);
+        } else
+            lua_rawseti(L, slot, done + (i - slot));
+    }
+    lua_settop(L, slot);
+    return n;
 }
 
 /* After a member (or at the start): 1 when the container ends here (closed
@@ -269,13 +298,27 @@ static int next_member(decoder *d, char close, const char *expected)
     return 0;
 }
 
+/* A member's place: room on the stack, the container's members moved into its
+ * table when FLUSH_AT wait. */
+static int make_room(decoder *d, int slot, bool pairs, lua_Integer *done)
+{
+    if (lua_gettop(d->L) - slot >= FLUSH_AT)
+        *done += flush(d->L, slot, pairs, *done);
+    if (!lua_checkstack(d->L, 4))
+        return fail(d, "too many members");
+    return 0;
+}
+
 static int object_value(decoder *d)
 {
     if (open_container(d) != 0)
         return -1;
-    if (at(d) == '}')
-        return next_member(d, '}', NULL) == 1 ? 0 : -1;
-    for (;;) {
+    int slot = lua_gettop(d->L);
+    lua_Integer done = 0;
+    int end = at(d) == '}' ? next_member(d, '}', NULL) : 0;
+    while (end == 0) {
+        if (make_room(d, slot, true, &done) != 0)
+            return -1;
         if (at(d) != '"')
             return fail(d, "expected a string key");
         if (string_value(d) != 0)
@@ -287,27 +330,32 @@ static int object_value(decoder *d)
         skip_space(d);
         if (value(d) != 0)
             return -1;
-        lua_rawset(d->L, -3); /* a repeated key: the last one wins */
-        int end = next_member(d, '}', "expected ',' or '}'");
-        if (end != 0)
-            return end == 1 ? 0 : -1;
+        end = next_member(d, '}', "expected ',' or '}'");
     }
+    if (end < 0)
+        return -1;
+    flush(d->L, slot, true, done);
+    return 0;
 }
 
 static int array_value(decoder *d)
 {
     if (open_container(d) != 0)
         return -1;
-    if (at(d) == ']')
-        return next_member(d, ']', NULL) == 1 ? 0 : -1;
-    for (lua_Integer i = 1;; i++) {
+    int slot = lua_gettop(d->L);
+    lua_Integer done = 0;
+    int end = at(d) == ']' ? next_member(d, ']', NULL) : 0;
+    while (end == 0) {
+        if (make_room(d, slot, false, &done) != 0)
+            return -1;
         if (value(d) != 0)
             return -1;
-        lua_rawseti(d->L, -2, i);
-        int end = next_member(d, ']', "expected ',' or ']'");
-        if (end != 0)
-            return end == 1 ? 0 : -1;
+        end = next_member(d, ']', "expected ',' or ']'");
     }
+    if (end < 0)
+        return -1;
+    flush(d->L, slot, false, done);
+    return 0;
 }
 
 static int value(decoder *d)
