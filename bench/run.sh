@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # All benchmarks in one run, on this machine, each reported as a ratio.
 # usage: bench/run.sh            (writes bench/out/results.md and prints it)
+#        VTPY_DIR=/path/to/vt-py bench/run.sh   (adds the official Python client's row: a checkout
+#        of github.com/VirusTotal/vt-py, run with /usr/bin/python3 (aiohttp); never committed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh test
@@ -52,11 +54,29 @@ curl -sf -o /dev/null "$url"
 conns=8
 n=2000
 
-# ---- throughput: c:batch of 2000 look-ups vs wrk, same connections
+# ---- throughput: c:batch of 2000 look-ups vs wrk, same connections; and vs the official Python
+# client (vt-py's get_object_async, as many in flight), best of three runs each, taken in turns
 wrk_rps=$(wrk -t1 -c$conns -d5s -H "x-apikey: bench-key" "$url" | awk '/Requests\/sec/ {print $2}')
-read -r _ batch_s batch_cpu < <(lua5.4 bench/batch.lua "http://127.0.0.1:$port" "$hash" $n $conns)
-vt_rps=$(calc "$n / $batch_s")
+vt_rps=0 py_rps=0
+for _ in 1 2 3; do
+  read -r _ batch_s _ < <(lua5.4 bench/batch.lua "http://127.0.0.1:$port" "$hash" $n $conns)
+  vt_rps=$(calc "max($vt_rps, $n / $batch_s)")
+  if [ -n "${VTPY_DIR:-}" ]; then
+    read -r _ py_s < <(/usr/bin/python3 bench/vtpy_batch.py "$VTPY_DIR" "http://127.0.0.1:$port" "$hash" $n $conns)
+    py_rps=$(calc "max($py_rps, $n / $py_s)")
+  fi
+done
 tp_ratio=$(calc "round($vt_rps / $wrk_rps, 3)")
+vtpy_row=""
+if [ -n "${VTPY_DIR:-}" ]; then
+  vtpy_version=$(cd "$VTPY_DIR" && git describe --tags --always 2>/dev/null || echo checkout)
+  vtpy_row="| throughput, the same $n look-ups | $(calc "round($vt_rps)") look-ups/s (\`c:batch\`) | $(calc "round($py_rps)") look-ups/s (vt-py $vtpy_version, \`get_object_async\`, $conns in flight) | $(calc "round($vt_rps / $py_rps, 2)") |"$'\n' # with its newline: no blank row without it
+fi
+
+# ---- long lists: jobs at once in a batch of 10,000; peak memory of c:each over 100,000 vs 1,000
+read -r big_n big_most _ < <(lua5.4 bench/batch_jobs.lua "http://127.0.0.1:$port" "$hash" 10000 $conns)
+read -r _ each_small_kb _ _ < <(lua5.4 bench/each.lua "http://127.0.0.1:$port" "$hash" 1000 $conns)
+read -r each_n each_big_kb each_list_kb _ < <(lua5.4 bench/each.lua "http://127.0.0.1:$port" "$hash" 100000 $conns)
 
 # ---- CPU per look-up: callgrind instructions, vt vs plain libcurl + lua-cjson
 gcc -O2 -o "$work/plain_fetch" bench/plain_fetch.c $(pkg-config --cflags --libs libcurl lua5.4)
@@ -115,6 +135,8 @@ Measured by \`bench/run.sh\` on $(nproc) cores ($(uname -m)), $(date -u +%Y-%m-%
 | what | vt | reference | ratio |
 |---|---|---|---|
 | throughput, $n look-ups of a $(stat -c %s "$sample")-byte file object, $conns connections | $(calc "round($vt_rps)") look-ups/s (\`c:batch\`, JSON decoded) | $(calc "round($wrk_rps)") req/s (\`wrk\`, nothing decoded) | $tp_ratio |
+${vtpy_row}| \`c:batch\` of $big_n look-ups, concurrency $conns: jobs in flight at once (\`c:pending()\`, most seen) | $big_most | $conns (the concurrency) | $(calc "round($big_most / $conns, 3)") |
+| peak RSS, \`c:each\` over $each_n look-ups (each result dropped) | $((each_big_kb / 1024)) MB (the list itself: $((each_list_kb / 1024)) MB) | $((each_small_kb / 1024)) MB (1000 look-ups) | $(calc "round($each_big_kb / $each_small_kb, 2)") |
 | CPU per look-up (callgrind instructions) | $vt_per | $pl_per (plain libcurl + lua-cjson) | $cpu_ratio |
 | peak RSS, ${big_mb} MB upload | $((up_kb / 1024)) MB | ${big_mb} MB file | $(calc "round($up_kb / 1024 / $big_mb, 3)") |
 | peak RSS, ${big_mb} MB download | $((down_kb / 1024)) MB | ${big_mb} MB file | $(calc "round($down_kb / 1024 / $big_mb, 3)") |

@@ -1,6 +1,7 @@
 /* vt.client: the options, the handle (close/__gc/__close/__tostring), what
  * the client tells about itself (c:options, c:quota_status, c:cache_stats),
  * and the method table every client file adds its methods to. */
+
 /*** @module vt */
 #include "client.h"
 
@@ -163,6 +164,11 @@ static void client_release(vt_client *c)
         free(c->apikey);
         c->apikey = NULL;
     }
+    for (struct curl_slist *h = c->v3_headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data)); /* the key's header */
+    curl_slist_free_all(c->v3_headers);
+    curl_slist_free_all(c->v2_headers);
+    c->v3_headers = c->v2_headers = NULL;
     free(c->base_url);
     free(c->quota_path);
     free(c->transport.proxy);
@@ -181,31 +187,35 @@ vt_client *vt_client_check(lua_State *L, int idx)
 }
 
 /***
-A client of the VirusTotal API. Options (one table; an unknown key or a wrong type raises
-naming it): `apikey` (default env `VT_API_KEY`), `base_url`, `api` (`"v3"` or `"v2"`),
-`requests_per_minute`, `requests_per_day`, `requests_per_month`, `rate` (`{{n =, per =}, ...}`),
-`quota_state` (a path, `false` to keep the windows in this process, or `"redis://..."` to keep
-them in Redis for every host: one atomic script, Redis' clock; Redis unreachable means
-`QuotaStateError` and no request), `max_wait`, `timeout`, `connect_timeout` (also the longest
-wait for Redis), `retries`, `retry_base`, `proxy`, `cainfo`, `insecure`, `user_agent`,
-`poll_interval`, `poll_timeout`, `yield`, and the response cache's:
+A client of the VirusTotal API (v3, and legacy v2), with its own transfer engine and a rate
+limiter shared by every process using the same key. The options are in the README (Client
+options, Cache); an unknown option, a wrong type or a value out of range raises naming the option.
+`quota_state` may be `"redis://..."`: the windows then live in Redis for every host (one atomic
+script, Redis' clock; Redis unreachable means `QuotaStateError` and no request). The response
+cache's options:
 
 - `cache`: `false` (default), `true` (SQLite at `$XDG_CACHE_HOME/vt/cache.sqlite`, else
   `~/.cache/vt/cache.sqlite`; the directory is made 0700, the file 0600), `"sqlite:PATH"` or
   `"redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"`. Look-ups (`c:file`, `c:url`, `c:domain`,
-  `c:ip`, `c:analysis`, `c:batch`, v2 reports) are answered from it when it holds a fresh
-  answer: no request, no quota slot. Identical look-ups in flight share one request, in this
-  client and, through the cache, across processes.
+  `c:ip`, `c:analysis`, `c:batch`, `c:each`, v2 reports) are answered from it when it holds a
+  fresh answer: no request, no quota slot. Identical look-ups in flight share one request, in
+  this client and, through the cache, across processes.
 - `cache_ttl`: seconds an entry is used, a number for every kind or
   `{file =, url =, domain =, ip =, analysis =, not_found =}` (defaults 3600, 3600, 3600, 3600,
   30 days for completed analyses, 600 for NotFound answers).
 - `cache_max_bytes`: the SQLite cache's size (default 256 MiB); the least recently used
   entries go first.
 @function client
-@tparam table opts the options
-@treturn client the client
-@raise on an unknown option, a wrong type or a value out of range (naming the option)
-@usage local c = vt.client{apikey = key, cache = true, quota_state = "redis://:pw@10.0.0.5/2"}
+@tparam table opts `apikey` (else `VT_API_KEY`), `base_url`, `api` (`"v3"` or `"v2"`),
+`requests_per_minute`, `requests_per_day`, `requests_per_month`, `rate`, `quota_state`,
+`max_wait`, `timeout`, `connect_timeout` (also the longest wait for Redis), `retries`, `retry_base`,
+`proxy`, `cainfo`, `insecure`, `user_agent`, `poll_interval`, `poll_timeout`, `yield`, `cache`,
+`cache_ttl`, `cache_max_bytes`
+@treturn client the client (a to-be-closed value; closed when collected)
+@raise on a missing key, an unknown option, a wrong type or a value out of range, or when the
+limiter's state file cannot be used
+@usage local c <close> = vt.client{apikey = os.getenv("VT_API_KEY"), cache = true,
+                                quota_state = "redis://:pw@10.0.0.5/2"}
 */
 static int client_new(lua_State *L)
 {
@@ -294,6 +304,15 @@ static int client_new(lua_State *L)
         return luaL_error(L, "vt.client: option 'quota_state' must be a path (string), \"redis://...\" or false");
     lua_pop(L, 1);
 
+    lua_pushfstring(L, "x-apikey: %s", c->apikey);
+    if (!(c->v2_headers = curl_slist_append(NULL, "Accept: application/json")) ||
+        !(c->v3_headers = curl_slist_append(NULL, "Accept: application/json")) ||
+        !curl_slist_append(c->v3_headers, lua_tostring(L, -1))) {
+        lua_pop(L, 1);
+        return vt_raise_oom(L, "creating the client");
+    }
+    lua_pop(L, 1);
+
     if (!c->policy.redis_limiter) {
         c->limiter = vt_limiter_new(c->windows, c->nwin, c->quota_path, &e);
         if (!c->limiter)
@@ -305,13 +324,16 @@ static int client_new(lua_State *L)
     return 1;
 }
 
-/*** @type client */
+/*** A client: `vt.client(opts)` makes one. Every method but `close` raises on a closed client.
+A failure returns `nil` and the error value (README: Errors); a wrong type raises.
+@type client
+*/
 
 /***
-Closes the client: its requests in flight end (`ConnectionError`), its cache and Redis
-connections are closed after writing what they still hold. Calling it again does nothing;
-`__gc` and `__close` call it.
-@function close
+Closes the client: transfers still running fail with `ConnectionError`, the key is wiped from
+memory, its cache and Redis connections close after writing what they still hold. Closing twice
+is fine; also done by `__close` and `__gc`.
+@function client:close
 */
 static int client_close(lua_State *L)
 {
@@ -333,12 +355,14 @@ static int client_tostring(lua_State *L)
 
 
 /***
-The limiter's windows as they are now, shared by every process (and, with
-`quota_state = "redis://..."`, every host) using the key.
-@function quota_status
-@treturn table `{windows = {{kind =, n =, per =, used =, next_slot_in =}, ...}, blocked_until =,
-  path = (the state file) or url = (the Redis, no password)}`
-@return or nil and an error (`QuotaStateError`)
+What the limiter knows now, read from the shared state: the state file, or Redis (with
+`quota_state = "redis://..."`, shared by every host).
+@function client:quota_status
+@treturn[1] table `windows` (a list of `{kind, n, per, used, next_slot_in}`), `blocked_until`
+(when the service said the quota is spent), `path` (the shared state file, if any) or `url` (the
+Redis, without its password)
+@treturn[2] nil
+@treturn[2] table the error value (`QuotaStateError`)
 */
 static int client_quota_status(lua_State *L)
 {
@@ -386,11 +410,11 @@ static void set_number_field(lua_State *L, const char *key, double value)
 }
 
 /***
-The client's effective options, every default filled in, without the key, with a proxy's or
-Redis' password as `***` (`cache` as `"sqlite:PATH"`, `"redis://..."` or `false`; `cache_ttl`
-as a table of every kind): the playbook layers follow the client, a user can see what it does.
-@function options
-@treturn table the options
+The client's effective options, every default filled in, without the key (and with a proxy's
+or Redis' password as `***`; `cache` as `"sqlite:PATH"`, `"redis://..."` or `false`, `cache_ttl` a
+table of every kind): so the playbook layers follow the client, and a user can see what it does.
+@function client:options
+@treturn table the options, as `vt.client` takes them
 */
 static int client_options(lua_State *L)
 {
@@ -454,12 +478,12 @@ static int client_options(lua_State *L)
 
 /***
 What the response cache did, and the API requests this client has sent.
-@function cache_stats
-@treturn table `{backend = "none"|"sqlite"|"redis", hits =, misses =, stores =, coalesced =,
-  errors =, requests =}`: `hits` look-ups answered from the cache; `misses` ones it had no
-  fresh answer for; `stores` answers written; `coalesced` look-ups that shared another's request
-  (in this client, or another process's found in flight); `errors` times the cache failed and was
-  skipped; `requests` API requests sent (each attempt that took a quota slot)
+@function client:cache_stats
+@treturn table `backend` (`"none"`, `"sqlite"` or `"redis"`), `hits` (look-ups answered from the
+cache), `misses` (ones it had no fresh answer for), `stores` (answers written), `coalesced`
+(look-ups that shared another's request: in this client, or another process's found in flight),
+`errors` (times the cache failed and was skipped), and `requests` (every attempt that took a
+quota slot, retries included)
 */
 static int client_cache_stats(lua_State *L)
 {

@@ -14,6 +14,7 @@ typedef struct vt_client {
     char *apikey;               /* never printed */
     size_t apikey_len;
     char *base_url;             /* no trailing slash */
+    struct curl_slist *v3_headers, *v2_headers; /* every API request's, shared by its jobs */
     char *quota_path;           /* NULL when kept in memory */
     char api[3];                /* "v3" or "v2" */
     vt_transport transport;
@@ -32,7 +33,8 @@ vt_client *vt_client_check(lua_State *L, int idx);
 vt_job *vt_job_push(lua_State *L);
 /* Prepares a request to the API: method, path under the base URL (already
  * escaped, starting with '/'), an optional query (escaped, without '?').
- * v3 puts the key in x-apikey; v2 jobs get it from vt_client_v2_job. */
+ * v3 jobs share the client's headers (Accept, x-apikey); v2 ones carry the key
+ * in their query or body. */
 void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method,
                        const char *path, const char *query);
 /* Starts the n jobs at stack[first..first+n-1] (those not yet started) and
@@ -74,6 +76,10 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
 int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
 /* Same, but returns body.data (and keeps body.meta in it when keep_meta). */
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
+/* Same for a look-up: body.data must be a v3 object (a table with a string type
+ * and id), else InvalidResponse. Every looked-up object (c:file ... c:analysis,
+ * c:batch, c:each) passes here. */
+int vt_client_object_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
 /* Fills e from a failed job (transport error, HTTP error, not JSON); false if it succeeded. */
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
 

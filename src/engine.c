@@ -1,8 +1,8 @@
 /* The engine: one curl multi handle driven through epoll, and the life of a job
  * (consult the cache, wait for quota, run, retry transient failures with backoff
- * and jitter, all within the job's deadline). No Lua here: curl's callbacks and
- * the answers of Redis only touch C data, so no Lua error can ever longjmp
- * through libcurl or hiredis.
+ * and jitter, all within the job's deadline). One attempt's transfer is
+ * transfer.c's. No Lua here: curl's callbacks and the answers of Redis only touch
+ * C data, so no Lua error can ever longjmp through libcurl or hiredis.
  *
  * Shared requests. A look-up (a job with a cache key) that finds another job of
  * the engine asking for the same key follows it: it gets a copy of that job's
@@ -10,36 +10,20 @@
  * without an entry it takes the key's in-flight marker, or, when another
  * process holds it, looks again now and then (for at most `timeout`) until that
  * process's answer is stored or its marker is gone. */
-#include "vt.h"
+#include "engine.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
+#define RECYCLED_BODY_CAP (1024 * 1024) /* a recycled job keeps a body buffer up to this size */
 #define BACKOFF_CAP 30.0
 #define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
 #define FIRST_POLL 0.02          /* seconds: first look at another process's answer */
 #define MAX_POLL 0.25            /* ... growing by half each time up to this */
-
-/* epoll data tags: curl's sockets, sources' fds and watchers' fds share one epoll set. */
-#define TAG_CURL   1u
-#define TAG_SOURCE 2u
-#define TAG_WATCH  3u
-
-struct vt_engine {
-    CURLM *multi;
-    int epfd;
-    vt_job *jobs;         /* every linked job */
-    vt_watcher *watchers;
-    unsigned jitter_state;
-    uint64_t requests;    /* API requests sent (attempts that counted against the quota) */
-};
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -52,22 +36,6 @@ static double jitter(vt_engine *eng)
     return 0.5 + (x % 1000) / 2000.0; /* [0.5, 1.0) */
 }
 
-static int sink_memory(vt_job *j, const char *data, size_t n);
-
-/* A follower gets the response of the job it followed. */
-static void share_response(const vt_job *from, vt_job *to)
-{
-    to->status = from->status;
-    memcpy(to->content_type, from->content_type, sizeof to->content_type);
-    to->retry_after_hdr = from->retry_after_hdr;
-    to->err = from->err;
-    to->resp_len = 0;
-    to->resp_total = from->resp_total;
-    if (from->resp_len > 0)
-        sink_memory(to, from->resp, from->resp_len); /* short of memory: fails it */
-    to->cache.hit = from->cache.hit;
-    to->cache.shared = true;
-}
 
 /* Every way a job ends: its followers end with it. */
 static void job_done(vt_job *j)
@@ -78,7 +46,9 @@ static void job_done(vt_job *j)
     while (f) {
         vt_job *next = f->cache.next_follower;
         f->cache.leader = f->cache.next_follower = NULL;
-        share_response(j, f);
+        vt_transfer_share(j, f);
+        f->cache.hit = j->cache.hit;
+        f->cache.shared = true;
         f->state = VT_JOB_DONE;
         vt_cache_counters(j->policy->cache)->coalesced++;
         f = next;
@@ -91,7 +61,6 @@ static void job_fail(vt_job *j, const vt_err *e)
     job_done(j);
 }
 
-static uint64_t tag(unsigned kind, int fd) { return ((uint64_t)kind << 32) | (uint32_t)fd; }
 
 /* ------------------------------------------------------- curl callbacks */
 
@@ -99,7 +68,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 {
     vt_engine *eng = userp;
     struct epoll_event ev = {0};
-    ev.data.u64 = tag(TAG_CURL, s);
+    ev.data.u64 = vt_epoll_tag(TAG_CURL, s);
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(eng->epfd, EPOLL_CTL_DEL, s, NULL);
         return 0;
@@ -108,185 +77,6 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (epoll_ctl(eng->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
         epoll_ctl(eng->epfd, EPOLL_CTL_ADD, s, &ev);
     return 0;
-}
-
-/* The sinks take a piece of the body: 0, or -1 with j->err filled. */
-static int sink_memory(vt_job *j, const char *data, size_t n)
-{
-    size_t cap = j->max_bytes > 0 ? (size_t)j->max_bytes : DEFAULT_BODY_CAP;
-    if (j->resp_len + n > cap) {
-        vt_err_set(&j->err, "TooLarge", "response body exceeds %zu bytes", cap);
-        return -1;
-    }
-    if (j->resp_len + n + 1 > j->resp_cap) {
-        size_t want = j->resp_cap ? j->resp_cap : 16384;
-        while (want < j->resp_len + n + 1)
-            want *= 2;
-        char *grown = realloc(j->resp, want);
-        if (!grown) {
-            vt_err_oom(&j->err, "buffering the response");
-            return -1;
-        }
-        j->resp = grown;
-        j->resp_cap = want;
-    }
-    memcpy(j->resp + j->resp_len, data, n);
-    j->resp_len += n;
-    j->resp[j->resp_len] = '\0';
-    return 0;
-}
-
-static int sink_file(vt_job *j, const char *data, size_t n)
-{
-    if (j->max_bytes > 0 && j->resp_total + (int64_t)n > j->max_bytes) {
-        vt_err_set(&j->err, "TooLarge", "download exceeds max_bytes (%lld bytes)", (long long)j->max_bytes);
-        return -1;
-    }
-    if (j->digest)
-        vt_digest_update(j->digest, data, n);
-    while (n > 0) {
-        ssize_t w = write(j->sink_fd, data, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            vt_err_set(&j->err, "ConnectionError", "writing the download failed: %s", strerror(errno));
-            return -1;
-        }
-        data += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
-{
-    vt_job *j = userp;
-    size_t n = size * nmemb;
-    long status = 0;
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    /* Only a successful body goes to the file or the stream; an error body is
-     * kept in memory so that it can be reported. */
-    bool success = status >= 200 && status < 300;
-    if (j->sink == VT_SINK_STREAM && success) {
-        int took = j->stream.write(j->stream.ud, data, n, &j->err);
-        if (took == VT_STREAM_FULL) {
-            j->paused = true;
-            return CURL_WRITEFUNC_PAUSE;
-        }
-        if (took != VT_STREAM_TOOK)
-            return CURL_WRITEFUNC_ERROR;
-        j->resp_total += (int64_t)n;
-        return n;
-    }
-    bool to_file = j->sink == VT_SINK_FILE && success;
-    if ((to_file ? sink_file(j, data, n) : sink_memory(j, data, n)) != 0)
-        return CURL_WRITEFUNC_ERROR;
-    j->resp_total += (int64_t)n;
-    return n;
-}
-
-/* Copies the value of header `name` (case-insensitive) from the raw line;
- * *cut tells whether it was longer than out. */
-static bool header_value(const char *line, size_t len, const char *name, char *out, size_t cap, bool *cut)
-{
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return false;
-    const char *v = line + nl + 1, *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    *cut = (size_t)(end - v) > cap - 1;
-    size_t vl = *cut ? cap - 1 : (size_t)(end - v);
-    memcpy(out, v, vl);
-    out[vl] = '\0';
-    return true;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
-{
-    vt_job *j = userp;
-    size_t n = size * nmemb;
-    char value[64];
-    bool cut;
-    if (n > 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 100-continue) */
-        j->content_type[0] = j->location[0] = '\0';
-        j->retry_after_hdr = -1;
-    } else if (header_value(data, n, "Retry-After", value, sizeof value, &cut)) {
-        char *end;
-        double secs = strtod(value, &end);
-        if (end != value && secs >= 0)
-            j->retry_after_hdr = secs;
-    } else if (!header_value(data, n, "Content-Type", j->content_type, sizeof j->content_type, &cut) &&
-               header_value(data, n, "Location", j->location, sizeof j->location, &cut) && cut) {
-        vt_err_set(&j->err, "InvalidResponse", "redirect location longer than %zu bytes", sizeof j->location - 1);
-        return 0; /* ends the transfer */
-    }
-    return n;
-}
-
-/* Upload body: multipart head, then the source, then the tail. */
-static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
-{
-    vt_job *j = userp;
-    size_t cap = size * nmemb, out = 0;
-    int64_t pos = j->sent;
-    int64_t src_end = (int64_t)j->mp_head_len + (j->source ? j->source->size : 0);
-
-    if (pos < (int64_t)j->mp_head_len) {
-        size_t n = j->mp_head_len - (size_t)pos;
-        if (n > cap) n = cap;
-        memcpy(buf, j->mp_head + pos, n);
-        out = n;
-    } else if (pos < src_end) {
-        int fd = -1, events = 0;
-        size_t want = cap;
-        if ((int64_t)want > src_end - pos)
-            want = (size_t)(src_end - pos);
-        if (!j->source->open) { /* a host closed the source (or its session) mid-upload */
-            vt_err_set(&j->err, "InvalidArgument", "the file source was closed during the upload");
-            return CURL_READFUNC_ABORT;
-        }
-        ptrdiff_t r = j->source->cls->read(j->source, buf, want, &fd, &events, &j->err);
-        if (r == VT_SOURCE_AGAIN) {
-            j->src_fd = fd;
-            j->src_events = events;
-            struct epoll_event ev = {0};
-            ev.events = (events & VT_WANT_READ ? EPOLLIN : 0) | (events & VT_WANT_WRITE ? EPOLLOUT : 0);
-            ev.data.u64 = tag(TAG_SOURCE, fd);
-            if (epoll_ctl(j->engine->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
-                epoll_ctl(j->engine->epfd, EPOLL_CTL_MOD, fd, &ev);
-            return CURL_READFUNC_PAUSE;
-        }
-        if (r == VT_SOURCE_ERROR)
-            return CURL_READFUNC_ABORT;
-        if (r == 0) {
-            vt_err_set(&j->err, "InvalidArgument", "the file to upload ended early (%lld of %lld bytes)",
-                       (long long)(pos - (int64_t)j->mp_head_len), (long long)j->source->size);
-            return CURL_READFUNC_ABORT;
-        }
-        out = (size_t)r;
-    } else {
-        size_t off = (size_t)(pos - src_end);
-        size_t n = j->mp_tail_len - off;
-        if (n > cap) n = cap;
-        memcpy(buf, j->mp_tail + off, n);
-        out = n;
-    }
-    j->sent += (int64_t)out;
-    return out;
-}
-
-static int on_seek(void *userp, curl_off_t offset, int origin)
-{
-    vt_job *j = userp;
-    if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK;
-    if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &j->err) != 0))
-        return CURL_SEEKFUNC_FAIL;
-    j->sent = 0;
-    return CURL_SEEKFUNC_OK;
 }
 
 /* ------------------------------------------------------------- engine */
@@ -359,11 +149,8 @@ static void unlink_job(vt_job *j)
     bool storable = j->state == VT_JOB_DONE && !j->err.code[0] && (j->status == 200 || j->status == 404);
     if (!storable)
         give_up_marker(j);
-    if (j->easy) {
-        curl_multi_remove_handle(eng->multi, j->easy);
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
-    }
+    if (j->transfer)
+        vt_transfer_drop(j);
     forget_source_fd(j);
     if (j->prev) j->prev->next = j->next;
     else eng->jobs = j->next;
@@ -403,6 +190,7 @@ void vt_engine_free(vt_engine *eng)
             job_fail(j, &e);
         }
     }
+    vt_transfer_free_idle(eng);
     if (eng->multi)
         curl_multi_cleanup(eng->multi);
     if (eng->epfd >= 0)
@@ -417,16 +205,24 @@ int64_t vt_job_expected_bytes(const vt_job *j)
 {
     long status = 0;
     curl_off_t length = -1;
-    if (!j->easy)
+    if (!j->transfer)
         return -1;
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status >= 300)
         return -1; /* a redirect's or an error's body is not the content */
-    curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     return length;
 }
 
 uint64_t vt_engine_requests(const vt_engine *eng) { return eng->requests; }
+
+int vt_engine_pending(const vt_engine *eng)
+{
+    int pending = 0;
+    for (const vt_job *j = eng->jobs; j; j = j->next)
+        pending += j->state != VT_JOB_DONE;
+    return pending;
+}
 
 /* ---------------------------------------------------------------- jobs */
 
@@ -448,9 +244,24 @@ void vt_job_reset(vt_job *j)
     free(j->mp_head);
     free(j->mp_tail);
     free(j->resp);
+    free(j->content_type);
+    free(j->location);
     if (j->digest)
         vt_digest_free(j->digest);
     vt_job_init(j);
+}
+
+void vt_job_recycle(vt_job *j)
+{
+    char *resp = j->resp;
+    size_t cap = j->resp_cap;
+    j->resp = NULL;
+    vt_job_reset(j);
+    if (cap <= RECYCLED_BODY_CAP) {
+        j->resp = resp;
+        j->resp_cap = cap;
+    } else
+        free(resp);
 }
 
 void vt_job_release(vt_job *j)
@@ -458,86 +269,12 @@ void vt_job_release(vt_job *j)
     unlink_job(j);
 }
 
-static void clear_response(vt_job *j)
-{
-    j->status = 0;
-    j->resp_len = 0;
-    j->resp_total = 0;
-    if (j->resp)
-        j->resp[0] = '\0';
-    j->content_type[0] = j->location[0] = '\0';
-    j->retry_after_hdr = -1;
-    j->curl_errbuf[0] = '\0';
-    memset(&j->err, 0, sizeof j->err);
-    j->err.retry_after = -1;
-    j->sent = 0;
-    j->paused = false;
-}
-
-static CURL *make_easy(vt_job *j, const vt_transport *t)
-{
-    CURL *c = curl_easy_init();
-    if (!c)
-        return NULL;
-    curl_easy_setopt(c, CURLOPT_URL, j->url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, j->curl_errbuf);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, j);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers);
-    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(t->connect_timeout * 1000));
-    /* Concurrent transfers to a host not yet connected wait to learn whether its
-     * connection multiplexes (HTTP/2) instead of each opening their own. Over TLS
-     * the handshake (ALPN) tells; over plain HTTP only the first answer would, so
-     * a slow one would hold the others back: there they do not wait. */
-    if (strncmp(j->url, "https://", 8) == 0)
-        curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
-    if (j->streaming) {
-        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. */
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t->timeout > 1 ? t->timeout : 1));
-    } else
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
-    if (t->user_agent)
-        curl_easy_setopt(c, CURLOPT_USERAGENT, t->user_agent);
-    if (t->proxy)
-        curl_easy_setopt(c, CURLOPT_PROXY, t->proxy);
-    if (t->cainfo)
-        curl_easy_setopt(c, CURLOPT_CAINFO, t->cainfo);
-    if (t->insecure) {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (j->mp_head) {
-        curl_off_t total = (curl_off_t)(j->mp_head_len + j->mp_tail_len) + (j->source ? j->source->size : 0);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, j);
-        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(c, CURLOPT_SEEKDATA, j);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, total);
-    } else if (j->body || strcmp(j->method, "POST") == 0) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->body ? j->body : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-    }
-    if (strcmp(j->method, "GET") != 0 && strcmp(j->method, "POST") != 0)
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, j->method);
-    return c;
-}
-
 static void start_transfer(vt_job *j)
 {
-    clear_response(j);
-    j->easy = make_easy(j, j->transport);
-    if (!j->easy) {
+    j->transfer = vt_transfer_prepare(j);
+    if (!j->transfer) {
         vt_err e;
-        vt_err_set(&e, "ConnectionError", "cannot create a transfer");
+        vt_err_oom(&e, "creating a transfer");
         job_fail(j, &e);
         return;
     }
@@ -545,9 +282,8 @@ static void start_transfer(vt_job *j)
     if (j->counts_quota)
         j->engine->requests++;
     j->state = VT_JOB_RUNNING;
-    if (curl_multi_add_handle(j->engine->multi, j->easy) != CURLM_OK) {
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
+    if (curl_multi_add_handle(j->engine->multi, j->transfer->curl) != CURLM_OK) {
+        vt_transfer_drop(j);
         vt_err e;
         vt_err_set(&e, "ConnectionError", "cannot start a transfer");
         job_fail(j, &e);
@@ -743,24 +479,6 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
         advance(j, mono);
 }
 
-int vt_job_set_response(vt_job *j, long status, const char *body, size_t len)
-{
-    clear_response(j);
-    j->status = status;
-    snprintf(j->content_type, sizeof j->content_type, "application/json");
-    if (j->resp_cap < len + 1) { /* the body's size is known: one allocation */
-        char *grown = realloc(j->resp, len + 1);
-        if (grown) {
-            j->resp = grown;
-            j->resp_cap = len + 1;
-        }
-    }
-    if (sink_memory(j, body, len) == 0)
-        return 0;
-    clear_response(j);
-    return -1;
-}
-
 void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len)
 {
     j->ticket = NULL;
@@ -790,8 +508,7 @@ void vt_job_finish(vt_job *j, const vt_err *e)
 
 void vt_job_refetch(vt_job *j)
 {
-    vt_job_release(j);
-    clear_response(j);
+    vt_job_release(j); /* its next answer replaces the response */
     j->cache.hit = j->cache.shared = j->cache.skip_entry = j->cache.failed = false;
     j->cache.read = false;
     j->cache.wait_until = 0;
@@ -821,59 +538,10 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }
 
-/* Scrubs from msg the password of a proxy URL "[scheme://]user:password@host...":
- * curl quotes a proxy URL it cannot parse whole ("Unsupported proxy syntax in '...'").
- * Found by hand, because such a URL is exactly the one curl's URL parser refuses. */
-static void redact_proxy_password(char *msg, size_t cap, const char *proxy)
-{
-    if (!proxy)
-        return;
-    const char *user = strstr(proxy, "://");
-    user = user ? user + 3 : proxy;
-    const char *end = user + strcspn(user, "/?#"), *at = NULL;
-    for (const char *p = user; p < end; p++)
-        if (*p == '@')
-            at = p; /* the last one: a raw '@' in the password stays inside the span */
-    const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-    if (colon && at > colon + 1)
-        vt_redact(msg, cap, colon + 1, (size_t)(at - colon - 1));
-}
-
-static void describe_curl_failure(vt_job *j, CURLcode rc)
-{
-    if (j->err.code[0])
-        return; /* a callback already said why */
-    const char *code = "ConnectionError";
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-        code = "Timeout";
-    else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
-             rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
-             rc == CURLE_SSL_CIPHER || rc == CURLE_SSL_ISSUER_ERROR ||
-             rc == CURLE_SSL_ENGINE_NOTFOUND || rc == CURLE_SSL_ENGINE_SETFAILED ||
-             rc == CURLE_SSL_ENGINE_INITFAILED || rc == CURLE_SSL_SHUTDOWN_FAILED ||
-             rc == CURLE_SSL_CRL_BADFILE || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
-             rc == CURLE_SSL_INVALIDCERTSTATUS || rc == CURLE_SSL_CLIENTCERT)
-        code = "TLSError";
-    vt_err_set(&j->err, code, "%s", j->curl_errbuf[0] ? j->curl_errbuf : curl_easy_strerror(rc));
-    snprintf(j->err.curl, sizeof j->err.curl, "%s", curl_easy_strerror(rc));
-    /* the proxy curl used: the option, else the variables curl reads */
-    const char *from_env[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
-    if (j->transport->proxy)
-        redact_proxy_password(j->err.message, sizeof j->err.message, j->transport->proxy);
-    else
-        for (size_t i = 0; i < sizeof from_env / sizeof *from_env; i++)
-            redact_proxy_password(j->err.message, sizeof j->err.message, getenv(from_env[i]));
-}
-
 static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 {
     forget_source_fd(j);
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
-    curl_multi_remove_handle(j->engine->multi, j->easy);
-    curl_easy_cleanup(j->easy);
-    j->easy = NULL;
-    if (rc != CURLE_OK)
-        describe_curl_failure(j, rc);
+    vt_transfer_finish(j, rc);
 
     bool quota_spent;
     double delay = retry_delay(j, &quota_spent);
@@ -944,10 +612,10 @@ static void read_finished(vt_engine *eng)
 static void resume_source(vt_engine *eng, int fd)
 {
     for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->src_fd == fd && j->easy) {
+        if (j->src_fd == fd && j->transfer) {
             epoll_ctl(eng->epfd, EPOLL_CTL_DEL, fd, NULL);
             j->src_fd = -1;
-            curl_easy_pause(j->easy, CURLPAUSE_CONT);
+            curl_easy_pause(j->transfer->curl, CURLPAUSE_CONT);
         }
 }
 
@@ -1017,7 +685,7 @@ void vt_engine_watch_fd(vt_watcher *w, int fd, int events)
         return;
     struct epoll_event ev = {0};
     ev.events = (events & VT_WANT_READ ? EPOLLIN : 0) | (events & VT_WANT_WRITE ? EPOLLOUT : 0);
-    ev.data.u64 = tag(TAG_WATCH, fd);
+    ev.data.u64 = vt_epoll_tag(TAG_WATCH, fd);
     epoll_ctl(eng->epfd, w->fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
     w->fd = fd;
     w->events = events;
@@ -1048,9 +716,9 @@ double vt_engine_timeout(vt_engine *eng)
 
 void vt_job_resume(vt_job *j)
 {
-    if (j->easy && j->paused) {
+    if (j->transfer && j->paused) {
         j->paused = false; /* first: the held bytes may fill the sink again at once */
-        curl_easy_pause(j->easy, CURLPAUSE_CONT);
+        curl_easy_pause(j->transfer->curl, CURLPAUSE_CONT);
     }
 }
 

@@ -4,14 +4,8 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 /* ----------------------------------------------------- results and errors */
-
-static bool is_json(const vt_job *j)
-{
-    return strncasecmp(j->content_type, "application/json", 16) == 0;
-}
 
 /* Copies text into out with the key replaced BEFORE any cut: a key straddling
  * the cut would otherwise survive in part. Non-printable bytes become spaces. */
@@ -57,10 +51,10 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
     if (j->err.code[0]) {
         *e = j->err;
     } else if (j->status >= 200 && j->status < 300 && !(j->v2 && j->status == 204)) {
-        if (j->sink == VT_SINK_FILE || is_json(j) || j->resp_len == 0)
+        if (j->sink == VT_SINK_FILE || j->json || j->resp_len == 0)
             return false;
         vt_err_set(e, "InvalidResponse", "expected JSON from %s, got '%s' (HTTP %ld)",
-                   j->v2 ? "v2" : "v3", j->content_type[0] ? j->content_type : "no Content-Type", j->status);
+                   j->v2 ? "v2" : "v3", j->content_type ? j->content_type : "no Content-Type", j->status);
         e->http = j->status;
     } else if (j->v2 && j->status == 204) {
         vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
@@ -68,7 +62,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
     } else {
         char excerpt[161];
         vt_err_set(e, code_for_status(j->status), "HTTP %ld", j->status);
-        if (is_json(j) && j->resp_len > 0) {
+        if (j->json && j->resp_len > 0) {
             vt_err jerr;
             int top = lua_gettop(L);
             if (vt_json_decode(L, j->resp, j->resp_len, &jerr) == 0 && lua_istable(L, -1) &&
@@ -117,6 +111,24 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
     if (j->cache.key && !vt_cache_settle(L, c->policy.cache, j, n, c->apikey, c->apikey_len))
         return -1;
     return n;
+}
+
+int vt_client_object_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
+{
+    int n = vt_client_data_result(L, c, j, keep_meta);
+    if (n != 1)
+        return n;
+    int top = lua_gettop(L);
+    bool object = lua_istable(L, -1) && lua_getfield(L, top, "type") == LUA_TSTRING &&
+                  lua_getfield(L, top, "id") == LUA_TSTRING;
+    lua_settop(L, top);
+    if (!object) {
+        vt_err e;
+        vt_err_set(&e, "InvalidResponse", "the answer's data is not an object (a table with a type and an id)");
+        e.http = j->status;
+        return vt_err_return(L, &e);
+    }
+    return 1;
 }
 
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)

@@ -7,13 +7,15 @@
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
  *   object.c      the metatable of v3 objects: one-line tostring, attributes read as fields
- *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
+ *   json.c        JSON decoded straight into Lua values (integers kept) and encoded;
  *                 vt.decode, vt.encode
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   limiter_redis.c  the same windows in Redis, for many hosts (quota_state = "redis://...")
- *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries, shared requests
+ *   engine.c      curl multi engine on epoll: the life of jobs (cache, shared requests, quota,
+ *                 timers, retries)
+ *   transfer.c    one attempt's transfer: its pooled curl handle, body callbacks, response
  *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
  *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   cache.c       the response cache: options, keys, entries, what is stored, c:cache_stats
@@ -24,7 +26,8 @@
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
  *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
  *   result.c      a finished job becomes Lua values: the decoded body, or nil and an error
- *   lookups.c     v3 object look-ups: c:file, c:url, c:domain, c:ip, c:analysis, c:batch
+ *   lookups.c     v3 object look-ups: c:file ... c:analysis, and many through a few job
+ *                 slots: c:batch, c:each (completion order); c:pending
  *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
  *   wait.c        c:wait (poll an analysis), c:sleep
  *   download.c    c:download: to a temporary file, redirect without the key, digest checked
@@ -38,7 +41,8 @@
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
  * Private headers: client.h (the client files, client.c to v2.c above, limiter_redis.c
  * and cache_v2.c), sftp.h (the SFTP files), limiter.h (limiter.c and limiter_file.c),
- * cache.h (cache.c and its backends), redis.h (redis.c and its users).
+ * engine.h (engine.c and transfer.c), cache.h (cache.c and its backends), redis.h
+ * (redis.c and its users).
  *
  * Conventions. A function that can fail returns 0 on success and -1 with its vt_err
  * filled; one that creates something returns it, or NULL with the vt_err filled. A
@@ -164,15 +168,14 @@ void vt_digest_open(lua_State *L);
 
 /* -------------------------------------------------------------------- json */
 
-/* Decodes JSON text and pushes the value, with every integral number as a Lua
- * integer. Returns 0, or -1 with e filled (InvalidResponse), pushing nothing.
- * Never raises for bad input. */
+/* Decodes JSON text[0..len) and pushes the value, with every integral number as a Lua integer and
+ * null as vt.null. Returns 0, or -1 with e filled (InvalidResponse), pushing
+ * nothing. Never raises for bad input. */
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e);
 /* Encodes the value at idx; pushes the string. Raises on unencodable values. */
 void vt_json_encode(lua_State *L, int idx);
-/* Pushes the null sentinel (cjson.null). */
+/* Pushes the null sentinel: a NULL light userdata (equal to lua-cjson's cjson.null). */
 void vt_json_push_null(lua_State *L);
-void vt_json_open(lua_State *L); /* loads cjson once per Lua state */
 void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
 
 /* ----------------------------------------------------------------- limiter */
@@ -330,6 +333,10 @@ typedef struct vt_stream_sink {
     void *ud;
 } vt_stream_sink;
 
+typedef struct vt_easy vt_easy; /* a curl transfer handle, kept by the engine for reuse */
+/* Nothing here is large: a batch holds one job per slot, and every look-up
+ * makes one; what only some answers need (a redirect's location, a
+ * Content-Type that is not JSON) is allocated when they come. */
 
 /* An answer a job waits for from outside the engine (a Redis reply): the module
  * that asked keeps the ticket and answers only while ticket->job is set; the
@@ -370,7 +377,8 @@ struct vt_job {
     /* request, set before vt_job_submit */
     char method[8];
     char *url;                   /* owned */
-    struct curl_slist *headers;  /* owned */
+    struct curl_slist *headers;  /* owned; NULL: shared_headers */
+    const struct curl_slist *shared_headers; /* the client's, not owned */
     char *body; size_t body_len; /* owned; sent as is */
     /* streamed multipart upload: head + source + tail (all owned but source) */
     char *mp_head, *mp_tail; size_t mp_head_len, mp_tail_len;
@@ -390,8 +398,9 @@ struct vt_job {
     long status;
     char *resp; size_t resp_len, resp_cap;
     int64_t resp_total;          /* bytes received (file sink too) */
-    char content_type[128];
-    char location[8192];         /* a longer redirect fails the job (InvalidResponse) */
+    bool json;                   /* the body is application/json */
+    char *content_type;          /* owned; the Content-Type when it is not JSON, for messages */
+    char *location;              /* owned; where a 3xx answer points (absolute) */
     double retry_after_hdr;      /* < 0: absent */
     vt_err err;                  /* code[0] != 0 when the job failed */
     /* the response cache and shared requests */
@@ -409,18 +418,19 @@ struct vt_job {
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
-    void *easy;                  /* CURL * */
+    vt_easy *transfer;           /* while a transfer runs (its curl handle: transfer->curl) */
     vt_engine *engine;
     const vt_transport *transport; /* the client's; valid while linked */
     const vt_retry_policy *policy;
     vt_job *next, *prev;
-    char curl_errbuf[256];
 };
 
 vt_engine *vt_engine_new(vt_err *e);
 void vt_engine_free(vt_engine *eng);          /* detaches (fails) every linked job */
 void vt_job_init(vt_job *j);                   /* zero + defaults; call once on fresh memory */
 void vt_job_reset(vt_job *j);                  /* frees owned request/response data, keeps memory */
+/* Like vt_job_reset, but keeps the body buffer (up to 1 MB) for the job's next request. */
+void vt_job_recycle(vt_job *j);
 /* Links the job and starts its life (quota wait first). The job must stay at
  * this address until it is done or released. */
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p);
@@ -435,6 +445,8 @@ void vt_job_resume(vt_job *j);
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
 int vt_engine_fd(vt_engine *eng);
+/* Linked jobs not yet done (requests, timers, quota waits). */
+int vt_engine_pending(const vt_engine *eng);
 /* API requests the engine has sent (each attempt that took a quota slot counts). */
 uint64_t vt_engine_requests(const vt_engine *eng);
 /* The body length a running job's successful (2xx) answer announced, or -1 (not known yet, no
