@@ -79,7 +79,12 @@ static uint64_t frame_sum(const unsigned char *p, size_t len)
     uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
     size_t i = 0;
     for (; i + 8 <= len; i += 8) {
-        h = (h ^ get_le(p + i, 8)) * 0xbf58476d1ce4e5b9ull;
+        uint64_t word; /* one load, not eight: this loop is most of a hit's checking */
+        memcpy(&word, p + i, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        word = __builtin_bswap64(word);
+#endif
+        h = (h ^ word) * 0xbf58476d1ce4e5b9ull;
         h ^= h >> 31;
     }
     uint64_t last = 0;
