@@ -374,6 +374,26 @@ describe("the response cache on SQLite", function()
     end
   end)
 
+  it("answers c:each's look-ups from the cache too, and asks again with max_age = 0", function()
+    local hashes, list = {}, {}
+    for i = 1, 5 do hashes[i] = srv:register_file("each " .. i).sha256 end
+    for i = 1, 20 do list[i] = { "file", hashes[(i - 1) % 5 + 1] } end
+    local c = client()
+    local seen = 0
+    for i, ok, obj in c:each(list, { concurrency = 4 }) do
+      assert.is_true(ok, tostring(obj))
+      assert.equal(list[i][2], obj.id)
+      seen = seen + 1
+    end
+    assert.equal(20, seen)
+    assert.equal(5, requests(srv, 0))
+    local st = c:cache_stats()
+    assert.equal(15, st.hits + st.coalesced)
+    for _, ok in c:each(list, { concurrency = 4, max_age = 0 }) do assert.is_true(ok) end
+    assert.equal(25, requests(srv, 0))
+    c:close()
+  end)
+
   it("sends one request per indicator for three processes triaging overlapping cases (cache = true)", function()
     local pool = {}
     for i = 1, 9 do pool[i] = { "file", srv:register_file("case " .. i).sha256 } end
