@@ -168,6 +168,28 @@ describe("the response cache on SQLite", function()
     c:close()
   end)
 
+  it("forgets what it kept of an object once an analysis of it completes", function()
+    local c = client()
+    local content = "uploaded once " .. tests
+    local sha256 = vt.digest({ data = content }).sha256
+    assert.equal("NotFoundError", select(2, c:file(sha256)).code) -- kept as a negative entry
+    local url = "http://stale-" .. tests .. ".example.com/"
+    assert(c:url(url) == nil)
+    local sent = requests(srv, 0)
+    local d = assert(c:scan_file { data = content, name = "x.bin" })
+    assert(c:wait(d.id, { interval = 0 }))
+    assert(c:wait(assert(c:scan_url(url)).id, { interval = 0 }))
+    -- the negative entries no longer answer: both are asked for, found, and kept again
+    local since = requests(srv, 0)
+    assert.equal(sha256, assert(c:file(sha256)).id)
+    assert.truthy(assert(c:url(url)).id)
+    assert.equal(since + 2, requests(srv, 0))
+    assert(c:file(sha256))
+    assert.equal(since + 2, requests(srv, 0))
+    assert.is_true(since > sent)
+    c:close()
+  end)
+
   it("asks the service when max_age says so, and stores the fresh answer", function()
     local c = client()
     assert(c:domain("github.com"))

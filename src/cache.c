@@ -615,6 +615,51 @@ static void store(lua_State *L, vt_cache *c, vt_job *j, int obj, bool negative)
     lua_settop(L, list - 1);
 }
 
+/* Drops the entry "<scope>:<prefix><id>" (any of its keys names it). */
+static void drop_key(lua_State *L, vt_cache *c, const char *prefix, const char *id)
+{
+    lua_pushfstring(L, "%s:%s%s", c->scope, prefix, id);
+    c->ops->drop(c->be, c, lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+/* A completed analysis makes what was kept of its object stale: the object's last
+ * analysis changed, and a "not found" no longer holds (another worker would upload
+ * or submit it again). body is the analysis' decoded answer, with its meta. */
+static void drop_analysed(lua_State *L, vt_cache *c, int body)
+{
+    int top = lua_gettop(L);
+    if (lua_getfield(L, body, "meta") != LUA_TTABLE) {
+        lua_settop(L, top);
+        return;
+    }
+    int meta = lua_gettop(L);
+    char h[65];
+    if (lua_getfield(L, meta, "file_info") == LUA_TTABLE) {
+        static const char *const names[] = {"sha256", "sha1", "md5"};
+        for (int i = 0; i < 3; i++)
+            if (hash_field(L, lua_gettop(L), names[i], h)) {
+                drop_key(L, c, "/files/", h);
+                drop_key(L, c, "v2/file/report/", h);
+            }
+    }
+    if (lua_getfield(L, meta, "url_info") == LUA_TTABLE) {
+        int info = lua_gettop(L);
+        if (hash_field(L, info, "id", h))
+            drop_key(L, c, "/urls/", h);
+        lua_newtable(L);
+        int ids = lua_gettop(L);
+        add_url_alias(L, c, ids, info, "url", "/urls/");
+        add_url_alias(L, c, ids, info, "url", "v2/url/report/");
+        for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, ids); i++) {
+            lua_rawgeti(L, ids, i);
+            c->ops->drop(c->be, c, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, top);
+}
+
 bool vt_cache_settle(lua_State *L, vt_cache *c, vt_job *j, int nresults, const char *apikey, size_t apikey_len)
 {
     int top = lua_gettop(L);
@@ -638,8 +683,11 @@ bool vt_cache_settle(lua_State *L, vt_cache *c, vt_job *j, int nresults, const c
     bool keep = ok && !j->cache.shared && !j->cache.failed && c->ops && j->resp_len > 0 &&
                 !(j->cache.kind == VT_KIND_ANALYSIS && !negative && !analysis_completed(L, obj)) &&
                 !memmem(j->resp, j->resp_len, apikey, apikey_len);
-    if (keep)
+    if (keep) {
         store(L, c, j, obj, negative);
+        if (j->cache.kind == VT_KIND_ANALYSIS && !negative)
+            drop_analysed(L, c, top);
+    }
     if (j->cache.leased) { /* nothing stored: others ask themselves */
         vt_cache_release(c, j);
         j->cache.leased = false;
