@@ -303,6 +303,38 @@ describe("the response cache on SQLite", function()
     c:close()
   end)
 
+  it("goes on when a corrupt entry cannot be dropped (the database fails while the entry is read)", function()
+    local c = client()
+    assert(c:domain("github.com"))
+    -- a damaged frame, and a DELETE that fails (as SQLITE_IOERR or SQLITE_FULL would)
+    sql("UPDATE vt_entries SET frame = zeroblob(40);" ..
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON vt_entries BEGIN SELECT RAISE(ABORT, 'refused'); END;")
+    local errors = c:cache_stats().errors
+    assert.equal("github.com", assert(c:domain("github.com")).id)
+    assert.equal("github.com", assert(c:domain("github.com")).id)
+    assert.equal(3, requests(srv, 0))
+    local st = c:cache_stats()
+    assert.equal(0, st.hits)
+    assert.is_true(st.errors > errors)
+    c:close()
+  end)
+
+  it("counts its bytes again when the total it keeps proves wrong, instead of evicting forever", function()
+    local c = client { cache_max_bytes = 400000 }
+    assert(c:domain("github.com"))
+    c:close()
+    sql("UPDATE vt_totals SET bytes = 1000000000")
+    -- in a worker: a store that never ends must fail this spec, not hang it
+    local job = { client = { apikey = KEY, base_url = srv.url, quota_state = false, cache = "sqlite:" .. cache_path,
+                             cache_max_bytes = 400000 },
+                  lookups = { { "ip", "8.8.8.8" }, { "ip", "8.8.8.8" }, { "ip", "8.8.8.8" } } }
+    local out = sh("timeout 20 " .. workers.command(job))
+    assert.matches("^ok 8%.8%.8%.8\nok 8%.8%.8%.8\nok 8%.8%.8%.8\nstats ", out)
+    -- the first store emptied the cache, then counted 0 bytes: the second one was kept
+    assert.equal(2, requests(srv, 0, "8.8.8.8"))
+    assert.equal(sql("SELECT sum(size) FROM vt_entries"), sql("SELECT bytes FROM vt_totals"))
+  end)
+
   it("goes on without a cache that fails, and counts it", function()
     -- not a database
     local junk = tmpdir .. "/junk.sqlite"

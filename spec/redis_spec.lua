@@ -71,6 +71,18 @@ describe("Redis", function()
     b:close()
   end)
 
+  it("drops an entry that proves corrupt and asks the service", function()
+    local c = client { cache = r.url, retries = 0 }
+    assert(c:domain("github.com"))
+    local entry = r:cli("KEYS", "vt:e:*"):match("[^\n]+")
+    r:cli("HSET", entry, "f", "VTC1 damaged") -- its frame
+    srv:fault { type = "status", status = 503 } -- the answer is not kept: what remains is what the drop left
+    assert.equal("TransientError", select(2, c:domain("github.com")).code)
+    assert.equal("0", r:cli("EXISTS", entry):match("%d"))
+    assert.equal(2, requests(srv, 0))
+    c:close()
+  end)
+
   it("works in coroutine mode and from a host loop", function()
     srv:fault { type = "slow", delay = 0.2, path = "/api/v3/files/" .. DOC }
     local c = client { cache = r.url, quota_state = r.url, rate = { { n = 50, per = 1 } }, yield = true }

@@ -159,16 +159,14 @@ void vt_cache_release(vt_cache *c, vt_job *j)
     c->ops->release(c->be, c, j->cache.key, j->cache.token);
 }
 
-void vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name)
+bool vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name)
 {
     long status = 0;
     const char *body = NULL;
     size_t body_len = 0;
-    if (fetched == VT_FETCH_HIT && !frame_open(frame, len, name, &status, &body, &body_len)) {
-        c->ops->drop(c->be, c, name);
-        fetched = VT_FETCH_CORRUPT;
-    }
-    vt_job_cache_answer(j, fetched, status, body, body_len);
+    bool corrupt = fetched == VT_FETCH_HIT && !frame_open(frame, len, name, &status, &body, &body_len);
+    vt_job_cache_answer(j, corrupt ? VT_FETCH_CORRUPT : fetched, status, body, body_len);
+    return corrupt;
 }
 
 /* ---------------------------------------------------------------- options */

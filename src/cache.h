@@ -33,8 +33,10 @@ typedef struct vt_cache_backend {
 } vt_cache_backend;
 
 /* A backend's answer to fetch. frame/len/name: a fresh entry (VT_FETCH_HIT) and the
- * key it is stored under; the cache checks it, and drops a corrupt one. */
-void vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name);
+ * key it is stored under; the cache checks it (the job keeps a copy of the body).
+ * True when the entry is corrupt: the backend drops it, once done with the frame
+ * (a drop may end the read that holds it). */
+bool vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name);
 
 /* cache_sqlite.c: the backend on the file at path (created 0600 in a 0700
  * directory when missing); opened on first use. NULL when out of memory. */
