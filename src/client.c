@@ -375,20 +375,19 @@ static int client_quota_status(lua_State *L)
     return 1;
 }
 
-/* Pushes a proxy URL with the password of its user part replaced by "***". */
+/* Pushes a proxy URL with its password replaced by "***". */
 static void push_redacted_proxy(lua_State *L, const char *proxy)
 {
-    const char *auth = strstr(proxy, "://");
-    auth = auth ? auth + 3 : proxy;
-    size_t authority = strcspn(auth, "/?#");
-    const char *at = memrchr(auth, '@', authority);
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (!colon) {
+    size_t len;
+    const char *password = vt_proxy_password(proxy, &len);
+    if (!password) {
         lua_pushstring(L, proxy);
         return;
     }
-    lua_pushfstring(L, "%s***%s", lua_pushlstring(L, proxy, (size_t)(colon + 1 - proxy)), at);
-    lua_remove(L, -2);
+    lua_pushlstring(L, proxy, (size_t)(password - proxy));
+    lua_pushliteral(L, "***");
+    lua_pushstring(L, password + len);
+    lua_concat(L, 3);
 }
 
 static void set_string_field(lua_State *L, const char *key, const char *value)

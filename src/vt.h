@@ -101,6 +101,10 @@ void vt_err_oom(vt_err *e, const char *doing);
 int vt_raise_oom(lua_State *L, const char *doing);
 /* Replaces every occurrence of secret (len > 0) in s, in place, by "***". */
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len);
+/* The password inside a proxy URL "[scheme://][user]:password@host...", its length in
+ * *len; NULL when it has none. The one reading of a proxy's password for every message
+ * and for c:options. */
+const char *vt_proxy_password(const char *proxy, size_t *len);
 /* The error metatable; registers vt.error into the table at the top. */
 void vt_errors_open(lua_State *L);
 
