@@ -553,6 +553,33 @@ describe("the response cache on SQLite", function()
     assert.truthy(read(cache_path):find("v2/file/report", 1, true))
   end)
 
+  it("keeps v2 reports with allinfo apart from plain ones", function()
+    local c = client { api = "v2" }
+    local EXE = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c"
+    for _ = 1, 2 do
+      assert(c:v2("file/report", { resource = EXE }))
+      assert(c:v2("file/report", { resource = EXE, allinfo = "1" }))
+      assert(c:v2("file/report", { resource = EXE, allinfo = 1 })) -- the same parameter
+    end
+    local log = srv:log()
+    assert.equal(2, #log)
+    assert.is_nil(log[1].query:find("allinfo", 1, true))
+    assert.truthy(log[2].query:find("allinfo=1", 1, true))
+    -- a batch with allinfo: what the allinfo entries hold comes from them, and the rest is kept so
+    assert(c:v2("file/report", { resource = DOC_MD5 .. "," .. EXE, allinfo = "1" }))
+    local asked = srv:log()[3].query
+    assert.truthy(asked:find("allinfo=1", 1, true) and asked:find(DOC_MD5, 1, true), asked)
+    assert.is_nil(asked:find(EXE, 1, true), asked)
+    assert(c:v2("file/report", { resource = DOC, allinfo = "true" }))
+    assert.equal(3, requests(srv, 0))
+    assert(c:v2("file/report", { resource = DOC }))
+    assert.equal(4, requests(srv, 0))
+    -- a parameter the key cannot tell apart: no look-up
+    for _ = 1, 2 do assert(c:v2("file/report", { resource = EXE, other = "x" })) end
+    assert.equal(6, requests(srv, 0))
+    c:close()
+  end)
+
   it("never writes the API key into the cache file", function()
     local c = client()
     assert(c:file(DOC))

@@ -403,31 +403,73 @@ void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double
     set_key(c, j, kind, path, strlen(path), max_age);
 }
 
+/* The v2 reports a look-up may be: each names its object by one parameter. */
+static const struct {
+    const char *endpoint, *param;
+    vt_kind kind;
+} v2_reports[] = {{"file/report", "resource", VT_KIND_FILE},
+                  {"url/report", "resource", VT_KIND_URL},
+                  {"domain/report", "domain", VT_KIND_DOMAIN},
+                  {"ip-address/report", "ip", VT_KIND_IP}};
+
+/* The variants of a v2 report, by the parameters that change its body. */
+static const char *const v2_variants[] = {"", "+allinfo"};
+
+/* The variant the parameters at params ask for (besides the resource, named param),
+ * or NULL when they make the request no look-up: a URL report that may submit (scan),
+ * any parameter the variants do not tell apart. */
+static const char *v2_variant(lua_State *L, int params, const char *param)
+{
+    const char *variant = v2_variants[0];
+    lua_pushnil(L);
+    while (lua_next(L, params)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        const char *value = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : "";
+        lua_pop(L, 1);
+        if (strcmp(name, param) == 0 || strcmp(name, "apikey") == 0 || (strcmp(name, "scan") == 0 && strcmp(value, "0") == 0))
+            continue;
+        if (strcmp(name, "allinfo") == 0 && (strcmp(value, "1") == 0 || strcmp(value, "true") == 0)) {
+            variant = v2_variants[1];
+            continue;
+        }
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return variant;
+}
+
+bool vt_cache_push_v2_path(lua_State *L, const char *endpoint, int params, int idx)
+{
+    idx = lua_absindex(L, idx);
+    params = lua_absindex(L, params);
+    for (size_t i = 0; i < sizeof v2_reports / sizeof *v2_reports; i++) {
+        if (strcmp(endpoint, v2_reports[i].endpoint) != 0)
+            continue;
+        const char *variant = v2_variant(L, params, v2_reports[i].param);
+        vt_err e;
+        if (!variant || vt_push_object_id(L, v2_reports[i].kind, idx, &e) != 0)
+            return false;
+        lua_pushfstring(L, "v2/%s%s/%s", endpoint, variant, lua_tostring(L, -1));
+        lua_remove(L, -2);
+        return true;
+    }
+    return false;
+}
+
 void vt_cache_key_v2(lua_State *L, vt_cache *c, vt_job *j, const char *endpoint, int params)
 {
-    static const struct {
-        const char *endpoint, *param;
-        vt_kind kind;
-    } reports[] = {{"file/report", "resource", VT_KIND_FILE},
-                   {"url/report", "resource", VT_KIND_URL},
-                   {"domain/report", "domain", VT_KIND_DOMAIN},
-                   {"ip-address/report", "ip", VT_KIND_IP}};
     params = lua_absindex(L, params);
-    for (size_t i = 0; i < sizeof reports / sizeof *reports; i++) {
-        if (strcmp(endpoint, reports[i].endpoint) != 0)
+    for (size_t i = 0; i < sizeof v2_reports / sizeof *v2_reports; i++) {
+        if (strcmp(endpoint, v2_reports[i].endpoint) != 0)
             continue;
         int top = lua_gettop(L);
-        vt_err e;
-        /* a batch (several resources), a scan id or a URL report that may submit is no look-up */
-        lua_getfield(L, params, "scan");
-        bool scan = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "0") != 0;
-        if (!scan && lua_getfield(L, params, reports[i].param) == LUA_TSTRING &&
-            !strpbrk(lua_tostring(L, -1), reports[i].kind == VT_KIND_URL ? "\n" : ",") &&
-            vt_push_object_id(L, reports[i].kind, -1, &e) == 0) {
-            lua_pushfstring(L, "v2/%s/%s", endpoint, lua_tostring(L, -1));
+        /* a batch (several resources) is no look-up */
+        if (lua_getfield(L, params, v2_reports[i].param) == LUA_TSTRING &&
+            !strpbrk(lua_tostring(L, -1), v2_reports[i].kind == VT_KIND_URL ? "\n" : ",") &&
+            vt_cache_push_v2_path(L, endpoint, params, -1)) {
             size_t len;
             const char *path = lua_tolstring(L, -1, &len);
-            set_key(c, j, reports[i].kind, path, len, -1);
+            set_key(c, j, v2_reports[i].kind, path, len, -1);
         }
         lua_settop(L, top);
         return;
@@ -494,9 +536,12 @@ static void add_url_alias(lua_State *L, vt_cache *c, int list_idx, int idx, cons
 static void answer_keys(lua_State *L, vt_cache *c, vt_job *j, int obj, int list_idx)
 {
     char h[3][65];
-    const char *prefix = j->v2 ? NULL : j->cache.kind == VT_KIND_FILE ? "/files/" : "/urls/";
-    if (j->v2)
-        prefix = j->cache.kind == VT_KIND_FILE ? "v2/file/report/" : "v2/url/report/";
+    const char *prefix = j->cache.kind == VT_KIND_FILE ? "/files/" : "/urls/";
+    if (j->v2) { /* the key's path up to its id: the report's variant too */
+        const char *path = strchr(j->cache.key, ':') + 1;
+        lua_pushlstring(L, path, (size_t)(strrchr(path, '/') + 1 - path));
+        prefix = lua_tostring(L, -1);
+    }
     if (j->cache.kind == VT_KIND_FILE) {
         int attrs = obj;
         if (!j->v2) {
@@ -533,6 +578,8 @@ static void answer_keys(lua_State *L, vt_cache *c, vt_job *j, int obj, int list_
         lua_pop(L, 1);
     else
         lua_rawseti(L, list_idx, n + 1);
+    if (j->v2)
+        lua_pop(L, 1); /* the prefix */
 }
 
 /* Whether the answer at the top is what j asked for: the decoded body (v3
@@ -638,7 +685,11 @@ static void drop_analysed(lua_State *L, vt_cache *c, int body)
         for (int i = 0; i < 3; i++)
             if (hash_field(L, lua_gettop(L), names[i], h)) {
                 drop_key(L, c, "/files/", h);
-                drop_key(L, c, "v2/file/report/", h);
+                for (size_t v = 0; v < sizeof v2_variants / sizeof *v2_variants; v++) {
+                    lua_pushfstring(L, "v2/file/report%s/", v2_variants[v]);
+                    drop_key(L, c, lua_tostring(L, -1), h);
+                    lua_pop(L, 1);
+                }
             }
     }
     if (lua_getfield(L, meta, "url_info") == LUA_TTABLE) {
@@ -648,7 +699,11 @@ static void drop_analysed(lua_State *L, vt_cache *c, int body)
         lua_newtable(L);
         int ids = lua_gettop(L);
         add_url_alias(L, c, ids, info, "url", "/urls/");
-        add_url_alias(L, c, ids, info, "url", "v2/url/report/");
+        for (size_t v = 0; v < sizeof v2_variants / sizeof *v2_variants; v++) {
+            lua_pushfstring(L, "v2/url/report%s/", v2_variants[v]);
+            add_url_alias(L, c, ids, info, "url", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
         for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, ids); i++) {
             lua_rawgeti(L, ids, i);
             c->ops->drop(c->be, c, lua_tostring(L, -1));
