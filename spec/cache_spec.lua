@@ -580,6 +580,17 @@ describe("the response cache on SQLite", function()
     c:close()
   end)
 
+  it("never lets a v2 URL report asked by scan id answer for the URL", function()
+    local c = client { api = "v2" }
+    local first = assert(c:v2("url/scan", { url = URL })).scan_id
+    assert.equal(first, assert(c:v2("url/report", { resource = first })).scan_id) -- that one scan's report
+    system.sleep(1.1) -- a scan id holds the second of its scan
+    local second = assert(c:v2("url/scan", { url = URL })).scan_id
+    assert.are_not.equal(first, second)
+    assert.equal(second, assert(c:v2("url/report", { resource = URL })).scan_id)
+    c:close()
+  end)
+
   it("never writes the API key into the cache file", function()
     local c = client()
     assert(c:file(DOC))

@@ -438,6 +438,13 @@ static const char *v2_variant(lua_State *L, int params, const char *param)
     return variant;
 }
 
+/* A v2 scan id, "<sha256>-<epoch>": the report of one scan. */
+static bool is_scan_id(const char *s, size_t len)
+{
+    size_t hex = strspn(s, "0123456789abcdefABCDEF");
+    return hex == 64 && hex + 1 < len && s[hex] == '-' && strspn(s + hex + 1, "0123456789") == len - hex - 1;
+}
+
 bool vt_cache_push_v2_path(lua_State *L, const char *endpoint, int params, int idx)
 {
     idx = lua_absindex(L, idx);
@@ -445,9 +452,11 @@ bool vt_cache_push_v2_path(lua_State *L, const char *endpoint, int params, int i
     for (size_t i = 0; i < sizeof v2_reports / sizeof *v2_reports; i++) {
         if (strcmp(endpoint, v2_reports[i].endpoint) != 0)
             continue;
+        size_t len;
+        const char *resource = lua_tolstring(L, idx, &len);
         const char *variant = v2_variant(L, params, v2_reports[i].param);
         vt_err e;
-        if (!variant || vt_push_object_id(L, v2_reports[i].kind, idx, &e) != 0)
+        if (!variant || is_scan_id(resource, len) || vt_push_object_id(L, v2_reports[i].kind, idx, &e) != 0)
             return false;
         lua_pushfstring(L, "v2/%s%s/%s", endpoint, variant, lua_tostring(L, -1));
         lua_remove(L, -2);

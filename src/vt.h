@@ -524,8 +524,9 @@ void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double
 void vt_cache_key_v2(lua_State *L, vt_cache *c, vt_job *j, const char *endpoint, int params);
 /* Pushes the path of the v2 report of endpoint that the resource at idx (one) and the
  * other parameters at params ask for: "v2/<endpoint>[+allinfo]/<normalised id>". Returns
- * false, pushing nothing, when the request is no look-up: a malformed resource,
- * url/report with scan, a parameter the path would not hold. */
+ * false, pushing nothing, when the request is no look-up: a scan id (one scan's report,
+ * not the object's), a malformed resource, url/report with scan, a parameter the path
+ * would not hold. */
 bool vt_cache_push_v2_path(lua_State *L, const char *endpoint, int params, int idx);
 /* After a look-up's answer was turned into Lua values (nresults: the value, or nil
  * and the error, at the top): stores a fresh answer the cache keeps (never one
