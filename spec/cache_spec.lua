@@ -388,6 +388,32 @@ describe("the response cache on SQLite", function()
     c:close()
   end)
 
+  it("gives its in-flight marker up when it keeps nothing, or when the look-up is left untaken", function()
+    local c = client { cache_max_bytes = 4096 } -- an entry over a quarter of that is not kept
+    assert(c:domain("github.com"))
+    assert.equal(0, c:cache_stats().stores)
+    assert.equal("", sql("SELECT key FROM vt_leases"))
+    c:close()
+    -- a loop left while another look-up had finished, its result not taken
+    c = client()
+    for _ in c:each({ { "ip", "8.8.8.8" }, { "ip", "1.1.1.1" } }, { concurrency = 2 }) do
+      while c:pending() > 0 do c:step(0.1) end
+      break
+    end
+    assert.equal(2, requests(srv, 1))
+    assert.equal("", sql("SELECT key FROM vt_leases"))
+    c:close()
+    -- a call in a coroutine closed after its look-up had finished
+    c = client { yield = true }
+    local co = coroutine.create(function() return c:ip("9.9.9.9") end)
+    assert(coroutine.resume(co))
+    while c:pending() > 0 do c:step(0.1) end
+    assert(coroutine.close(co))
+    assert.equal(4, requests(srv, 0))
+    assert.equal("", sql("SELECT key FROM vt_leases"))
+    c:close()
+  end)
+
   it("shares one request among identical look-ups in flight in one client", function()
     for _, cache in ipairs { false, "sqlite" } do
       srv:reset()

@@ -635,7 +635,8 @@ static bool analysis_completed(lua_State *L, int data)
     return done;
 }
 
-/* Stores the answer (obj: data or the v2 report), giving the marker up with it. */
+/* Stores the answer (obj: data or the v2 report), giving the marker up with it when
+ * the backend keeps it (vt_cache_settle releases it otherwise). */
 static void store(lua_State *L, vt_cache *c, vt_job *j, int obj, bool negative)
 {
     lua_newtable(L);
@@ -660,11 +661,10 @@ static void store(lua_State *L, vt_cache *c, vt_job *j, int obj, bool negative)
     double ttl = c->ttl[negative ? VT_TTL_NOT_FOUND : j->cache.kind];
     if (!frame)
         c->stats.errors++;
-    else if (ttl > 0) {
-        c->ops->store(c->be, c, key, aliases, n_aliases, frame, len, negative, ttl,
-                      j->cache.leased ? j->cache.token : NULL);
+    else if (ttl > 0 &&
+             c->ops->store(c->be, c, key, aliases, n_aliases, frame, len, negative, ttl,
+                           j->cache.leased ? j->cache.token : NULL))
         j->cache.leased = false; /* the store gave the marker up */
-    }
     free(frame);
     lua_settop(L, list - 1);
 }

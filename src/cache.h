@@ -23,8 +23,10 @@ typedef struct vt_cache_backend {
     void (*fetch)(void *be, vt_cache *c, vt_job *j, bool want_entry, double max_age, double max_age_negative,
                   const char *token);
     /* Stores the frame under key and its aliases for ttl seconds, and gives up
-     * the marker of token (when not NULL). Failures count in c's errors. */
-    void (*store)(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+     * the marker of token (when not NULL) with it. Failures count in c's errors.
+     * Returns false when the marker may still be held (the entry was skipped, or
+     * the store failed): the cache then releases it. */
+    bool (*store)(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
                   const char *frame, size_t len, bool negative, double ttl, const char *token);
     void (*refresh)(void *be, vt_cache *c, const char *key, const char *token);
     void (*release)(void *be, vt_cache *c, const char *key, const char *token);

@@ -215,7 +215,7 @@ static void redis_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, doubl
     }
 }
 
-static void redis_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+static bool redis_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
                         const char *frame, size_t len, bool negative, double ttl, const char *token)
 {
     redis_cache *rc = be;
@@ -228,10 +228,12 @@ static void redis_store(void *be, vt_cache *c, const char *key, const char *cons
     ms(ttl_ms, ttl);
     const char *args[] = {frame, negative ? "1" : "0", ttl_ms, token ? token : ""};
     const size_t lens[] = {len, 1, strlen(ttl_ms), token ? strlen(token) : 0};
-    if (eval(rc, &rc->store_done, store_script, nkeys, prefixes, keys, 4, args, lens) < 0)
+    if (eval(rc, &rc->store_done, store_script, nkeys, prefixes, keys, 4, args, lens) < 0) {
         vt_cache_counters(c)->errors++;
-    else
-        vt_cache_counters(c)->stores++; /* taken back if Redis refuses it */
+        return false;
+    }
+    vt_cache_counters(c)->stores++; /* taken back if Redis refuses it */
+    return true; /* the script gives the marker up with the entry */
 }
 
 static void marker_call(redis_cache *rc, vt_cache *c, const char *script, const char *key, const char *token,

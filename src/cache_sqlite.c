@@ -335,13 +335,13 @@ static int make_room(sqlite_cache *s, double now)
     }
 }
 
-static void sqlite_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+static bool sqlite_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
                          const char *frame, size_t len, bool negative, double ttl, const char *token)
 {
     sqlite_cache *s = be;
     double now = vt_now();
     if ((int64_t)len > s->max_bytes / 4)
-        return; /* would push out a quarter of the cache at once */
+        return false; /* would push out a quarter of the cache at once */
     if (open_db(s) < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
         goto fail;
     const char *keys[1 + 4];
@@ -391,9 +391,10 @@ static void sqlite_store(void *be, vt_cache *c, const char *key, const char *con
     if (make_room(s, now) < 0 || exec(s, "COMMIT") < 0)
         goto fail;
     vt_cache_counters(c)->stores++;
-    return;
+    return true;
 fail:
     failed(s, c);
+    return false;
 }
 
 /* Runs one statement on (key, token[, expiry]) as its own transaction. */

@@ -269,6 +269,12 @@ void vt_job_release(vt_job *j)
     unlink_job(j);
 }
 
+void vt_job_abandon(vt_job *j)
+{
+    unlink_job(j);
+    give_up_marker(j);
+}
+
 static void start_transfer(vt_job *j)
 {
     j->transfer = vt_transfer_prepare(j);

@@ -294,13 +294,13 @@ static lua_Integer run_take(lua_State *L, vt_client *c, run *r, int at)
 }
 
 /* The run's __close (and the end of an abandoned batch): the jobs still in
- * flight are released, aborting their transfers. */
+ * flight, and those done whose results nobody took, are abandoned. */
 static int run_close(lua_State *L)
 {
     run *r = luaL_checkudata(L, 1, VT_RUN_MT);
     for (int k = 0; k < r->nslots; k++)
         if (r->slot[k].item) {
-            vt_job_release(slot_job(L, 1, k + 1));
+            vt_job_abandon(slot_job(L, 1, k + 1));
             lua_pop(L, 1);
             r->slot[k].item = 0;
         }

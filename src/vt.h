@@ -440,8 +440,13 @@ void vt_job_recycle(vt_job *j);
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p);
 /* Unlinks (aborting a running transfer). A done job stays linked until its
  * caller releases it, and keeps vt_engine_timeout at 0 meanwhile: a host loop
- * then resumes that caller even when another call's step finished the job. */
+ * then resumes that caller even when another call's step finished the job.
+ * A finished look-up keeps its in-flight marker for its caller's vt_cache_settle,
+ * which comes right after. */
 void vt_job_release(vt_job *j);
+/* Unlinks a job whose result nobody will take (a loop left, a call abandoned):
+ * its in-flight marker is given up too, so other processes ask at once. */
+void vt_job_abandon(vt_job *j);
 /* A transfer paused by a full stream sink goes on (curl may hand the held bytes
  * to the sink at once, inside this call). Never call it from a sink callback. */
 void vt_job_resume(vt_job *j);
