@@ -199,6 +199,32 @@ describe("downloads", function()
     assert.same({ "out.bin", "out2.bin" }, ls(dir))
   end)
 
+  it("fails with OutOfMemory when a retried download cannot start its digest again", function()
+    if not os.execute("command -v cc >/dev/null") then
+      pending("no C compiler for spec/helpers/digest_oom.c")
+      return
+    end
+    local shim, child = dir .. "/digest_oom.so", dir .. "/download_child.lua"
+    assert(os.execute(("cc -shared -fPIC -o %s spec/helpers/digest_oom.c -ldl"):format(shim)))
+    files.write(child, [[
+local vt = require "vt"
+local c = vt.client { apikey = arg[1], base_url = arg[2], quota_state = false, retry_base = 0.01 }
+local got, err = c:download(arg[3], arg[4])
+print(got and "ok" or ("error " .. err.code))
+]])
+    local info = srv:register_file(("retried-"):rep(5000))
+    srv:fault { type = "cut", listener = "storage" } -- the first transfer ends short: a retry
+    local preload = os.getenv("LD_PRELOAD") -- AddressSanitizer's runtime stays first
+    local p = io.popen(("LD_PRELOAD=%q LUA_CPATH_5_4=%q lua5.4 %s %s %s %s %s 2>&1"):format(
+      preload and (preload .. " " .. shim) or shim, package.cpath, child, srv.key, srv.url, info.sha256,
+      dir .. "/retried.bin"))
+    local out = p:read("a")
+    p:close()
+    assert.equal("error OutOfMemory\n", out)
+    assert.equal(1, #srv:log { listener = "storage" }) -- the retry failed before its request
+    assert.is_false(exists(dir .. "/retried.bin"))
+  end)
+
   it("leaves no file when the content does not match", function()
     local info = srv:register_file("genuine content")
     srv:fault { type = "tamper" }

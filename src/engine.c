@@ -585,7 +585,11 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
         }
         if (j->digest) {
             vt_digest_free(j->digest);
-            j->digest = vt_digest_new();
+            if (!(j->digest = vt_digest_new())) {
+                vt_err_oom(&j->err, "restarting the download's digest");
+                job_done(j);
+                return;
+            }
         }
     }
     if (j->sink == VT_SINK_STREAM)
