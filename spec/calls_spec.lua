@@ -215,9 +215,10 @@ print(got and "ok" or ("error " .. err.code))
     local info = srv:register_file(("retried-"):rep(5000))
     srv:fault { type = "cut", listener = "storage" } -- the first transfer ends short: a retry
     local preload = os.getenv("LD_PRELOAD") -- AddressSanitizer's runtime stays first
-    local p = io.popen(("LD_PRELOAD=%q LUA_CPATH_5_4=%q lua5.4 %s %s %s %s %s 2>&1"):format(
-      preload and (preload .. " " .. shim) or shim, package.cpath, child, srv.key, srv.url, info.sha256,
-      dir .. "/retried.bin"))
+    local q = files.quote
+    local p = io.popen(("LD_PRELOAD=%s LUA_CPATH_5_4=%s lua5.4 %s %s %s %s %s 2>&1"):format(
+      q(preload and (preload .. " " .. shim) or shim), q(package.cpath), q(child), q(srv.key), q(srv.url),
+      info.sha256, q(dir .. "/retried.bin")))
     local out = p:read("a")
     p:close()
     assert.equal("error OutOfMemory\n", out)
