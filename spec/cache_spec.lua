@@ -396,9 +396,11 @@ describe("the response cache on SQLite", function()
     c:close()
     -- a loop left while another look-up had finished, its result not taken
     c = client()
+    local taken = 0
     for _ in c:each({ { "ip", "8.8.8.8" }, { "ip", "1.1.1.1" } }, { concurrency = 2 }) do
+      taken = taken + 1
       while c:pending() > 0 do c:step(0.1) end
-      break
+      if taken == 1 then break end
     end
     assert.equal(2, requests(srv, 1))
     assert.equal("", sql("SELECT key FROM vt_leases"))

@@ -200,12 +200,12 @@ describe("downloads", function()
   end)
 
   it("fails with OutOfMemory when a retried download cannot start its digest again", function()
-    if not os.execute("command -v cc >/dev/null") then
-      pending("no C compiler for spec/helpers/digest_oom.c")
+    local shim, why = require("helpers.preload").build("digest_oom", dir)
+    if not shim then
+      pending(why)
       return
     end
-    local shim, child = dir .. "/digest_oom.so", dir .. "/download_child.lua"
-    assert(os.execute(("cc -shared -fPIC -o %s spec/helpers/digest_oom.c -ldl"):format(shim)))
+    local child = dir .. "/download_child.lua"
     files.write(child, [[
 local vt = require "vt"
 local c = vt.client { apikey = arg[1], base_url = arg[2], quota_state = false, retry_base = 0.01 }
@@ -214,10 +214,9 @@ print(got and "ok" or ("error " .. err.code))
 ]])
     local info = srv:register_file(("retried-"):rep(5000))
     srv:fault { type = "cut", listener = "storage" } -- the first transfer ends short: a retry
-    local preload = os.getenv("LD_PRELOAD") -- AddressSanitizer's runtime stays first
     local q = files.quote
     local p = io.popen(("LD_PRELOAD=%s LUA_CPATH_5_4=%s lua5.4 %s %s %s %s %s 2>&1"):format(
-      q(preload and (preload .. " " .. shim) or shim), q(package.cpath), q(child), q(srv.key), q(srv.url),
+      q(require("helpers.preload").value(shim)), q(package.cpath), q(child), q(srv.key), q(srv.url),
       info.sha256, q(dir .. "/retried.bin")))
     local out = p:read("a")
     p:close()

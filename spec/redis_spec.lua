@@ -9,7 +9,7 @@ local vtloop = require "vt.loop"
 local system = require "system"
 local files = require "helpers.files"
 local workers = require "helpers.workers"
-local proc = require "helpers.remote_proc"
+local preload = require "helpers.preload"
 
 local KEY = ("k-%08x%08x%08x"):format(math.random(0, 0x7fffffff), math.random(0, 0x7fffffff), os.time())
 local PASSWORD = "pw-" .. math.random(100000, 999999)
@@ -85,23 +85,21 @@ describe("Redis", function()
   end)
 
   it("resolves a host name off the host loop (an address not at all), and then connects to it", function()
-    if not proc.ok("command -v cc") then
-      pending("no C compiler for spec/helpers/slow_resolver.c")
+    local shim, no_shim = preload.build("slow_resolver", tmpdir)
+    if not shim then
+      pending(no_shim)
       return
     end
-    local shim = tmpdir .. "/slow_resolver.so"
-    assert(proc.ok(("cc -shared -fPIC -o %s spec/helpers/slow_resolver.c -ldl"):format(proc.q(shim))))
     local log = tmpdir .. "/resolver.log"
-    local preload = os.getenv("LD_PRELOAD") -- AddressSanitizer's runtime stays first
     local since
     -- runs resolve_worker.lua; returns the log's lines, the first line of each text, the exit status
     local function run(url, close_early)
       os.remove(log)
       since = #srv:log()
-      local ok = proc.ok(worker_command(
+      local ok = os.execute(worker_command(
         { client = { apikey = KEY, base_url = srv.url, quota_state = false, yield = true, cache = url,
                      connect_timeout = 10 }, close_early = close_early },
-        { LD_PRELOAD = preload and (preload .. " " .. shim) or shim, VT_SPEC_RESOLVER_LOG = log,
+        { LD_PRELOAD = preload.value(shim), VT_SPEC_RESOLVER_LOG = log,
           VT_SPEC_RESOLVER_SLOW = "slow-redis.test" },
         "spec/helpers/resolve_worker.lua"))
       local lines, at = {}, {}
