@@ -1,12 +1,14 @@
 -- A phishing-triage playbook over a SecOps-style case: check the connection, then ask
 -- VirusTotal about the case's hashes, URLs, IP addresses and domains, decide by threshold, and
--- print one verdict line per entity. The findings (VT_* fields, insights, tables, links) go into
--- the case, which is written to a JSON file at the end.
+-- print one verdict line per entity, then what the run spent (API requests sent, look-ups the
+-- client's cache answered). The findings (VT_* fields, insights, tables, links) go into the case,
+-- which is written to a JSON file at the end.
 --
 --   VT_API_KEY=... lua5.4 examples/triage.lua [case.json] [case id]
 --
 -- Environment: VT_API_KEY (required), VT_BASE_URL (another service root, such as the bundled
--- fake; tools/demo.sh sets both), VT_API_VERSION ("v3", the default, or "v2"),
+-- fake; tools/demo.sh sets both), VT_API_VERSION ("v3", the default, or "v2": the client's api,
+-- which the tools speak),
 -- VT_TRIAGE_OUT (where the enriched case goes; default $TMPDIR/phishing-triaged.json).
 -- Run from the repository root after building (cmake -S . -B build && cmake --build build).
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
@@ -42,13 +44,14 @@ local case = host:case(case_id) or fail("no case ", case_id, " in ", case_file)
 
 local client = vt.client { base_url = os.getenv("VT_BASE_URL"), api = api }
 -- related_limit 40: one page of each related list per IP (6 requests an address in v3)
-local tools = soar.new { client = client, host = host, api = api, poll_interval = 2, poll_timeout = 300,
-    related_limit = 40 }
+local tools = soar.new { client = client, host = host, poll_interval = 2, poll_timeout = 300, related_limit = 40 }
 
 local ping = tools.ping {}
 if ping.status ~= "Completed" then
     fail("VirusTotal: ", ping.message)
 end
+-- what the run spent: API requests sent, look-ups the client's cache answered, per tool
+local requests, cache_hits, spent = ping.requests, ping.cache_hits, { ("ping %d"):format(ping.requests) }
 
 -- Domains come from host names, domains and mail addresses; the URLs are judged by scan_url.
 local domain_targets, groups = {}, {}
@@ -97,6 +100,8 @@ for _, r in ipairs(runs) do
     if res.status == "Failed" then
         fail(kind, ": ", res.message)
     end
+    requests, cache_hits = requests + res.requests, cache_hits + res.cache_hits
+    spent[#spent + 1] = ("%s %d"):format(kind, res.requests)
     for _, o in ipairs(res.entities) do
         local v = verdict(kind, o)
         rows[#rows + 1] = { o.entity, o.type, o.status, detections(kind, o), v }
@@ -127,5 +132,7 @@ for _, r in ipairs(runs) do
         print("  " .. r[2].rule)
     end
 end
+print(("Spent: %d API requests (%s), %d look-ups answered by the cache."):format(requests,
+    table.concat(spent, ", "), cache_hits))
 local ok, werr = host:save(out_file)
 print(ok and ("Enriched case written to " .. out_file) or ("Could not write the case: " .. tostring(werr)))

@@ -94,7 +94,7 @@ end
 -- types whatever values there are. Keys: "path" for every action, or "action:path".
 local NOT_RETURNED = {
    v3 = {
-      ["action_result.data.*.filescan_id"] = "v2-only field; v3 has no such id",
+      ["action_result.data.*.filescan_id"] = "null, as the service sends it in every v2 body",
       ["action_result.data.*.scans.*.detail"] = "v3 engine results carry no detail link",
       ["action_result.data.*.pcaps"] = "v3 domain objects carry no pcaps",
    },
@@ -195,6 +195,18 @@ describe("vt.actions", function()
    end)
 
    describe("actions.new", function()
+      it("speaks the client's protocol; an api contradicting the client's raises, naming both", function()
+         local c = vt.client { apikey = srv.key, base_url = srv.url, api = "v2", quota_state = false }
+         assert.has_error(function() actions.new { client = c, api = "v3" } end,
+            "actions.new: option 'api' is \"v3\" but the client speaks \"v2\" (the client's api decides)")
+         local app = actions.new { client = c, api = "v2" }
+         assert.equal("v2", app.api)
+         srv:reset()
+         assert.equal("success", actions.new { client = c }:test_connectivity().status)
+         assert.matches("^/vtapi/v2/", api_requests(srv)[1].path)
+         assert.equal("v3", actions.new { apikey = "k", base_url = srv.url, quota_state = false }.api)
+      end)
+
       it("raises on unknown options, wrong types and a bad api", function()
          assert.has_error(function() actions.new { apikey = "k", bogus = 1 } end,
             "actions.new: unknown option 'bogus'")
@@ -281,16 +293,27 @@ describe("vt.actions", function()
       describe("over " .. api, function()
          local dir, vault, sleeps
 
-         -- An app on the fake; polls sleep through a recorder unless a test says otherwise.
+         -- An app on the fake, over a client of this protocol (the client's api alone decides
+         -- what the actions speak); polls sleep through a recorder unless a test says otherwise.
+         local CLIENT = { apikey = true, requests_per_minute = true, max_wait = true }
          local function new_app(opts)
-            local o = { apikey = srv.key, base_url = srv.url, api = api, quota_state = false,
-               max_wait = 2, vault = vault, poll_every = 0.5, poll_interval = 0.5,
-               related = 4, sleep = function(s) sleeps[#sleeps + 1] = s end }
+            local c = { apikey = srv.key, base_url = srv.url, api = api, quota_state = false, max_wait = 2,
+               retry_base = 0.01 }
+            local o = { vault = vault, poll_every = 0.5, poll_interval = 0.5, related = 4,
+               sleep = function(s) sleeps[#sleeps + 1] = s end }
             for k, v in pairs(opts or {}) do
-               o[k] = v
+               (CLIENT[k] and c or o)[k] = v
             end
+            o.client = vt.client(c)
             return actions.new(o)
          end
+
+         -- the client's api is the actions' protocol: a v2 run never reaches the v3 API
+         after_each(function()
+            for _, e in ipairs(srv:log()) do
+               assert.is_nil(e.path:find(api == "v2" and "^/api/v3/" or "^/vtapi/v2/"), e.path)
+            end
+         end)
 
          before_each(function()
             srv:reset()
@@ -331,17 +354,22 @@ describe("vt.actions", function()
                assert.equal(KNOWN_HASH, d.sha256)
                assert.equal(1, d.response_code)
                assert.is_true(d.positives > 0)
-               local detected = 0
+               local detected, empty = 0, 0
                for _, scan in pairs(d.scans) do
                   if scan.detected then
                      detected = detected + 1
                   end
+                  empty = empty + (scan.result == vt.null and 1 or 0)
                end
                assert.equal(d.positives, detected)
+               assert.is_true(empty > 0) -- an engine that found nothing has a null result, as in v2
                assert.equal(d.positives, r.summary.positives)
                assert.equal(d.total, r.summary.total_scans)
                assert.is_true(r.summary.found)
                assert.matches(d.positives .. "/" .. d.total, r.message, 1, true)
+               -- beside the seed's fields, vt.verdict's default policy: 7 engines reach suspicious
+               assert.same({ "suspicious", 2 }, { r.summary.verdict, r.summary.score })
+               assert.matches("verdict suspicious", r.message, 1, true)
             end)
 
             it("says so when the file is unknown, as a success", function()
@@ -350,6 +378,7 @@ describe("vt.actions", function()
                assert.is_false(r.summary.found)
                assert.equal(0, r.data[1].response_code)
                assert.matches("not known", r.message)
+               assert.same({ "unknown", 0 }, { r.summary.verdict, r.summary.score })
             end)
 
             it("fails on quota, with the service's code and a hint", function()
@@ -395,6 +424,9 @@ describe("vt.actions", function()
                assert.is_true(r.summary.found)
                assert.equal(r.data[1].positives > 0, r.summary.detections)
                assert.is_number(r.summary.total_scans)
+               assert.is_string(r.summary.verdict)
+               -- one Splunk playbook reads the same paths on both protocols
+               assert.equal(vt.null, r.data[1].filescan_id)
             end)
 
             it("undoes defanging", function()
@@ -422,10 +454,26 @@ describe("vt.actions", function()
                assert.equal(#d.detected_communicating_samples, r.summary.communicating_samples)
             end)
 
-            it("takes a URL and looks up its host", function()
-               local r = new_app():domain_reputation { domain = "https://GitHub.com/login" }
-               assert.equal("success", r.status)
-               assert.is_true(r.summary.found)
+            it("takes a URL or an e-mail address and looks up its host", function()
+               for _, given in ipairs { "https://GitHub.com/login", "octocat@GitHub.com" } do
+                  local r = new_app():domain_reputation { domain = given }
+                  assert.equal("success", r.status)
+                  assert.is_true(r.summary.found)
+               end
+            end)
+
+            it("runs inside a coroutine on a yielding client, the pauses between polls too", function()
+               local c = vt.client { apikey = srv.key, base_url = srv.url, api = api, quota_state = false,
+                  yield = true }
+               local app = actions.new { client = c, poll_every = 0.05, poll_interval = 1 }
+               local loop = require("vt.loop").new(c)
+               local task = loop:spawn(function()
+                  return app:detonate_url { url = "http://yield-" .. api .. ".example/VT-FAKE-MALICIOUS=3" }
+               end)
+               assert.is_false(task.done) -- waiting for the first look-up
+               loop:run()
+               assert.is_true(task.ok, tostring(task.error))
+               assert.same({ "success", 3 }, { task.results[1].status, task.results[1].summary.positives })
             end)
 
             it("says so when the domain is unknown", function()
@@ -620,6 +668,8 @@ describe("vt.actions", function()
                assert.equal(1, posts_to(srv, URL_SUBMIT_PATHS[api]))
                assert.equal(4, r.summary.positives)
                assert.equal(url, r.data[1].url)
+               assert.equal(vt.null, r.data[1].filescan_id)
+               assert.same({ "harmless", 1 }, { r.summary.verdict, r.summary.score }) -- 4 < 5, below both thresholds
             end)
 
             it("times out with summary.scan_id, and get_report finishes it", function()

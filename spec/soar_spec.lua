@@ -1,10 +1,10 @@
--- vt.soar: the six SecOps-style tools against the fake VirusTotal, over v3 and v2; the memory
--- host; vt.psl.
+-- vt.soar: the six SecOps-style tools against the fake VirusTotal, over v3 and v2 (the client's
+-- api deciding); v2 batches; verdict policies; the memory host.
 local vt = require "vt"
 local soar = require "vt.soar"
-local psl = require "vt.psl"
 local cjson = require "cjson"
 local fake = require "helpers.fake"
+local requests_log = require "helpers.requests"
 
 -- Indicators the fake knows (spec/fake/samples) and what it says about them.
 local HASH = {
@@ -27,16 +27,17 @@ local function new_host(entities)
   return assert(soar.memory_host { cases = { { id = "1", alert_groups = { ["ag-1"] = { entities = entities } } } } })
 end
 
+-- The client's api alone decides the protocol of the tools made over it.
 local function client(api, key)
   return vt.client { apikey = key or "test-key", base_url = srv.url, api = api, quota_state = false,
-    max_wait = 1, retries = 0 }
+    max_wait = 1, retries = 0, retry_base = 0.01 }
 end
 
--- One look-up after another (concurrency 1): the specs below assert exact request sequences;
--- the concurrent path has its own spec.
+-- One look-up after another (concurrency 1, v2_batch 1): the specs below assert exact request
+-- sequences; look-ups in flight at once and v2 batches have their own specs.
 local function make_tools(api, host, extra)
-  local opts = { client = client(api), host = host, api = api, poll_interval = 0.05, poll_timeout = 10,
-    concurrency = 1 }
+  local opts = { client = client(api), host = host, poll_interval = 0.05, poll_timeout = 10,
+    concurrency = 1, v2_batch = 1 }
   for k, v in pairs(extra or {}) do opts[k] = v end
   return soar.new(opts)
 end
@@ -50,20 +51,10 @@ end
 
 -- The API requests the fake received (method and path, query included).
 local function requests()
-  local list = {}
-  for _, e in ipairs(srv:log()) do
-    list[#list + 1] = e.method .. " " .. e.path .. (e.query ~= "" and ("?" .. e.query) or "")
-  end
-  return list
+  return requests_log.lines(srv)
 end
 
-local function count_matching(list, pattern)
-  local n = 0
-  for _, line in ipairs(list) do
-    if line:find(pattern) then n = n + 1 end
-  end
-  return n
-end
+local count_matching = requests_log.count
 
 local function entity_of(host, id)
   for _, e in ipairs(host:case("1").alert_groups["ag-1"].entities) do
@@ -98,6 +89,11 @@ for _, api in ipairs { "v3", "v2" } do
     local RESCAN = api == "v3" and "^POST /api/v3/files/.*/analyse" or "^POST /vtapi/v2/file/rescan"
     local URL_SUBMIT = api == "v3" and "^POST /api/v3/urls" or "^POST /vtapi/v2/url/scan"
 
+    -- the client's api is the tools' protocol: a v2 run never reaches the v3 API
+    after_each(function()
+      assert.equal(0, count_matching(requests(), api == "v2" and "^%u+ /api/v3/" or "^%u+ /vtapi/v2/"))
+    end)
+
     describe("ping", function()
       it("connects with a good key", function()
         local res = make_tools(api).virus_total_ping { case_id = "1", alert_group_identifiers = { "ag-1" } }
@@ -105,7 +101,7 @@ for _, api in ipairs { "v3", "v2" } do
       end)
 
       it("fails with the message on a wrong key", function()
-        local tools = soar.new { client = client(api, "wrong-key"), api = api }
+        local tools = soar.new { client = client(api, "wrong-key") }
         local res = tools.ping {}
         assert.equal("Failed", res.status)
         assert.is_false(res.result_value)
@@ -117,7 +113,7 @@ for _, api in ipairs { "v3", "v2" } do
       local file = tmpfile("a file " .. api)
       local host = new_host { entity(URL_KNOWN, "DestinationURL"), entity("1.1.1.1", "ADDRESS"),
         entity("github.com", "DOMAIN") }
-      local tools = soar.new { client = client(api, "wrong-key"), host = host, api = api }
+      local tools = soar.new { client = client(api, "wrong-key"), host = host }
       for name, params in pairs {
         scan_url = {}, scan_ip = {}, get_domain_report = {}, upload_and_scan_files = { file_paths = file },
       } do
@@ -151,7 +147,8 @@ for _, api in ipairs { "v3", "v2" } do
         assert.same({ "done", 0, false }, { o[HASH.clean].status, o[HASH.clean].positives, o[HASH.clean].suspicious })
         assert.equal("not_found", o[HASH.unknown].status)
         assert.matches("NotFoundError", o[HASH.unknown].reason)
-        assert.same({ "invalid", "not an MD5, SHA-1 or SHA-256 hash" },
+        -- the reason is vt.normalize's, the one definition of a valid hash
+        assert.same({ "invalid", "not an MD5, SHA-1 or SHA-256 hash: 'not-a-hash'" },
           { o["not-a-hash"].status, o["not-a-hash"].reason })
 
         -- no request for the malformed one; one look-up for each of the others
@@ -204,7 +201,7 @@ for _, api in ipairs { "v3", "v2" } do
 
       it("fails the run with the message on a wrong key, listing every entity", function()
         local host = new_host { entity(HASH.bad, "FILEHASH"), entity(HASH.clean, "FILEHASH") }
-        local tools = soar.new { client = client(api, "wrong-key"), host = host, api = api }
+        local tools = soar.new { client = client(api, "wrong-key"), host = host }
         local res = tools.scan_hash { case_id = "1" }
         assert.equal("Failed", res.status)
         assert.is_false(res.result_value)
@@ -274,7 +271,7 @@ for _, api in ipairs { "v3", "v2" } do
           local vt, soar = require "vt", require "vt.soar"
           local host = assert(soar.memory_host(arg[1]))
           local c = vt.client { apikey = "test-key", base_url = arg[3], api = arg[4], quota_state = false }
-          local tools = soar.new { client = c, host = host, api = arg[4], poll_interval = 0.05, poll_timeout = 10 }
+          local tools = soar.new { client = c, host = host, poll_interval = 0.05, poll_timeout = 10 }
           local f = io.open(arg[2]); local state = f:read("a"); f:close()
           local r = tools.resume(state)
           assert(host:save(arg[1]))
@@ -698,13 +695,18 @@ for _, api in ipairs { "v3", "v2" } do
   end)
 end
 
+-- scan_hash (threshold 5) over one FILEHASH entity per hash, by tools made with `opts`.
+local function scan_hashes(hashes, opts)
+  local list = {}
+  for i, h in ipairs(hashes) do list[i] = entity(h, "FILEHASH") end
+  opts.host = new_host(list)
+  return soar.new(opts).scan_hash { case_id = "1", threshold = 5 }
+end
+
 describe("vt.soar look-ups in flight at once", function()
   local hashes = { HASH.bad, HASH.seven, HASH.clean, HASH.unknown }
   local function run_with(concurrency, c)
-    local entities = {}
-    for i, h in ipairs(hashes) do entities[i] = entity(h, "FILEHASH") end
-    local tools = soar.new { client = c or client("v3"), host = new_host(entities), concurrency = concurrency }
-    return tools.scan_hash { case_id = "1", threshold = 5 }
+    return scan_hashes(hashes, { client = c or client("v3"), concurrency = concurrency })
   end
 
   it("gives the same outcomes as one look-up after another, with requests overlapping", function()
@@ -742,12 +744,245 @@ describe("vt.soar look-ups in flight at once", function()
   end)
 end)
 
+-- The API requests in the fake's log whose "METHOD path" matches `pattern`, and their queries.
+local function matching(pattern)
+  local out = {}
+  for _, e in ipairs(srv:log()) do
+    if (e.method .. " " .. e.path):find(pattern) then out[#out + 1] = e.query end
+  end
+  return out
+end
+
+describe("vt.soar over v2 groups its look-ups (v2_batch)", function()
+  -- the fifth is the first again (another entity, the same hash once cleaned)
+  local hashes = { HASH.bad, HASH.seven, HASH.clean, HASH.unknown, " " .. HASH.bad, "b" .. HASH.seven:sub(2) }
+  local function run_with(v2_batch, c)
+    return scan_hashes(hashes, { client = c or client("v2"), v2_batch = v2_batch })
+  end
+
+  it("asks for 4 file reports a request by default, 25 when told, with the outcomes of one by one", function()
+    local one = run_with(1)
+    assert.equal(6, #matching("^GET /vtapi/v2/file/report$"))
+    srv:reset()
+    local four = run_with(nil)
+    local queries = matching("^GET /vtapi/v2/file/report$")
+    assert.equal(2, #queries) -- five distinct hashes: four, then one alone; the repeated one answered once
+    assert.matches("resource=" .. HASH.bad .. "%%2C" .. HASH.seven .. "%%2C" .. HASH.clean .. "%%2C" .. HASH.unknown,
+      queries[1])
+    assert.equal(2, four.requests)
+    srv:reset()
+    srv:set_key("test-key", true) -- 25 resources a request need a premium key
+    local all = run_with(25)
+    assert.equal(1, #matching("^GET /vtapi/v2/file/report$"))
+    assert.equal(1, all.requests)
+    for i, o in ipairs(one.entities) do
+      for _, res in ipairs { four, all } do
+        local b = res.entities[i]
+        assert.same({ o.entity, o.status, o.positives, o.suspicious },
+          { b.entity, b.status, b.positives, b.suspicious })
+      end
+    end
+    assert.same({ "done", "done", "done", "not_found", "done", "not_found" },
+      { all.entities[1].status, all.entities[2].status, all.entities[3].status, all.entities[4].status,
+        all.entities[5].status, all.entities[6].status })
+  end)
+
+  it("asks for URL reports by new-line separated batches, and submits the unknown ones", function()
+    local new = "http://batch-new.example/VT-FAKE-MALICIOUS=3"
+    local host = new_host { entity(URL_KNOWN, "DestinationURL"), entity("http://github.com", "DestinationURL"),
+      entity(new, "DestinationURL") }
+    local res = soar.new { client = client("v2"), host = host, poll_interval = 0.05 }.scan_url { case_id = "1" }
+    assert.equal("Completed", res.status)
+    local o = by_name(res)
+    assert.same({ "done", 5 }, { o[URL_KNOWN].status, o[URL_KNOWN].positives })
+    assert.same({ "done", 3 }, { o[new].status, o[new].positives })
+    local queries = matching("^GET /vtapi/v2/url/report$")
+    assert.matches("%%0A", queries[1])
+    assert.equal(1, #matching("^POST /vtapi/v2/url/scan$"))
+    assert.equal(#srv:log(), res.requests)
+  end)
+
+  it("stops at a batch the quota refuses, keeping what the earlier ones brought", function()
+    srv:quota { per_day = 1 }
+    local res = run_with(nil)
+    local o = by_name(res)
+    assert.same({ "done", "done", "done", "not_found" },
+      { o[HASH.bad].status, o[HASH.seven].status, o[HASH.clean].status, o[HASH.unknown].status })
+    assert.equal("quota", o[hashes[6]].status)
+    assert.equal(2, #srv:log()) -- the second batch was refused; nothing more was tried
+    assert.matches("due to reaching API request limitation", res.message, 1, true)
+  end)
+
+  it("fails the run on a wrong key with one request", function()
+    local res = run_with(nil, client("v2", "wrong-key"))
+    assert.equal("Failed", res.status)
+    assert.matches("^Invalid API key was provided", res.message)
+    assert.equal(1, #srv:log())
+    assert.equal("not tried: the run stopped", res.entities[2].reason)
+  end)
+end)
+
+for _, api in ipairs { "v3", "v2" } do
+  describe("vt.soar over " .. api .. " says what a run spent", function()
+    it("in requests (the requests in the fake's log) and cache_hits", function()
+      local file = tmpfile("spent " .. api)
+      local host = new_host { entity(HASH.bad, "FILEHASH"), entity(URL_KNOWN, "DestinationURL"),
+        entity("1.1.1.1", "ADDRESS"), entity("github.com", "DOMAIN") }
+      local tools = make_tools(api, host)
+      for _, call in ipairs {
+        { "ping", {} }, { "scan_hash", {} }, { "scan_url", {} }, { "scan_ip", {} }, { "get_domain_report", {} },
+        { "upload_and_scan_files", { file_paths = file } }, { "scan_hash", { threshold = "x" } },
+        { "scan_hash", { rescan_after_days = 1, wait = false } },
+      } do
+        local before = #srv:log()
+        call[2].case_id = "1"
+        local res = tools[call[1]](call[2])
+        assert.equal(#srv:log() - before, res.requests, call[1])
+        assert.equal(0, res.cache_hits, call[1])
+        if res.state then
+          before = #srv:log()
+          local done = tools.resume(res.state)
+          assert.equal("Completed", done.status)
+          assert.equal(#srv:log() - before, done.requests)
+          assert.is_true(done.requests > 0)
+        end
+      end
+      os.remove(file)
+    end)
+  end)
+
+  describe("vt.soar over " .. api .. " with a verdict policy", function()
+    local function props(host, id) return entity_of(host, id).AdditionalProperties end
+    local function insight_of(host, id)
+      for _, i in ipairs(host:case("1").insights) do
+        if i.entity == id or i.title:find(id, 1, true) then return i end
+      end
+    end
+
+    it("scan_hash marks what the verdict calls malicious and explains it; a JSON text works alike", function()
+      local host = new_host { entity(HASH.bad, "FILEHASH"), entity(HASH.seven, "FILEHASH"),
+        entity(HASH.clean, "FILEHASH") }
+      local res = make_tools(api, host).scan_hash { case_id = "1", threshold = 1,
+        policy = { file = { malicious = 50 } } }
+      assert.is_true(res.result_value)
+      assert.matches("vt.verdict", res.rule, 1, true)
+      local o = by_name(res)
+      assert.same({ "malicious", 3, true }, { o[HASH.bad].verdict, o[HASH.bad].score, o[HASH.bad].suspicious })
+      assert.same({ "suspicious", 2, false }, { o[HASH.seven].verdict, o[HASH.seven].score, o[HASH.seven].suspicious })
+      assert.same({ "harmless", 1, false }, { o[HASH.clean].verdict, o[HASH.clean].score, o[HASH.clean].suspicious })
+      assert.same({ "malicious", 3 }, { props(host, HASH.bad).VT_verdict, props(host, HASH.bad).VT_score })
+      assert.same({ "suspicious", 2 }, { props(host, HASH.seven).VT_verdict, props(host, HASH.seven).VT_score })
+      assert.is_true(entity_of(host, HASH.bad).IsSuspicious)
+      assert.is_false(entity_of(host, HASH.seven).IsSuspicious) -- the threshold of 1 is not used
+      assert.equal(1, #host:case("1").insights)
+      assert.equal("VirusTotal - " .. HASH.bad .. " verdict: malicious (score 3): 53 of "
+        .. o[HASH.bad].total .. " engines say malicious (threshold 50)", insight_of(host, HASH.bad).message)
+
+      local again = new_host { entity(HASH.seven, "FILEHASH") }
+      res = make_tools(api, again).scan_hash { case_id = "1", policy = '{"file": {"malicious": 50}}',
+        suspicious_is_enough = true }
+      assert.same({ "suspicious", true }, { res.entities[1].verdict, res.entities[1].suspicious })
+      assert.matches("malicious or suspicious", res.rule, 1, true)
+      assert.matches("verdict: suspicious %(score 2%): 7 of %d+ engines say malicious or suspicious %(threshold 5%)",
+        insight_of(again, HASH.seven).message)
+    end)
+
+    it("scan_url marks a suspicious verdict with suspicious_is_enough", function()
+      local host = new_host { entity(URL_KNOWN, "DestinationURL") }
+      local res = make_tools(api, host).scan_url { case_id = "1", policy = {}, suspicious_is_enough = true }
+      assert.same({ "suspicious", true }, { res.entities[1].verdict, res.entities[1].suspicious })
+      assert.equal("suspicious", props(host, URL_KNOWN).VT_verdict)
+      assert.matches("verdict: suspicious (score 2)", insight_of(host, URL_KNOWN).message, 1, true)
+    end)
+
+    it("scan_ip and get_domain_report judge by related files, looked up through the tools' client", function()
+      local policy = { file = { malicious = 1 }, related = true, related_malicious = 1 }
+      local host = new_host { entity("1.1.1.1", "ADDRESS"), entity("haiku-os.org", "DOMAIN") }
+      local tools = make_tools(api, host)
+      local ip = tools.scan_ip { case_id = "1", policy = policy }
+      assert.same({ "malicious", 3, true }, { ip.entities[1].verdict, ip.entities[1].score, ip.entities[1].suspicious })
+      assert.is_true(entity_of(host, "1.1.1.1").IsSuspicious)
+      assert.equal(3, props(host, "1.1.1.1").VT_score)
+      local text = insight_of(host, "1.1.1.1").message
+      assert.matches("\nVerdict: malicious (score 3): ", text, 1, true)
+      assert.matches("communicating files %(%d+ counted%): %d+ malicious %(threshold 1%)", text)
+      -- v3: the IP, five related lists, and the verdict's one look-up; v2: the report has the lists
+      assert.equal(api == "v3" and 7 or 1, ip.requests)
+      local domain = tools.get_domain_report { case_id = "1", policy = vt.encode(policy) }
+      assert.same({ "malicious", true }, { domain.entities[1].verdict, domain.entities[1].suspicious })
+      assert.is_true(entity_of(host, "haiku-os.org").IsSuspicious)
+      assert.equal("malicious", props(host, "haiku-os.org").VT_verdict)
+      assert.matches("^VirusTotal %- haiku%-os%.org verdict: malicious %(score 3%)",
+        insight_of(host, "haiku-os.org").message)
+      local rows = {}
+      for _, row in ipairs(host:case("1").tables[2].rows) do rows[row[1]] = row[2] end
+      assert.same({ "malicious", 3 }, { rows.VT_verdict, rows.VT_score })
+    end)
+
+    it("upload_and_scan_files judges the finished analysis", function()
+      local marked, mild = tmpfile("policy VT-FAKE-MALICIOUS=9 " .. api), tmpfile("policy VT-FAKE-MALICIOUS=2 " .. api)
+      local host = new_host {}
+      local res = make_tools(api, host).upload_and_scan_files { case_id = "1", file_paths = { marked, mild },
+        policy = { file = { malicious = 9 } } }
+      local o = by_name(res)
+      assert.same({ "malicious", true }, { o[marked].verdict, o[marked].suspicious })
+      assert.same({ "harmless", false }, { o[mild].verdict, o[mild].suspicious })
+      local case = host:case("1")
+      assert.equal(1, #case.insights)
+      assert.equal(("File %s found as suspicious."):format(marked), case.insights[1].title)
+      assert.matches("verdict: malicious (score 3): 9 of ", case.insights[1].message, 1, true)
+      os.remove(marked)
+      os.remove(mild)
+    end)
+
+    it("keeps the policy across resume", function()
+      local host = new_host { entity(HASH.seven, "FILEHASH") }
+      local tools = make_tools(api, host)
+      local res = tools.scan_hash { case_id = "1", rescan_after_days = 1, wait = false,
+        policy = { file = { malicious = 7 } } }
+      assert.equal("InProgress", res.status)
+      local done = tools.resume(res.state)
+      assert.same({ "done", "malicious", true }, { done.entities[1].status, done.entities[1].verdict,
+        done.entities[1].suspicious })
+      assert.matches("vt.verdict", done.rule, 1, true)
+    end)
+
+    it("ping takes a policy; a malformed one fails a run before any request, a wrong key or type raises", function()
+      local tools = make_tools(api, new_host { entity(HASH.bad, "FILEHASH") })
+      assert.equal("Completed", tools.ping { policy = { file = { malicious = 3 } } }.status)
+      srv:reset()
+      for _, name in ipairs { "ping", "scan_hash" } do
+        local res = tools[name] { case_id = "1", policy = "{not json" }
+        assert.equal("Failed", res.status)
+        assert.matches("parameter 'policy'", res.message, 1, true)
+      end
+      assert.equal("Failed", tools.scan_hash { case_id = "1", policy = '{"file": {"malicious": "many"}}' }.status)
+      assert.matches("unknown policy key 'colour'", tools.scan_hash { case_id = "1", policy = '{"colour": 1}' }.message,
+        1, true)
+      assert.equal(0, #srv:log())
+      assert.has_error(function() tools.scan_hash { case_id = "1", policy = { colour = 1 } } end,
+        "vt.verdict: unknown policy key 'colour'")
+      assert.has_error(function() tools.scan_hash { case_id = "1", policy = 3 } end)
+      local plain = new_host { entity(HASH.bad, "FILEHASH") }
+      make_tools(api, plain).scan_hash { case_id = "1" }
+      assert.is_nil(props(plain, HASH.bad).VT_verdict) -- without a policy, the seed's threshold alone
+    end)
+  end)
+end
+
 describe("soar.new", function()
   it("checks its options", function()
     local c = vt.client { apikey = "k", quota_state = false }
     assert.has_error(function() soar.new { client = c, colour = 1 } end, "soar.new: unknown option 'colour'")
+    assert.has_error(function() soar.new { client = c, api = "v2" } end,
+      "soar.new: option 'api' is \"v2\" but the client speaks \"v3\" (the client's api decides)")
     assert.has_error(function() soar.new { client = c, api = "v4" } end)
-    assert.has_error(function() soar.new { client = c, api = "v2", comments = 5 } end)
+    assert.has_error(function() soar.new { client = client("v2"), comments = 5 } end,
+      "soar.new: option 'comments' needs a client speaking v3 (v2 has no comments endpoint)")
+    for _, n in ipairs { 0, 26, 1.5 } do
+      assert.has_error(function() soar.new { client = c, v2_batch = n } end)
+    end
+    assert.is_table(soar.new { client = c, api = "v3", v2_batch = 25 })
     assert.has_error(function() soar.new {} end, "soar.new: option 'client' is required")
     local tools = soar.new { client = c }
     local names = { "ping", "scan_hash", "scan_url", "scan_ip", "get_domain_report", "upload_and_scan_files" }
@@ -758,8 +993,9 @@ describe("soar.new", function()
   end)
 
   it("refuses a state made for the other protocol", function()
-    local v3 = soar.new { client = vt.client { apikey = "k", quota_state = false } }
-    local state = cjson.encode { version = 1, tool = "scan_hash", api = "v2", items = {} }
+    local host = new_host { entity(HASH.bad, "FILEHASH") }
+    local state = make_tools("v2", host).scan_hash { case_id = "1", rescan_after_days = 1, wait = false }.state
+    local v3 = soar.new { client = vt.client { apikey = "k", quota_state = false }, host = host }
     local res = v3.resume(state)
     assert.equal("Failed", res.status)
     assert.matches("made with API v2", res.message, 1, true)
@@ -769,12 +1005,26 @@ describe("soar.new", function()
   it("pauses between v2 polls with the sleep it is given", function()
     local slept = {}
     local host = new_host { entity("http://sleepy.example/page", "DestinationURL") }
-    local tools = soar.new { client = client("v2"), host = host, api = "v2", poll_interval = 0.25,
+    local tools = soar.new { client = client("v2"), host = host, poll_interval = 0.25,
       sleep = function(s) slept[#slept + 1] = s end }
     local res = tools.scan_url { case_id = "1" }
     assert.equal("done", res.entities[1].status)
     assert.is_true(#slept >= 1)
     assert.equal(0.25, slept[1])
+  end)
+
+  it("runs inside a coroutine on a yielding client: look-ups and the pauses between polls yield", function()
+    for _, api in ipairs { "v3", "v2" } do
+      local c = vt.client { apikey = "test-key", base_url = srv.url, api = api, quota_state = false, yield = true }
+      local url = "http://yield-" .. api .. ".example/VT-FAKE-MALICIOUS=2"
+      local tools = soar.new { client = c, host = new_host { entity(url, "DestinationURL") }, poll_interval = 0.05 }
+      local loop = require("vt.loop").new(c)
+      local task = loop:spawn(function() return tools.scan_url { case_id = "1" } end)
+      assert.is_false(task.done) -- waiting for the first look-up
+      loop:run()
+      assert.is_true(task.ok, tostring(task.error))
+      assert.same({ "done", 2 }, { task.results[1].entities[1].status, task.results[1].entities[1].positives })
+    end
   end)
 
   it("writes comments tables when asked (v3)", function()
@@ -822,35 +1072,5 @@ describe("soar.memory_host", function()
     assert.equal("a case file needs a 'cases' list", err)
     os.remove(path)
     assert.has_error(function() soar.memory_host(42) end)
-  end)
-end)
-
-describe("vt.psl", function()
-  it("gives registered domains with wildcard and exception rules", function()
-    assert.equal("/usr/share/publicsuffix/public_suffix_list.dat", psl.source())
-    for host, want in pairs {
-      ["mail.a.example.co.uk"] = "example.co.uk", ["Example.COM."] = "example.com",
-      ["www.ck"] = "www.ck", ["a.b.ck"] = "a.b.ck", ["foo.city.kobe.jp"] = "city.kobe.jp",
-      ["evil.github.io"] = "evil.github.io", ["x.y.blogspot.com"] = "y.blogspot.com",
-      ["intranet"] = false, ["co.uk"] = false, ["b.ck"] = false, ["a..b"] = false,
-    } do
-      assert.equal(want or nil, psl.registered_domain(host), host)
-    end
-    assert.equal("github.io", psl.registered_domain("evil.github.io", { private = false }))
-    assert.equal("b.ck", psl.public_suffix("a.b.ck"))
-    assert.has_error(function() psl.registered_domain(1) end)
-  end)
-
-  it("falls back to a built-in list when the file is missing", function()
-    package.loaded["vt.psl"] = nil
-    local fresh = require "vt.psl"
-    fresh.DEFAULT_PATH = "/nonexistent/public_suffix_list.dat"
-    assert.equal("example.co.uk", fresh.registered_domain("www.example.co.uk"))
-    assert.equal("builtin", fresh.source())
-    assert.equal("example.org", fresh.registered_domain("a.example.org"))
-    local n, err = fresh.load("/nonexistent/list.dat")
-    assert.is_nil(n)
-    assert.matches("No such file", err)
-    package.loaded["vt.psl"] = psl
   end)
 end)

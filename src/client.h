@@ -1,6 +1,5 @@
-/* The client handle, shared by the files that implement its methods
- * (client.c: options, handle, look-ups; calls.c: submissions, downloads,
- * collections, batch, raw and v2). */
+/* The client handle, shared by the files that implement its methods (the
+ * file map is in vt.h): private to them. */
 #ifndef VT_CLIENT_H
 #define VT_CLIENT_H
 
@@ -64,9 +63,41 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
 
 /* Sets e->message from the string at idx with the key replaced before any cut. */
 void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
+/* Runs the job on the stack top (the client is argument 1), then returns its
+ * body's data, or nil, err: `return vt_client_await_data(L, c)`. */
+int vt_client_await_data(lua_State *L, vt_client *c);
 
+/* request.c: request building blocks (each raises OutOfMemory when malloc fails) */
+/* A malloc'd copy of s. */
+char *vt_dup(lua_State *L, const char *s);
+/* Appends a header line to the job. */
+void vt_job_add_header(lua_State *L, vt_job *j, const char *line);
+/* A malloc'd copy of the Lua string at idx (its length in *len when len is not NULL). */
+char *vt_dup_lua(lua_State *L, int idx, size_t *len);
+/* The query string at query_idx as the job's urlencoded form body. */
+void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 
-/* calls.c */
-void vt_calls_register(lua_State *L); /* adds its methods to the table at the top */
+/* submit.c, shared with v2.c */
+/* The upload source at idx (a path, {data =, name =} or an open remote file), pushed.
+ * Returns it, or NULL with e filled (pushing nothing). */
+vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e);
+/* Frames src as the "file" part of a multipart body after one optional text field. */
+void vt_job_set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *field_name, const char *field_value);
+/* A URL to submit at idx: trimmed, refanged, no spaces or controls; pushed. Returns 0, or -1
+ * with e filled (pushing nothing) when it is malformed. */
+int vt_push_submit_url(lua_State *L, int idx, vt_err *e);
+
+/* download.c: c:download and v2 file/download; hash at idx, dest at idx+1, opts at idx+2. */
+int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2);
+
+/* Each client file adds its methods to the method table at the top of the stack. */
+void vt_lookups_register(lua_State *L);
+void vt_request_register(lua_State *L);
+void vt_submit_register(lua_State *L);
+void vt_wait_register(lua_State *L);
+void vt_download_register(lua_State *L);
+void vt_collections_register(lua_State *L);
+void vt_v2_register(lua_State *L);
+void vt_await_register(lua_State *L);
 
 #endif

@@ -125,7 +125,7 @@ static vt_digest **push_owned_digest(lua_State *L)
     *slot = NULL;
     luaL_setmetatable(L, VT_DIGEST_MT);
     if (!(*slot = vt_digest_new()))
-        luaL_error(L, "vt.digest: out of memory");
+        vt_raise_oom(L, "starting a digest");
     return slot;
 }
 
@@ -205,7 +205,13 @@ static int l_digest(lua_State *L)
     vt_digest_final(*slot, md5, sha1, sha256);
     if (!sha256[0])
         return vt_fail(L, "InvalidArgument", "the digest could not be computed (OpenSSL failed)");
-    lua_createtable(L, 0, 4);
+    vt_push_digests(L, md5, sha1, sha256, size);
+    return 1;
+}
+
+void vt_push_digests(lua_State *L, const char *md5, const char *sha1, const char *sha256, int64_t size)
+{
+    lua_createtable(L, 0, 5);
     lua_pushstring(L, md5);
     lua_setfield(L, -2, "md5");
     lua_pushstring(L, sha1);
@@ -214,7 +220,6 @@ static int l_digest(lua_State *L)
     lua_setfield(L, -2, "sha256");
     lua_pushinteger(L, (lua_Integer)size);
     lua_setfield(L, -2, "size");
-    return 1;
 }
 
 void vt_digest_open(lua_State *L)

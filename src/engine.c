@@ -65,12 +65,13 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     return 0;
 }
 
-static bool sink_memory(vt_job *j, const char *data, size_t n)
+/* The sinks take a piece of the body: 0, or -1 with j->err filled. */
+static int sink_memory(vt_job *j, const char *data, size_t n)
 {
     size_t cap = j->max_bytes > 0 ? (size_t)j->max_bytes : DEFAULT_BODY_CAP;
     if (j->resp_len + n > cap) {
         vt_err_set(&j->err, "TooLarge", "response body exceeds %zu bytes", cap);
-        return false;
+        return -1;
     }
     if (j->resp_len + n + 1 > j->resp_cap) {
         size_t want = j->resp_cap ? j->resp_cap : 16384;
@@ -78,8 +79,8 @@ static bool sink_memory(vt_job *j, const char *data, size_t n)
             want *= 2;
         char *grown = realloc(j->resp, want);
         if (!grown) {
-            vt_err_set(&j->err, "InvalidResponse", "out of memory buffering the response");
-            return false;
+            vt_err_oom(&j->err, "buffering the response");
+            return -1;
         }
         j->resp = grown;
         j->resp_cap = want;
@@ -87,14 +88,14 @@ static bool sink_memory(vt_job *j, const char *data, size_t n)
     memcpy(j->resp + j->resp_len, data, n);
     j->resp_len += n;
     j->resp[j->resp_len] = '\0';
-    return true;
+    return 0;
 }
 
-static bool sink_file(vt_job *j, const char *data, size_t n)
+static int sink_file(vt_job *j, const char *data, size_t n)
 {
     if (j->max_bytes > 0 && j->resp_total + (int64_t)n > j->max_bytes) {
         vt_err_set(&j->err, "TooLarge", "download exceeds max_bytes (%lld bytes)", (long long)j->max_bytes);
-        return false;
+        return -1;
     }
     if (j->digest)
         vt_digest_update(j->digest, data, n);
@@ -104,12 +105,12 @@ static bool sink_file(vt_job *j, const char *data, size_t n)
             continue;
         if (w < 0) {
             vt_err_set(&j->err, "ConnectionError", "writing the download failed: %s", strerror(errno));
-            return false;
+            return -1;
         }
         data += w;
         n -= (size_t)w;
     }
-    return true;
+    return 0;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
@@ -121,8 +122,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     /* Only a successful download goes to the file; an error body is kept in
      * memory so that it can be reported. */
     bool to_file = j->sink == VT_SINK_FILE && status >= 200 && status < 300;
-    bool ok = to_file ? sink_file(j, data, n) : sink_memory(j, data, n);
-    if (!ok)
+    if ((to_file ? sink_file(j, data, n) : sink_memory(j, data, n)) != 0)
         return CURL_WRITEFUNC_ERROR;
     j->resp_total += (int64_t)n;
     return n;
@@ -187,11 +187,11 @@ static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
         size_t want = cap;
         if ((int64_t)want > src_end - pos)
             want = (size_t)(src_end - pos);
-        if (!j->source->ops) { /* a host closed the source (or its session) mid-upload */
+        if (!j->source->open) { /* a host closed the source (or its session) mid-upload */
             vt_err_set(&j->err, "InvalidArgument", "the file source was closed during the upload");
             return CURL_READFUNC_ABORT;
         }
-        ptrdiff_t r = j->source->ops->read(j->source, buf, want, &fd, &events, &j->err);
+        ptrdiff_t r = j->source->cls->read(j->source, buf, want, &fd, &events, &j->err);
         if (r == VT_SOURCE_AGAIN) {
             j->src_fd = fd;
             j->src_events = events;
@@ -226,7 +226,7 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     vt_job *j = userp;
     if (origin != SEEK_SET || offset != 0)
         return CURL_SEEKFUNC_CANTSEEK;
-    if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0))
+    if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &j->err) != 0))
         return CURL_SEEKFUNC_FAIL;
     j->sent = 0;
     return CURL_SEEKFUNC_OK;
@@ -238,7 +238,7 @@ vt_engine *vt_engine_new(vt_err *e)
 {
     vt_engine *eng = calloc(1, sizeof *eng);
     if (!eng) {
-        vt_err_set(e, "InvalidArgument", "out of memory");
+        vt_err_oom(e, "creating the transfer engine");
         return NULL;
     }
     eng->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -451,12 +451,11 @@ static void try_quota(vt_job *j, double mono)
     double wait = 0;
     if (lim && j->counts_quota) {
         vt_err e;
-        int got = vt_limiter_acquire(lim, vt_now(), &wait, &e);
-        if (got < 0) {
+        if (vt_limiter_acquire(lim, vt_now(), &wait, &e) != 0) {
             job_fail(j, &e);
             return;
         }
-        if (!got) {
+        if (wait > 0) {
             if (mono + wait > j->deadline) {
                 vt_err_set(&e, "RateLimited",
                            "local quota is spent; the next slot opens in %.1fs, beyond max_wait", wait);
@@ -603,7 +602,8 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
             j->digest = vt_digest_new();
         }
     }
-    if (j->source && (!j->source->ops || j->source->ops->rewind(j->source) != 0)) {
+    vt_err rewind_err; /* the failure that called for the retry is the one to report */
+    if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &rewind_err) != 0)) {
         j->state = VT_JOB_DONE;
         return;
     }

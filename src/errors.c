@@ -63,6 +63,19 @@ void vt_err_push(lua_State *L, const vt_err *e)
     luaL_setmetatable(L, VT_ERROR_MT);
 }
 
+void vt_err_oom(vt_err *e, const char *doing)
+{
+    vt_err_set(e, VT_OOM, "out of memory %s", doing);
+}
+
+int vt_raise_oom(lua_State *L, const char *doing)
+{
+    vt_err e;
+    vt_err_oom(&e, doing);
+    vt_err_push(L, &e);
+    return lua_error(L);
+}
+
 int vt_err_return(lua_State *L, const vt_err *e)
 {
     lua_pushnil(L);

@@ -23,6 +23,18 @@
 #include <ctype.h>
 #include <string.h>
 
+/* ------------------------------------------------------------------ text */
+
+const char *vt_trim(const char *s, size_t len, size_t *out_len)
+{
+    while (len > 0 && isspace((unsigned char)*s))
+        s++, len--;
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
+    *out_len = len;
+    return s;
+}
+
 /* ------------------------------------------------------------------ hashes */
 
 static bool is_hex_digit(unsigned char c)
@@ -272,7 +284,7 @@ static int malformed(vt_err *e, const char *what, const char *s, size_t len)
     char shown[80];
     quote_for_message(shown, sizeof shown, s, len);
     vt_err_set(e, "InvalidArgument", "not %s: '%s'", what, shown);
-    return 0;
+    return -1;
 }
 
 static const char *const kind_names[] = {"file", "url", "domain", "ip", "analysis", NULL};
@@ -289,7 +301,7 @@ vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
                       allow_analysis ? "file, url, domain, ip or analysis" : "file, url, domain or ip");
 }
 
-/* The id part of each kind's path, normalised, pushed; 0 with e on bad data. */
+/* The id part of each kind's path, normalised, pushed: 0, or -1 with e filled on bad data. */
 static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
 {
     if (!vt_hash_kind_of(h, len))
@@ -299,7 +311,7 @@ static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
     for (size_t i = 0; i < len; i++)
         luaL_addchar(&b, (char)tolower((unsigned char)h[i]));
     luaL_pushresult(&b);
-    return 1;
+    return 0;
 }
 
 /* A sha256 id or a bare URL identifier (URL-safe base64: no dot, slash or
@@ -313,7 +325,7 @@ static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
         is_id = isalnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
     if (is_id) {
         lua_pushlstring(L, u, len);
-        return 1;
+        return 0;
     }
     vt_push_refanged(L, u, len);
     size_t rl;
@@ -325,7 +337,7 @@ static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
     char *id = luaL_buffinitsize(L, &b, 4 * (rl / 3 + 1) + 1);
     luaL_pushresultsize(&b, vt_base64url(r, rl, id));
     lua_remove(L, -2);
-    return 1;
+    return 0;
 }
 
 static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
@@ -350,7 +362,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
         luaL_addchar(&b, (char)tolower((unsigned char)r[i]));
     luaL_pushresult(&b);
     lua_remove(L, -2);
-    return 1;
+    return 0;
 }
 
 static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
@@ -360,7 +372,7 @@ static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
     const char *r = lua_tolstring(L, -1, &rl);
     if (!vt_ip_version_of(r, rl))
         return lua_pop(L, 1), malformed(e, "an IP address", a, len);
-    return 1;
+    return 0;
 }
 
 static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
@@ -371,7 +383,7 @@ static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
     luaL_buffinit(L, &b);
     vt_add_escaped(&b, id, len);
     luaL_pushresult(&b);
-    return 1;
+    return 0;
 }
 
 int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
@@ -382,11 +394,11 @@ int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
     s = vt_trim(s, raw, &len);
     if (len == 0) {
         vt_err_set(e, "InvalidArgument", "empty %s", what[kind]);
-        return 0;
+        return -1;
     }
     if (memchr(s, '\0', len)) {
         vt_err_set(e, "InvalidArgument", "%s contains a NUL byte", what[kind]);
-        return 0;
+        return -1;
     }
     switch (kind) {
     case VT_KIND_FILE: return push_file_id(L, s, len, e);
@@ -399,11 +411,11 @@ int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e)
 
 int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e)
 {
-    if (!vt_push_object_id(L, kind, idx, e))
-        return 0;
+    if (vt_push_object_id(L, kind, idx, e) != 0)
+        return -1;
     lua_pushfstring(L, "/%s/%s", kind_collections[kind], lua_tostring(L, -1));
     lua_remove(L, -2);
-    return 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------- Lua binding */
@@ -515,7 +527,7 @@ static int l_normalize(lua_State *L)
 {
     vt_kind kind = vt_kind_check(L, 1, false);
     vt_err e;
-    if (!vt_push_object_id(L, kind, 2, &e))
+    if (vt_push_object_id(L, kind, 2, &e) != 0)
         return vt_err_return(L, &e);
     return 1;
 }

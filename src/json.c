@@ -109,9 +109,9 @@ int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e)
 {
     char why[256];
     if (json_decode(L, text, len, why, sizeof why))
-        return 1;
+        return 0;
     vt_err_set(e, "InvalidResponse", "response is not valid JSON (%s)", why);
-    return 0;
+    return -1;
 }
 
 /* ------------------------------------------------------------------ encode
@@ -144,7 +144,7 @@ static void jb_add(lua_State *L, jbuf *b, const char *s, size_t n)
             cap *= 2;
         char *grown = realloc(b->p, cap);
         if (!grown)
-            luaL_error(L, "vt.encode: out of memory");
+            vt_raise_oom(L, "encoding JSON");
         b->p = grown;
         b->cap = cap;
     }

@@ -22,23 +22,16 @@
  * the clock stepped back; it is pulled back to now + CLOCK_SKEW, so nothing
  * blocks for more than a window and a second (a hold: no longer than asked).
  *
- * State file (integers little-endian, doubles as their IEEE-754 bits):
- *   magic "vt-quota" | u32 version 1 | u32 payload length L | payload | u64 FNV-1a of all before
- *   payload: f64 blocked_from, f64 blocked_until, u32 window count, then per window
- *            u32 kind, u32 0, i64 n, f64 per (0 for calendar kinds), i64 period start,
- *            i64 used, f64 seen (last use by a limiter checking it), and for sliding
- *            windows `used` f64 times, oldest first.
- *
  * Locking and crash safety. Every read-decide-write runs under flock() on
  * "<state>.lock", a file that is never removed and that each limiter keeps
  * open; the kernel drops the lock when its holder dies. The new state is
  * written to "<state>.tmp" and renamed over the state file, so the state file
  * is always one complete version. Only the lock holder writes the tmp file, so
  * a single name suffices: a writer killed mid-write leaves at most that one
- * file, which the next writer truncates and reuses. A state file that fails
- * its checks (torn by a power loss, say) is read as empty.
+ * file, which the next writer truncates and reuses. The file's format is in
+ * limiter_file.c.
  */
-#include "vt.h"
+#include "limiter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,36 +44,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STATE_MAGIC "vt-quota"
-#define STATE_VERSION 1u
-#define HEADER_SIZE 16      /* magic, version, payload length */
-#define TRAILER_SIZE 8      /* checksum */
-#define PAYLOAD_HEAD_SIZE 20
-#define WINDOW_HEAD_SIZE 48
-#define MAX_STATE_BYTES (64u << 20)
 #define MAX_SLIDING_N 1000000 /* a sliding window stores one time per request */
 #define MAX_HOLD (32 * 86400.0)
 #define KEEP_UNUSED 86400.0   /* how long an empty window outlives its last user */
 #define CLOCK_SKEW 1.0        /* how far ahead of `now` a stored time may be (see Clocks) */
 #define LOCK_TIMEOUT 10.0     /* a holder stopped (not killed) must not hang us forever */
-#define QUOTA_ERR "QuotaStateError"
-
-typedef struct win_state {
-    vt_window_kind kind;
-    int64_t n;
-    double per;     /* sliding: seconds; calendar: 0 (not part of the identity) */
-    int64_t period; /* calendar: start of the period `used` counts in */
-    int64_t used;   /* requests counted; sliding: the number of stamps */
-    double seen;    /* last time a limiter checking this window used the state */
-    size_t cap;     /* sliding: stamps allocated */
-    double *stamps; /* sliding: times of the last `used` requests, oldest first */
-} win_state;
-
-typedef struct lim_state {
-    double blocked_from, blocked_until; /* a hold, when until > from; else both 0 */
-    size_t count, cap;
-    win_state *w;
-} lim_state;
 
 struct vt_limiter {
     size_t count;
@@ -166,7 +134,7 @@ static void roll_calendar(win_state *w, double now)
 
 /* ------------------------------------------------------------- state */
 
-static void state_clear(lim_state *s)
+void vt_limiter_state_clear(lim_state *s)
 {
     for (size_t i = 0; i < s->count; i++)
         free(s->w[i].stamps);
@@ -323,273 +291,6 @@ static int state_record(lim_state *s, double now)
     return 0;
 }
 
-/* ----------------------------------------------------------- encoding */
-
-static unsigned char *put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-    return p + 4;
-}
-
-static unsigned char *put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-    return p + 8;
-}
-
-static unsigned char *put_f64(unsigned char *p, double d)
-{
-    uint64_t bits;
-    memcpy(&bits, &d, sizeof bits);
-    return put_u64(p, bits);
-}
-
-static uint64_t fnv1a64(const unsigned char *p, size_t len)
-{
-    uint64_t h = 14695981039346656037ull;
-    while (len--) {
-        h ^= *p++;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-/* Serializes s into a new buffer; NULL when out of memory. */
-static unsigned char *state_encode(const lim_state *s, size_t *len)
-{
-    size_t payload = PAYLOAD_HEAD_SIZE;
-    for (size_t i = 0; i < s->count; i++)
-        payload += WINDOW_HEAD_SIZE +
-                   (s->w[i].kind == VT_WIN_SLIDING ? (size_t)s->w[i].used * 8 : 0);
-    *len = HEADER_SIZE + payload + TRAILER_SIZE;
-    unsigned char *buf = malloc(*len);
-    if (!buf)
-        return NULL;
-    unsigned char *p = buf;
-    memcpy(p, STATE_MAGIC, 8);
-    p = put_u32(p + 8, STATE_VERSION);
-    p = put_u32(p, (uint32_t)payload);
-    p = put_f64(p, s->blocked_from);
-    p = put_f64(p, s->blocked_until);
-    p = put_u32(p, (uint32_t)s->count);
-    for (size_t i = 0; i < s->count; i++) {
-        const win_state *w = &s->w[i];
-        p = put_u32(p, (uint32_t)w->kind);
-        p = put_u32(p, 0);
-        p = put_u64(p, (uint64_t)w->n);
-        p = put_f64(p, w->per);
-        p = put_u64(p, (uint64_t)w->period);
-        p = put_u64(p, (uint64_t)w->used);
-        p = put_f64(p, w->seen);
-        for (int64_t j = 0; w->kind == VT_WIN_SLIDING && j < w->used; j++)
-            p = put_f64(p, w->stamps[j]);
-    }
-    put_u64(p, fnv1a64(buf, (size_t)(p - buf)));
-    return buf;
-}
-
-typedef struct reader {
-    const unsigned char *p, *end;
-    bool ok;
-} reader;
-
-static uint64_t get_u64n(reader *r, int bytes)
-{
-    if (!r->ok || r->end - r->p < bytes) {
-        r->ok = false;
-        return 0;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++)
-        v |= (uint64_t)r->p[i] << (8 * i);
-    r->p += bytes;
-    return v;
-}
-
-static uint32_t get_u32(reader *r) { return (uint32_t)get_u64n(r, 4); }
-static int64_t get_i64(reader *r) { return (int64_t)get_u64n(r, 8); }
-
-static double get_f64(reader *r)
-{
-    uint64_t bits = get_u64n(r, 8);
-    double d;
-    memcpy(&d, &bits, sizeof d);
-    if (!isfinite(d))
-        r->ok = false;
-    return d;
-}
-
-typedef enum { DECODE_OK, DECODE_INVALID, DECODE_NO_MEMORY } decode_result;
-
-/* Parses buf into the empty state s, which stays empty unless buf is a
- * complete, intact state of this version. Running out of memory is told
- * apart: reading a good state as empty would then overwrite it. */
-static decode_result state_decode(lim_state *s, const unsigned char *buf, size_t len)
-{
-    if (len < HEADER_SIZE + TRAILER_SIZE || memcmp(buf, STATE_MAGIC, 8) != 0)
-        return DECODE_INVALID;
-    reader r = {buf + 8, buf + len, true};
-    bool short_of_memory = false;
-    uint32_t version = get_u32(&r);
-    uint32_t payload = get_u32(&r);
-    if (version != STATE_VERSION || payload != len - HEADER_SIZE - TRAILER_SIZE)
-        return DECODE_INVALID;
-    reader tail = {buf + len - TRAILER_SIZE, buf + len, true};
-    if ((uint64_t)get_i64(&tail) != fnv1a64(buf, len - TRAILER_SIZE))
-        return DECODE_INVALID;
-    r.end = buf + len - TRAILER_SIZE;
-
-    s->blocked_from = get_f64(&r);
-    s->blocked_until = get_f64(&r);
-    uint32_t count = get_u32(&r);
-    if (!r.ok || count > (size_t)(r.end - r.p) / WINDOW_HEAD_SIZE)
-        return DECODE_INVALID;
-    s->w = calloc(count ? count : 1, sizeof *s->w);
-    if (!s->w)
-        return DECODE_NO_MEMORY;
-    s->cap = count ? count : 1;
-    for (uint32_t i = 0; i < count && r.ok; i++) {
-        win_state *w = &s->w[s->count++];
-        uint32_t kind = get_u32(&r);
-        get_u32(&r);
-        w->kind = (vt_window_kind)kind;
-        w->n = get_i64(&r);
-        w->per = get_f64(&r);
-        w->period = get_i64(&r);
-        w->used = get_i64(&r);
-        w->seen = get_f64(&r);
-        if (!r.ok || kind > VT_WIN_MONTH || w->n < 1 || w->used < 0 || w->used > w->n)
-            r.ok = false;
-        else if (kind == VT_WIN_SLIDING) {
-            if (!(w->per > 0) || (size_t)w->used > (size_t)(r.end - r.p) / 8) {
-                r.ok = false;
-                break;
-            }
-            w->cap = (size_t)w->used;
-            w->stamps = malloc((w->cap ? w->cap : 1) * sizeof *w->stamps);
-            if (!w->stamps) {
-                short_of_memory = true;
-                r.ok = false;
-            }
-            for (int64_t j = 0; j < w->used && r.ok; j++)
-                w->stamps[j] = get_f64(&r);
-        }
-    }
-    if (!r.ok || r.p != r.end) {
-        state_clear(s);
-        return short_of_memory ? DECODE_NO_MEMORY : DECODE_INVALID;
-    }
-    return DECODE_OK;
-}
-
-/* -------------------------------------------------------------- files */
-
-static ssize_t read_all(int fd, unsigned char *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t k = read(fd, buf + got, len - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        if (k == 0)
-            break;
-        got += (size_t)k;
-    }
-    return (ssize_t)got;
-}
-
-static int write_all(int fd, const unsigned char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t k = write(fd, buf, len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        buf += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Replaces l->st by the state file's content (empty when absent or invalid). */
-static int load_state(vt_limiter *l, vt_err *e)
-{
-    state_clear(&l->st);
-    int fd = open(l->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot open: %s", l->path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) < 0) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot stat: %s", l->path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (sb.st_size <= 0 || sb.st_size > (off_t)MAX_STATE_BYTES) {
-        close(fd);
-        return 0;
-    }
-    size_t size = (size_t)sb.st_size;
-    unsigned char *buf = malloc(size);
-    if (!buf) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path);
-        close(fd);
-        return -1;
-    }
-    ssize_t got = read_all(fd, buf, size);
-    int saved = errno;
-    close(fd);
-    if (got < 0) {
-        free(buf);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot read: %s", l->path, strerror(saved));
-        return -1;
-    }
-    decode_result decoded = state_decode(&l->st, buf, (size_t)got);
-    free(buf);
-    if (decoded == DECODE_NO_MEMORY) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path);
-        return -1;
-    }
-    return 0;
-}
-
-static int save_state(vt_limiter *l, vt_err *e)
-{
-    size_t len;
-    unsigned char *buf = state_encode(&l->st, &len);
-    if (!buf) {
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", l->path);
-        return -1;
-    }
-    int fd = open(l->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    bool ok = fd >= 0 && write_all(fd, buf, len) == 0;
-    int saved = errno;
-    if (fd >= 0 && close(fd) < 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    free(buf);
-    if (ok && rename(l->tmp_path, l->path) < 0) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        unlink(l->tmp_path);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot write: %s", l->path, strerror(saved));
-        return -1;
-    }
-    return 0;
-}
-
-/* mkdir -p of the directories above path, new ones private to the user. */
 static int make_parents(char *path)
 {
     for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
@@ -662,19 +363,14 @@ static int lock_state(vt_limiter *l, vt_err *e)
     }
 }
 
-static const char *state_name(const vt_limiter *l)
-{
-    return l->path ? l->path : "(in memory)";
-}
-
 /* Writes the state back when it changed and releases the lock. */
 static int end_update(vt_limiter *l, bool changed, vt_err *e)
 {
     if (!l->path)
         return 0;
-    int rc = changed ? save_state(l, e) : 0;
+    int rc = changed ? vt_limiter_state_save(l->path, l->tmp_path, &l->st, e) : 0;
     flock(l->lock_fd, LOCK_UN);
-    state_clear(&l->st);
+    vt_limiter_state_clear(&l->st);
     return rc;
 }
 
@@ -686,7 +382,7 @@ static int begin_update(vt_limiter *l, double now, vt_err *e)
     if (l->path) {
         if (lock_state(l, e) < 0)
             return -1;
-        if (load_state(l, e) < 0) {
+        if (vt_limiter_state_load(l->path, &l->st, e) < 0) {
             flock(l->lock_fd, LOCK_UN);
             return -1;
         }
@@ -694,29 +390,12 @@ static int begin_update(vt_limiter *l, double now, vt_err *e)
     state_normalize(&l->st, now);
     if (touch_own_windows(&l->st, l->win, l->count, now) < 0) {
         end_update(l, false, e);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", state_name(l));
+        vt_err_oom(e, "updating the quota state");
         return -1;
     }
     return 0;
 }
 
-/* A non-empty file that starts neither like a state file nor with the zeros
- * a crashed file system can leave is someone else's: refuse to overwrite it. */
-static bool is_foreign_file(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    unsigned char head[8];
-    ssize_t got = read_all(fd, head, sizeof head);
-    close(fd);
-    if (got <= 0 || memcmp(head, STATE_MAGIC, (size_t)got) == 0)
-        return false;
-    for (ssize_t i = 0; i < got; i++)
-        if (head[i] != 0)
-            return true;
-    return false;
-}
 
 static char *concat(const char *a, const char *b, const char *c)
 {
@@ -749,7 +428,7 @@ static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
     l->lock_path = l->path ? concat(l->path, ".lock", "") : NULL;
     l->tmp_path = l->path ? concat(l->path, ".tmp", "") : NULL;
     if (!l->tmp_path || !l->lock_path) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: out of memory", state_path);
+        vt_err_oom(e, "opening the quota state");
         return -1;
     }
     struct stat sb;
@@ -757,7 +436,7 @@ static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
         vt_err_set(e, "InvalidArgument", "quota_state %s: not a regular file", l->path);
         return -1;
     }
-    if (is_foreign_file(l->path)) {
+    if (vt_limiter_foreign_file(l->path)) {
         vt_err_set(e, "InvalidArgument", "quota_state %s: exists and is not a vt quota state",
                    l->path);
         return -1;
@@ -769,7 +448,7 @@ static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
     }
     char *dir = concat(l->path, "", "");
     if (!dir) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: out of memory", l->path);
+        vt_err_oom(e, "opening the quota state");
         return -1;
     }
     *strrchr(dir, '/') = '\0';
@@ -801,7 +480,7 @@ vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_p
     vt_limiter *l = calloc(1, sizeof *l);
     if (!l || (count && !(l->win = malloc(count * sizeof *w)))) {
         free(l);
-        vt_err_set(e, "InvalidArgument", "limiter: out of memory");
+        vt_err_oom(e, "creating the limiter");
         return NULL;
     }
     if (count)
@@ -822,7 +501,7 @@ void vt_limiter_free(vt_limiter *l)
 {
     if (!l)
         return;
-    state_clear(&l->st);
+    vt_limiter_state_clear(&l->st);
     if (l->lock_fd >= 0)
         close(l->lock_fd);
     free(l->path);
@@ -840,16 +519,16 @@ int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e)
     for (size_t i = 0; i < l->count; i++)
         need = fmax(need, window_wait(&l->win[i], find_window(&l->st, &l->win[i]), now));
     if (need > 0) {
-        end_update(l, false, e);
         *wait = fmax(need, 0.001);
-        return 0;
+        return end_update(l, false, e);
     }
+    *wait = 0;
     if (state_record(&l->st, now) < 0) {
         end_update(l, false, e);
-        vt_err_set(e, QUOTA_ERR, "quota state %s: out of memory", state_name(l));
+        vt_err_oom(e, "recording a request in the quota state");
         return -1;
     }
-    return end_update(l, true, e) < 0 ? -1 : 1;
+    return end_update(l, true, e);
 }
 
 /* Returns 0, or -1 with e filled. */
@@ -881,7 +560,7 @@ static void push_seconds(lua_State *L, double s)
         lua_pushnumber(L, s);
 }
 
-/* Pushes the status table and returns 1, or pushes nothing and returns 0
+/* Pushes the status table and returns 0, or pushes nothing and returns -1
  * with e filled. */
 int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
 {
@@ -892,7 +571,7 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
     int scratch = lua_gettop(L);
     if (begin_update(l, now, e) < 0) {
         lua_pop(L, 1);
-        return 0;
+        return -1;
     }
     for (size_t i = 0; i < l->count; i++) {
         const win_state *ws = find_window(&l->st, &l->win[i]);
@@ -929,5 +608,5 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
         lua_setfield(L, -2, "path");
     }
     lua_remove(L, scratch);
-    return 1;
+    return 0;
 }

@@ -154,7 +154,6 @@ typedef struct smb_source {
     char domain[256];
     char password[256];
     char server[256];
-    char path[1024]; /* as given, for messages */
     char url[3072];  /* smb://server/share/... with the path percent-encoded */
 } smb_source;
 
@@ -170,9 +169,9 @@ static void smb_auth(SMBCCTX *c, const char *srv, const char *shr, char *wg, int
 }
 
 /* Closes the file and the context; idempotent. */
-static void source_release(smb_source *src)
+static void source_close(vt_source *base)
 {
-    src->base.ops = NULL;
+    smb_source *src = (smb_source *)base;
     if (src->ctx) {
         if (src->file)
             smbc.smbc_getFunctionClose(src->ctx)(src->ctx, src->file);
@@ -183,15 +182,11 @@ static void source_release(smb_source *src)
     explicit_bzero(src->password, sizeof src->password);
 }
 
-/* ops->read: blocks until the server answers (see the top of the file).
- * At most `size` bytes come out in all, so the engine's framing holds. */
+/* Blocks until the server answers (see the top of the file). At most `size`
+ * bytes come out in all, so the engine's framing holds. */
 static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, int *events, vt_err *e)
 {
     smb_source *src = (smb_source *)base;
-    if (!src->ctx) {
-        vt_err_set(e, "RemoteFileError", "the SMB source %s is closed", src->path);
-        return VT_SOURCE_ERROR;
-    }
     int64_t left = base->size - src->pos;
     if (left <= 0)
         return 0;
@@ -201,12 +196,12 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
     if (n < 0) {
         int err = errno;
         bool lost = err == ETIMEDOUT || err == ECONNRESET || err == ECONNABORTED || err == EPIPE;
-        vt_err_set(e, lost ? "ConnectionError" : "RemoteFileError", "reading %s failed: %s", src->path,
+        vt_err_set(e, lost ? "ConnectionError" : "RemoteFileError", "reading %s failed: %s", src->base.path,
                    strerror(err));
         return VT_SOURCE_ERROR;
     }
     if (n == 0) {
-        vt_err_set(e, "RemoteFileError", "%s ended after %lld of %lld bytes (it shrank while read)", src->path,
+        vt_err_set(e, "RemoteFileError", "%s ended after %lld of %lld bytes (it shrank while read)", src->base.path,
                    (long long)src->pos, (long long)base->size);
         return VT_SOURCE_ERROR;
     }
@@ -214,71 +209,29 @@ static ptrdiff_t source_read(vt_source *base, char *buf, size_t len, int *fd, in
     return n;
 }
 
-static int source_rewind(vt_source *base)
+static int source_rewind(vt_source *base, vt_err *e)
 {
     smb_source *src = (smb_source *)base;
-    if (!src->ctx || smbc.smbc_getFunctionLseek(src->ctx)(src->ctx, src->file, 0, SEEK_SET) != 0)
+    if (smbc.smbc_getFunctionLseek(src->ctx)(src->ctx, src->file, 0, SEEK_SET) != 0) {
+        vt_err_set(e, "RemoteFileError", "cannot rewind %s: %s", base->path, strerror(errno));
         return -1;
+    }
     src->pos = 0;
     return 0;
 }
 
-static const vt_source_ops smb_source_ops = {source_read, source_rewind};
-
-static smb_source *check_source(lua_State *L, int idx)
+/* [DOMAIN\]user@path */
+static void source_describe(vt_source *base, luaL_Buffer *b)
 {
-    return luaL_checkudata(L, idx, SMB_SOURCE_MT);
+    smb_source *src = (smb_source *)base;
+    lua_pushfstring(b->L, "%s%s%s@%s", src->domain, src->domain[0] ? "\\" : "", src->user[0] ? src->user : "guest",
+                    base->path);
+    luaL_addvalue(b);
 }
 
-static smb_source *check_open_source(lua_State *L, int idx)
-{
-    smb_source *src = check_source(L, idx);
-    if (!src->ctx)
-        luaL_error(L, "attempt to use a closed SMB source");
-    return src;
-}
-
-/* src:read([n]): up to n bytes (default 64 KiB), fewer only at the end of the
- * file; nil at the end; nil, err on failure. */
-static int source_lua_read(lua_State *L)
-{
-    smb_source *src = check_open_source(L, 1);
-    return vt_source_lua_read(L, &src->base, DEFAULT_TIMEOUT); /* reads block: never waited for */
-}
-
-static int source_lua_rewind(lua_State *L)
-{
-    smb_source *src = check_open_source(L, 1);
-    if (source_rewind(&src->base) != 0)
-        return vt_fail(L, "RemoteFileError", "cannot rewind %s: %s", src->path, strerror(errno));
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int source_lua_close(lua_State *L)
-{
-    source_release(check_source(L, 1));
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int source_tostring(lua_State *L)
-{
-    smb_source *src = check_source(L, 1);
-    if (src->ctx)
-        lua_pushfstring(L, "vt.smb.source (%s%s%s@%s, %I bytes)", src->domain, src->domain[0] ? "\\" : "",
-                        src->user[0] ? src->user : "guest", src->path, (lua_Integer)src->base.size);
-    else
-        lua_pushfstring(L, "vt.smb.source (%s, closed)", src->path);
-    return 1;
-}
-
-/* Fields: size, name (basename), path, closed; then the methods. */
-static int source_index(lua_State *L)
-{
-    smb_source *src = check_source(L, 1);
-    return vt_source_index(L, &src->base, src->path, src->ctx == NULL);
-}
+static const vt_source_class smb_source_class = {
+    SMB_SOURCE_MT, "SMB source", source_read, source_rewind, source_close, source_describe,
+};
 
 /* ------------------------------------------------------------------- paths */
 
@@ -306,12 +259,12 @@ static int append_encoded(char *out, size_t cap, size_t *used, const char *s, si
 }
 
 /* \\server\share\dir\file, //server/share/... or smb://server[:port]/share/...
- * -> src->server, *port (left alone when the path names none), src->path
+ * -> src->server, *port (left alone when the path names none), src->base.path
  * (the path as given, for messages), src->url (without the port, which goes
  * to smbc_setPort) and src->base.name. Every failure here is a wrong value. */
 static int parse_smb_path(smb_source *src, const char *path, size_t len, int *port, vt_err *e)
 {
-    char buf[sizeof src->path];
+    char buf[sizeof src->base.path];
     if (len >= sizeof buf || memchr(path, '\0', len)) {
         vt_err_set(e, "InvalidArgument", "invalid SMB path (too long or with a NUL byte)");
         return -1;
@@ -334,10 +287,10 @@ static int parse_smb_path(smb_source *src, const char *path, size_t len, int *po
         vt_err_set(e, "InvalidArgument", "an SMB path must not carry credentials: pass user and password as options");
         return -1;
     }
-    memcpy(src->path, path, len + 1);
+    vt_source_set_path(&src->base, path, len);
     if (!rest) {
         vt_err_set(e, "InvalidArgument", "not an SMB path: %s (want \\\\server\\share\\file or smb://server/share/file)",
-                   src->path);
+                   src->base.path);
         return -1;
     }
     char *host_end = rest + alen, *colon = NULL;
@@ -351,7 +304,7 @@ static int parse_smb_path(smb_source *src, const char *path, size_t len, int *po
     }
     size_t hlen = (size_t)(host_end - rest);
     if (hlen == 0 || hlen >= sizeof src->server || colon == rest) {
-        vt_err_set(e, "InvalidArgument", "no valid server in SMB path %s", src->path);
+        vt_err_set(e, "InvalidArgument", "no valid server in SMB path %s", src->base.path);
         return -1;
     }
     memcpy(src->server, rest, hlen);
@@ -360,7 +313,7 @@ static int parse_smb_path(smb_source *src, const char *path, size_t len, int *po
         char *stop;
         long p = strtol(colon + 1, &stop, 10);
         if (stop == colon + 1 || stop != rest + alen || p < 1 || p > 65535) {
-            vt_err_set(e, "InvalidArgument", "malformed port in SMB path %s", src->path);
+            vt_err_set(e, "InvalidArgument", "malformed port in SMB path %s", src->base.path);
             return -1;
         }
         *port = (int)p;
@@ -368,12 +321,12 @@ static int parse_smb_path(smb_source *src, const char *path, size_t len, int *po
     const char *share = slash ? slash + 1 : "";
     const char *share_end = strchr(share, '/');
     if (!share_end || share_end == share || !share_end[1] || buf[strlen(buf) - 1] == '/') {
-        vt_err_set(e, "InvalidArgument", "SMB path %s names no file inside a share", src->path);
+        vt_err_set(e, "InvalidArgument", "SMB path %s names no file inside a share", src->base.path);
         return -1;
     }
     size_t used = (size_t)snprintf(src->url, sizeof src->url, "smb://%s", src->server);
     if (append_encoded(src->url, sizeof src->url, &used, slash, strlen(slash)) != 0) {
-        vt_err_set(e, "InvalidArgument", "SMB path %s is too long", src->path);
+        vt_err_set(e, "InvalidArgument", "SMB path %s is too long", src->base.path);
         return -1;
     }
     snprintf(src->base.name, sizeof src->base.name, "%s", strrchr(buf, '/') + 1);
@@ -387,7 +340,7 @@ static int open_failure(smb_source *src, int err, vt_err *e)
     switch (err) {
     case ENOENT:
     case ENOTDIR:
-        vt_err_set(e, "NotFound", "no such file or share: %s", src->path);
+        vt_err_set(e, "NotFound", "no such file or share: %s", src->base.path);
         break;
     case EACCES:
     case EPERM:
@@ -404,10 +357,10 @@ static int open_failure(smb_source *src, int err, vt_err *e)
             dir = smbc.smbc_getFunctionOpendir(src->ctx)(src->ctx, root);
             if (dir) {
                 smbc.smbc_getFunctionClosedir(src->ctx)(src->ctx, dir);
-                vt_err_set(e, "PermissionDenied", "permission denied: %s", src->path);
+                vt_err_set(e, "PermissionDenied", "permission denied: %s", src->base.path);
             } else {
                 vt_err_set(e, "AuthenticationFailed", "authentication failed for %s%s%s at %s (%s)", src->domain,
-                           src->domain[0] ? "\\" : "", src->user[0] ? src->user : "guest", src->server, src->path);
+                           src->domain[0] ? "\\" : "", src->user[0] ? src->user : "guest", src->server, src->base.path);
             }
         }
         break;
@@ -419,25 +372,25 @@ static int open_failure(smb_source *src, int err, vt_err *e)
     case ENETUNREACH:
     case ENETDOWN:
     case ETIMEDOUT:
-        vt_err_set(e, "ConnectionError", "cannot reach %s for %s: %s", src->server, src->path, strerror(err));
+        vt_err_set(e, "ConnectionError", "cannot reach %s for %s: %s", src->server, src->base.path, strerror(err));
         break;
     case EINVAL: {
         /* What libsmbclient says when it cannot find the server by name. */
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
         int rc = getaddrinfo(src->server, NULL, &hints, &res);
         if (rc != 0) {
-            vt_err_set(e, "ConnectionError", "cannot resolve %s for %s: %s", src->server, src->path, gai_strerror(rc));
+            vt_err_set(e, "ConnectionError", "cannot resolve %s for %s: %s", src->server, src->base.path, gai_strerror(rc));
             break;
         }
         freeaddrinfo(res);
-        vt_err_set(e, "RemoteFileError", "cannot open %s: %s", src->path, strerror(err));
+        vt_err_set(e, "RemoteFileError", "cannot open %s: %s", src->base.path, strerror(err));
         break;
     }
     case EISDIR:
-        vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->path);
+        vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->base.path);
         break;
     default:
-        vt_err_set(e, "RemoteFileError", "cannot open %s: %s", src->path, strerror(err));
+        vt_err_set(e, "RemoteFileError", "cannot open %s: %s", src->base.path, strerror(err));
     }
     return -1;
 }
@@ -470,11 +423,11 @@ static int source_acquire(smb_source *src, int port, double timeout, vt_err *e)
         return open_failure(src, errno, e);
     struct stat st;
     if (smbc.smbc_getFunctionFstat(ctx)(ctx, src->file, &st) != 0) {
-        vt_err_set(e, "RemoteFileError", "cannot read the size of %s: %s", src->path, strerror(errno));
+        vt_err_set(e, "RemoteFileError", "cannot read the size of %s: %s", src->base.path, strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->path);
+        vt_err_set(e, "RemoteFileError", "%s is not a regular file", src->base.path);
         return -1;
     }
     src->base.size = (int64_t)st.st_size;
@@ -494,9 +447,8 @@ static int vt_smb(lua_State *L)
     }
 
     /* Created closed, with its metatable, before anything is acquired. */
-    smb_source *src = lua_newuserdatauv(L, sizeof *src, 0);
-    memset(src, 0, sizeof *src);
-    luaL_setmetatable(L, SMB_SOURCE_MT);
+    smb_source *src = vt_source_new(L, sizeof *src, &smb_source_class, 0);
+    src->base.stall = DEFAULT_TIMEOUT; /* reads block: never waited for */
     memcpy(src->user, o.user, sizeof src->user);
     memcpy(src->domain, o.domain, sizeof src->domain);
     memcpy(src->password, o.password, sizeof src->password);
@@ -507,37 +459,23 @@ static int vt_smb(lua_State *L)
     if (parse_smb_path(src, path, len, &path_port, &e) != 0)
         goto fail;
     if (path_port && o.port && path_port != o.port) {
-        vt_err_set(&e, "InvalidArgument", "SMB path %s names port %d but option port is %d", src->path, path_port,
+        vt_err_set(&e, "InvalidArgument", "SMB path %s names port %d but option port is %d", src->base.path, path_port,
                    o.port);
         goto fail;
     }
     if (source_acquire(src, path_port ? path_port : o.port, o.timeout, &e) != 0)
         goto fail;
-    src->base.ops = &smb_source_ops;
+    src->base.open = true;
     return 1;
 
 fail:
-    source_release(src);
+    vt_source_close(&src->base);
     return vt_err_return(L, &e);
 }
 
 /* Registers vt.smb_open into the table at the top of the stack. */
 void vt_smb_open(lua_State *L)
 {
-    static const luaL_Reg meta[] = {
-        {"__gc", source_lua_close}, {"__close", source_lua_close}, {"__tostring", source_tostring}, {NULL, NULL}};
-    static const luaL_Reg methods[] = {
-        {"read", source_lua_read}, {"rewind", source_lua_rewind}, {"close", source_lua_close}, {NULL, NULL}};
-    if (luaL_newmetatable(L, SMB_SOURCE_MT)) {
-        luaL_setfuncs(L, meta, 0);
-        lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
-        lua_pushcclosure(L, source_index, 1);
-        lua_setfield(L, -2, "__index");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "__vt_source");
-    }
-    lua_pop(L, 1);
     lua_pushcfunction(L, vt_smb);
     lua_setfield(L, -2, "smb_open");
 }

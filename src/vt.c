@@ -63,6 +63,45 @@ void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *c
     }
 }
 
+void vt_check_opts(lua_State *L, int idx, const char *what, const char *const keys[])
+{
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        vt_check_option_keys(L, idx, what, keys);
+    }
+}
+
+double vt_opt_seconds(lua_State *L, int opts, const char *key, double dflt)
+{
+    if (lua_isnoneornil(L, opts))
+        return dflt;
+    int t = lua_getfield(L, opts, key);
+    double v = dflt;
+    if (t != LUA_TNIL) {
+        if (t != LUA_TNUMBER || !(lua_tonumber(L, -1) >= 0))
+            luaL_error(L, "option '%s' must be a number >= 0", key);
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min)
+{
+    if (lua_isnoneornil(L, opts))
+        return dflt;
+    int t = lua_getfield(L, opts, key);
+    lua_Integer v = dflt;
+    if (t != LUA_TNIL) {
+        int isint;
+        v = lua_tointegerx(L, -1, &isint);
+        if (t != LUA_TNUMBER || !isint || v < min)
+            luaL_error(L, "option '%s' must be an integer >= %d", key, (int)min);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 /***
 What this build of vt runs on, for bug reports and feature checks.
 @function versions
@@ -101,7 +140,7 @@ LUALIB_API int luaopen_vt(lua_State *L);
 
 /* Functions of the vt table written in Lua (lua/vt/NAME.lua, field NAME): loaded
  * on first use, so `require "vt"` stays the C module and pays nothing for them. */
-static const char *const lua_backed[] = {"verdict", NULL};
+static const char *const lua_backed[] = {"verdict", "pp", NULL};
 
 static int vt_index(lua_State *L)
 {

@@ -1,22 +1,43 @@
 /* vt: VirusTotal for Lua 5.4. Private header shared by the C core's files.
  *
  * One file per concept:
- *   vt.c          module entry (luaopen_vt), one-time library set-up, vt.versions
+ *   vt.c          module entry (luaopen_vt), one-time library set-up, vt.versions; option helpers
+ *   errors.c      the error value of SPEC 3.3 (table with code/message/http/..., __tostring), vt.error
  *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
- *   errors.c      the error value of SPEC 3.3 (table with code/message/http/..., __tostring), vt.error
  *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
  *                 vt.decode, vt.encode
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
- *   limiter.c     sliding and calendar windows shared across processes through a locked file
+ *   limiter.c     sliding and calendar windows, shared across processes under a file lock
+ *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
- *   client.c      vt.client: options, the handle, awaiting jobs (blocking or yielding), look-ups
- *   calls.c       the other client methods: submissions, wait, downloads, collections, batch, v2
- *   source.c      upload sources on this machine (a file, a string)
- *   sftp.c        vt.sftp: remote files over SFTP (libssh2, non-blocking)
+ *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
+ *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
+ *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
+ *   result.c      a finished job becomes Lua values: the decoded body, or nil and an error
+ *   lookups.c     v3 object look-ups: c:file, c:url, c:domain, c:ip, c:analysis, c:batch
+ *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
+ *   wait.c        c:wait (poll an analysis), c:sleep
+ *   download.c    c:download: to a temporary file, redirect without the key, digest checked
+ *   collections.c c:related, c:comments, c:search (iterators by cursor), c:quotas
+ *   v2.c          legacy v2: c:v2 and the v2_* helpers
+ *   source.c      the one Lua face of every upload source; local sources (a file, a string)
+ *   sftp.c        vt.sftp: SSH sessions (libssh2, non-blocking), connecting, sess:open
+ *   sftp_source.c remote files over SFTP as upload sources
+ *   sftp_auth.c   logging in over SSH (key, password, keyboard-interactive)
+ *   known_hosts.c the server's host key checked against known_hosts
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
- * client.h is shared by client.c and calls.c only.
+ * Private headers: client.h (the client files, client.c to v2.c above), sftp.h (the SFTP
+ * files), limiter.h (limiter.c and limiter_file.c).
+ *
+ * Conventions. A function that can fail returns 0 on success and -1 with its vt_err
+ * filled; one that creates something returns it, or NULL with the vt_err filled. A
+ * function that answers a question returns bool; a lua_CFunction (and a helper that
+ * ends one) returns the number of values it pushed, failures as nil plus the error
+ * value (vt_err_return). A failed allocation is the code OutOfMemory (VT_OOM), in a
+ * vt_err (vt_err_oom) or raised as the error value (vt_raise_oom). Curl and libssh2
+ * callbacks keep their libraries' conventions.
  */
 #ifndef VT_H
 #define VT_H
@@ -59,6 +80,12 @@ int vt_err_return(lua_State *L, const vt_err *e);
 /* Shorthand: nil plus a new error of `code` with a formatted message. */
 int vt_fail(lua_State *L, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The error code of a failed allocation: "OutOfMemory". */
+#define VT_OOM "OutOfMemory"
+/* Fills e with OutOfMemory, "out of memory <doing>". */
+void vt_err_oom(vt_err *e, const char *doing);
+/* Raises the error value OutOfMemory (never returns; `return vt_raise_oom(...)`). */
+int vt_raise_oom(lua_State *L, const char *doing);
 /* Replaces every occurrence of secret (len > 0) in s, in place, by "***". */
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len);
 /* The error metatable; registers vt.error into the table at the top. */
@@ -92,8 +119,8 @@ typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_AN
 /* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
 vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis);
 /* Validates and normalises the indicator at idx (trim, refang, lowercase) and
- * pushes its id / its path ("/files/<sha256>"); on malformed data returns 0 with
- * e filled (InvalidArgument) and pushes nothing. Non-strings raise. */
+ * pushes its id / its path ("/files/<sha256>"). Returns 0, or -1 with e filled
+ * (InvalidArgument) on malformed data, pushing nothing. Non-strings raise. */
 int vt_push_object_id(lua_State *L, vt_kind kind, int idx, vt_err *e);
 int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 
@@ -110,6 +137,8 @@ void vt_digest_update(vt_digest *d, const void *data, size_t len);
 /* Writes lowercase hex digests (33, 41 and 65 bytes with NUL). */
 void vt_digest_final(vt_digest *d, char md5[33], char sha1[41], char sha256[65]);
 void vt_digest_free(vt_digest *d);
+/* Pushes {md5 =, sha1 =, sha256 =, size =}. */
+void vt_push_digests(lua_State *L, const char *md5, const char *sha1, const char *sha256, int64_t size);
 /* Lowercase hex SHA-256 of data. */
 void vt_sha256_hex(const void *data, size_t len, char out[65]);
 /* Registers vt.digest into the table at the top. */
@@ -118,8 +147,8 @@ void vt_digest_open(lua_State *L);
 /* -------------------------------------------------------------------- json */
 
 /* Decodes JSON text and pushes the value, with every integral number as a Lua
- * integer. Returns 1 on success; on failure pushes nothing, fills e (InvalidResponse)
- * and returns 0. Never raises for bad input. */
+ * integer. Returns 0, or -1 with e filled (InvalidResponse), pushing nothing.
+ * Never raises for bad input. */
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e);
 /* Encodes the value at idx; pushes the string. Raises on unencodable values. */
 void vt_json_encode(lua_State *L, int idx);
@@ -148,60 +177,73 @@ typedef struct vt_limiter vt_limiter;
  * when the state file cannot be opened or created. */
 vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_path, vt_err *e);
 void vt_limiter_free(vt_limiter *l);
-/* Takes one slot at wall-clock time `now` if every window has room: returns 1.
- * Otherwise takes nothing, sets *wait to the seconds until a slot may open, returns 0.
- * On I/O failure returns -1 and fills e. */
+/* Takes one slot at wall-clock time `now` if every window has room (*wait = 0);
+ * otherwise takes nothing and sets *wait to the seconds until a slot may open.
+ * Returns 0, or -1 with e filled (the state file cannot be read or written). */
 int vt_limiter_acquire(vt_limiter *l, double now, double *wait, vt_err *e);
 /* The service said the quota is spent (v3 429 QuotaExceededError, v2 204): no process
- * sharing the state takes a slot before now + hold seconds. */
+ * sharing the state takes a slot before now + hold seconds. Returns 0, or -1 with e filled. */
 int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e);
-/* Pushes {windows = {{n=, per=, kind=, used=, next_slot_in=}, ...}, blocked_until=} */
+/* Pushes {windows = {{n=, per=, kind=, used=, next_slot_in=}, ...}, blocked_until=}.
+ * Returns 0, or -1 with e filled (pushing nothing). */
 int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e);
 
 /* ------------------------------------------------------------ upload sources */
 
 /* A stream of known size that an upload pulls from: a local file, a string, a
- * remote file over SFTP (sftp.c) or SMB (smb.c). The engine drives it from
+ * remote file over SFTP (sftp_source.c) or SMB (smb.c). The engine drives it from
  * curl's read callback, so read must never call Lua and never block for long:
  * a network source returns VT_SOURCE_AGAIN with the fd and the events
  * (VT_WANT_READ / VT_WANT_WRITE) to wait for, and the engine pauses the transfer
- * until the fd is ready. */
+ * until the fd is ready. Every kind shows Lua the same face (source.c): read,
+ * rewind, close, tostring and the fields size, name, path, closed. */
 #define VT_SOURCE_AGAIN  (-2)
 #define VT_SOURCE_ERROR  (-1)
 #define VT_WANT_READ  1
 #define VT_WANT_WRITE 2
 
 typedef struct vt_source vt_source;
-typedef struct vt_source_ops {
+
+/* What one kind of source does. */
+typedef struct vt_source_class {
+    const char *mt;     /* its metatable's name, "vt.sftp.source" (also tostring's head) */
+    const char *label;  /* for messages: "SFTP source" */
     /* > 0 bytes read, 0 at the end, VT_SOURCE_AGAIN (fill *fd, *events) or
-     * VT_SOURCE_ERROR (fill e). */
+     * VT_SOURCE_ERROR (fill e). Only called on an open source. */
     ptrdiff_t (*read)(vt_source *s, char *buf, size_t len, int *fd, int *events, vt_err *e);
-    /* Rewinds to the start (curl may need to resend); returns 0 or -1. */
-    int (*rewind)(vt_source *s);
-} vt_source_ops;
+    /* Starts again from the first byte (curl may need to resend). 0, or -1 with e filled. */
+    int (*rewind)(vt_source *s, vt_err *e);
+    /* Releases what the source holds; idempotent (vt_source_close calls it). */
+    void (*close)(vt_source *s);
+    /* Adds what tostring shows of an open source inside the parentheses (NULL: the path). */
+    void (*describe)(vt_source *s, luaL_Buffer *b);
+} vt_source_class;
 
 struct vt_source {
-    const vt_source_ops *ops;
+    const vt_source_class *cls;
+    bool open;          /* false until acquired and once closed */
     int64_t size;       /* total bytes, known before the upload starts */
+    double stall;       /* seconds a Lua read waits for progress */
     char name[256];     /* file name for the multipart part (basename) */
+    char path[1024];    /* as given, for messages and src.path */
 };
 
-/* Userdata whose metatable has the field __vt_source = true start with a
- * vt_source (the first member of their struct). Returns it, or NULL when idx
- * holds something else or a closed source (ops == NULL). */
+/* A new, closed source userdata of size bytes (the struct starts with a
+ * vt_source) of class cls with its metatable and nuvalue user values, pushed. */
+void *vt_source_new(lua_State *L, size_t size, const vt_source_class *cls, int nuvalue);
+/* Sets path and name (its basename) from path[0..len), cut to fit. */
+void vt_source_set_path(vt_source *s, const char *path, size_t len);
+/* Marks the source closed and releases what it holds; idempotent. */
+void vt_source_close(vt_source *s);
+/* The open source at idx, or NULL when idx holds anything else or a closed source. */
 vt_source *vt_source_test(lua_State *L, int idx);
-/* source.c: push a local file source (0 with e when it cannot be opened) or a
- * source reading the Lua string at data_idx (kept alive by the source). */
+/* Pushes a local file source. Returns 0, or -1 with e filled (pushing nothing). */
 int vt_source_push_file(lua_State *L, const char *path, vt_err *e);
-int vt_source_push_string(lua_State *L, int data_idx, const char *name);
-/* src:read([n]) for every source kind (argument 2 is n): up to n bytes (default
- * 64 KiB), fewer only at the end; nil at the end; nil, err on failure. Blocks,
- * waiting on the source's fd at most `stall` seconds between two bits of
- * progress: for Lua callers and tests, never the engine. */
-int vt_source_lua_read(lua_State *L, vt_source *s, double stall);
-/* __index of a remote source (key at argument 2): the fields size, name, path
- * and closed, else the method table in upvalue 1. */
-int vt_source_index(lua_State *L, const vt_source *s, const char *path, bool closed);
+/* Pushes a source reading the Lua string at data_idx (kept alive by the source). */
+void vt_source_push_string(lua_State *L, int data_idx, const char *name);
+/* Waits until fd is ready for events (VT_WANT_*) or the deadline (monotonic) passes:
+ * 1 ready (or poll failed, so that the next call reports the problem), 0 timed out. */
+int vt_wait_fd(int fd, int events, double deadline);
 
 /* ------------------------------------------------------------------ engine */
 
@@ -309,5 +351,11 @@ const char *vt_checkstring(lua_State *L, int idx, size_t *len);
 /* Strict option tables: raises naming the key when t (at idx) holds a key not in
  * allowed (NULL-terminated) or a value of the wrong type. */
 void vt_check_option_keys(lua_State *L, int idx, const char *what, const char *const allowed[]);
+/* The same for an optional argument: nothing at idx is fine; anything but a table raises. */
+void vt_check_opts(lua_State *L, int idx, const char *what, const char *const keys[]);
+/* opts[key] (opts at index opts, possibly nil) as seconds >= 0, or dflt; raises naming the key. */
+double vt_opt_seconds(lua_State *L, int opts, const char *key, double dflt);
+/* opts[key] as an integer >= min, or dflt; raises naming the key. */
+lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min);
 
 #endif

@@ -13,14 +13,16 @@
 -- `upload_and_scan_files`; plus `tools.resume(state)`.
 --
 -- Every tool takes one table of parameters and returns
--- `{status, result_value, message, json_result, entities, rule?, state?}`; docs/soar.md has the
--- parameters, statuses, the host interface and the quota each tool spends.
+-- `{status, result_value, message, json_result, entities, requests, cache_hits, rule?, state?}`;
+-- docs/soar.md has the parameters, statuses, the host interface and the quota each tool spends.
 -- @module vt.soar
+local core = require "vt.core"
 local host = require "vt.soar.host"
 local entities = require "vt.soar.entities"
-local backend = require "vt.soar.backend"
 local run = require "vt.soar.run"
 local tools = require "vt.soar.tools"
+
+local input, backend = core.input, core.backend
 
 local soar = {}
 
@@ -39,71 +41,52 @@ soar.memory_host = host.memory_host
 local OPTIONS = {
     client = "userdata", host = "table", api = "string", poll_interval = "number", poll_timeout = "number",
     related_limit = "number", comments = "number", sleep = "function", concurrency = "number",
+    v2_batch = "number",
 }
 
-local function check_options(opts)
-    if type(opts) ~= "table" then
-        error("soar.new: options must be a table (got " .. type(opts) .. ")", 3)
-    end
-    for k, v in pairs(opts) do
-        local want = OPTIONS[k]
-        if not want then
-            error(("soar.new: unknown option '%s'"):format(tostring(k)), 3)
-        end
-        if type(v) ~= want then
-            local what = want == "userdata" and "vt.client" or want
-            error(("soar.new: option '%s' must be a %s (got %s)"):format(k, what, type(v)), 3)
-        end
-    end
-    if opts.client == nil then
-        error("soar.new: option 'client' is required", 3)
-    end
-    if opts.api ~= nil and opts.api ~= "v3" and opts.api ~= "v2" then
-        error(("soar.new: option 'api' must be \"v3\" or \"v2\" (got %q)"):format(opts.api), 3)
-    end
-    for _, k in ipairs { "related_limit", "comments" } do
-        if opts[k] and (math.type(opts[k]) ~= "integer" or opts[k] < 0) then
-            error(("soar.new: option '%s' must be a whole number, 0 or more"):format(k), 3)
-        end
-    end
-    if opts.concurrency and (math.type(opts.concurrency) ~= "integer" or opts.concurrency < 1) then
-        error("soar.new: option 'concurrency' must be a whole number, 1 or more", 3)
-    end
-    if opts.api == "v2" and (opts.comments or 0) > 0 then
-        error("soar.new: option 'comments' needs api \"v3\" (v2 has no comments endpoint here)", 3)
-    end
-end
-
---- Makes the tools.
+--- Makes the tools. They speak the client's protocol (its `api` option, v3 or v2).
 -- @tparam table opts
 -- @param opts.client a `vt.client`
 -- @tparam[opt] table opts.host the case host (default: an empty `memory_host`)
--- @tparam[opt="v3"] string opts.api the protocol to speak, `"v3"` or `"v2"`: give `"v2"` when the
---   client was made with `api = "v2"` (a client does not tell its protocol)
+-- @tparam[opt] string opts.api `"v3"` or `"v2"`: when given, it must be the client's `api`
+--   (a contradiction raises, naming both)
 -- @tparam[opt=15] number opts.poll_interval seconds between two polls of a submission
 -- @tparam[opt=600] number opts.poll_timeout how long a waiting tool polls in all, in seconds
 -- @tparam[opt=10] integer opts.related_limit related objects of each of the five kinds a v3
 --   `scan_ip` reads per address (0: none, one request per address)
 -- @tparam[opt=0] integer opts.comments comments to read per done hash or URL, into a
 --   "Comments to ..." table (v3 only; one more request per entity)
--- @tparam[opt=4] integer opts.concurrency look-ups of one run in flight at once (v3, through
+-- @tparam[opt=4] integer opts.concurrency v3 look-ups of one run in flight at once (through
 --   `c:batch`, within the client's limiter); 1 looks entities up one after another
--- @tparam[opt] function opts.sleep `function(seconds)`, the pause between two v2 polls (v3
---   polls inside `c:wait`); default the client's `sleep`, which yields in coroutine mode
+-- @tparam[opt=4] integer opts.v2_batch v2 file or URL reports asked for in one request (1 to 25;
+--   a public key takes 4, a premium one 25); 1 asks one by one
+-- @tparam[opt] function opts.sleep `function(seconds)`, the pause between two polls; default
+--   the client's `sleep`, which yields in coroutine mode
 -- @treturn table the tools, by seed name and by short alias, and `resume`
 function soar.new(opts)
-    check_options(opts)
-    local api = opts.api or "v3"
+    opts = input.options("soar.new", opts, OPTIONS)
+    if opts.client == nil then
+        error("soar.new: option 'client' is required", 2)
+    end
+    input.whole("soar.new", opts, "related_limit", 0)
+    input.whole("soar.new", opts, "comments", 0)
+    input.whole("soar.new", opts, "concurrency", 1)
+    input.whole("soar.new", opts, "v2_batch", 1, 25)
+    local api = input.protocol("soar.new", opts.client, opts.api)
+    if api == "v2" and (opts.comments or 0) > 0 then
+        error("soar.new: option 'comments' needs a client speaking v3 (v2 has no comments endpoint)", 2)
+    end
     local ctx = {
-        api = api,
+        api = api, client = opts.client,
         host = opts.host or soar.memory_host { cases = {} },
+        poll_interval = opts.poll_interval or 15,
         poll_timeout = opts.poll_timeout or 600,
         comments = opts.comments or 0,
-        backend = backend.new {
-            client = opts.client, api = api, poll_interval = opts.poll_interval or 15,
-            related_limit = opts.related_limit or 10, sleep = opts.sleep,
-            concurrency = opts.concurrency or 4,
-        },
+        backend = backend.new(opts.client, {
+            relationships = { ip = backend.NETWORK }, related_limit = opts.related_limit or 10,
+            interval = opts.poll_interval or 15, sleep = opts.sleep,
+            concurrency = opts.concurrency or 4, v2_batch = opts.v2_batch or 4,
+        }),
     }
     local set = {}
     for name, tool in pairs(tools) do

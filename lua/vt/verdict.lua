@@ -9,9 +9,22 @@
 --
 -- It judges a v3 object (file, URL, domain, IP address, or a completed analysis with its `meta`)
 -- as the client returns it, or a v2 report body. The rules, their order, their defaults and what
--- a v2 body can tell are in docs/verdict.md.
+-- a v2 body can tell are in docs/verdict.md. The API (also `vt.verdict`, which is `M.verdict`):
+--
+--    M.verdict(obj [, policy])  -> {verdict = "malicious"|"suspicious"|"harmless"|"unknown",
+--                                   score = 3|2|1|0, malicious, suspicious, total, reasons,
+--                                   requests} | nil, err
+--    M.parse_policy(policy)     -> the policy resolved per type (a table, a JSON text or nil in;
+--                                  an already resolved one comes back as it is) | nil, err for a
+--                                  JSON text that is no object; raises on an unknown key or type
+--    M.explain(result)          -> "malicious (score 3): reason; reason"
+--    M.DEFAULTS, M.SCORES, M.RELATIONSHIPS   XSOAR's defaults, the scores, the related lists
+--
+-- The playbook layers use it: `vt.soar` tools judge by a `policy` parameter, `vt.actions`
+-- summaries carry the default policy's verdict and score.
 -- @module vt.verdict
 local vt = require "vt"
+local backend = require "vt.core.backend"
 
 local M = {}
 
@@ -446,23 +459,15 @@ end
 
 -- The related files of one relationship through the client: a list of facts, or nil, err.
 local function look_up(client, kind, id, rel)
-    local iter, err = client:related(kind, id, rel, { limit = RELATED_LOOKBACK, max = RELATED_LOOKBACK })
-    if not iter then
+    local objects, err = backend.related(client, kind, id, rel, RELATED_LOOKBACK)
+    if not objects then
         return nil, err
     end
     local files = {}
-    local ok, raised = pcall(function()
-        for obj in iter do
-            if type(obj) == "table" and obj.type == "file" then
-                files[#files + 1] = from_object(obj, "file")
-            end
+    for _, obj in ipairs(objects) do
+        if type(obj) == "table" and obj.type == "file" then
+            files[#files + 1] = from_object(obj, "file")
         end
-    end)
-    if not ok then
-        if type(raised) == "table" and raised.code then
-            return nil, raised
-        end
-        error(raised, 0)
     end
     return files
 end

@@ -37,6 +37,13 @@ function files.read(path)
   return data
 end
 
+--- Writes a whole file (replacing it).
+function files.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  assert(f:close())
+end
+
 function files.exists(path)
   local f = io.open(path, "rb")
   if f then f:close() end

@@ -1,8 +1,8 @@
---- Entities for the playbook tools: scopes, the choice of a run's entities, and the cleaning of
--- indicators that arrive defanged or messy from alerts.
+--- Entities for the playbook tools: scopes, the choice of a run's entities, and the indicator
+-- each stands for (cleaned by `vt.core.input`).
 -- @module vt.soar.entities
 local vt = require "vt"
-local psl = require "vt.psl"
+local input = require "vt.core.input"
 
 local entities = {}
 
@@ -88,99 +88,39 @@ function entities.select(case_entities, targets, filter, types)
     return chosen
 end
 
-local function clean(s)
-    return (vt.refang((tostring(s):gsub("^%s+", ""):gsub("%s+$", ""))))
-end
-
--- A host name: dot-separated labels of letters, digits, '-' and '_' (and UTF-8 bytes, for
--- internationalised names), none empty.
-local function host_name(s)
-    s = s:lower():gsub("%.$", "")
-    if s == "" or #s > 253 or s:find("[^%w%-_.\128-\255]") or s:find("%.%.") or s:find("^%.") then
-        return nil
-    end
-    return s
-end
-
--- The host part of a URL (with or without a scheme), lower-cased, without port or credentials.
-local function url_host(url)
-    local rest = url:match("^[%a][%w+.-]*://(.*)$") or url
-    local authority = rest:match("^([^/?#]*)")
-    authority = authority:match("@([^@]*)$") or authority
-    local v6 = authority:match("^%[([%x:.]+)%]")
-    if v6 then
-        return v6
-    end
-    return (authority:gsub(":%d*$", ""))
-end
-
---- Cleans a file hash: trimmed, lower-cased; MD5, SHA-1 or SHA-256.
--- @return the hash, or nil and why not
-function entities.hash(identifier)
-    local h = clean(identifier):lower()
-    if not vt.hash_type(h) then
-        return nil, "not an MD5, SHA-1 or SHA-256 hash"
-    end
-    return h
-end
-
---- Cleans a URL: trimmed and refanged; it must name a host (a domain or an IP address) and hold
--- no spaces. The case of the path is kept.
--- @return the URL, or nil and why not
-function entities.url(identifier)
-    local url = clean(identifier)
-    if url == "" or url:find("%s") then
-        return nil, "not a URL (empty or holds spaces)"
-    end
-    local h = url_host(url)
-    if not (vt.ip_version(h) or (host_name(h) and h:find("%."))) then
-        return nil, "not a URL (no valid host name in it)"
-    end
-    return url
-end
-
---- Cleans an IP address (IPv4 or IPv6).
--- @return the address, or nil and why not
-function entities.ip(identifier)
-    local ip = clean(identifier)
-    if not vt.ip_version(ip) then
-        return nil, "not an IPv4 or IPv6 address"
-    end
-    return ip
-end
-
---- The registered domain (public-suffix aware) of a host name, a URL or an e-mail address.
--- @tparam string identifier
--- @tparam string kind the entity type: URLs give their host, user names the part after '@'
--- @return the domain, or nil and why not
-function entities.domain(identifier, kind)
-    local s = clean(identifier)
-    local h
-    if s:find("@", 1, true) and kind ~= "DestinationURL" then
-        h = s:match("@([^@]*)$")
-    elseif kind == "DestinationURL" then
-        local url, err = entities.url(s)
-        if not url then
-            return nil, err
+--- The indicator an entity stands for, cleaned for a tool of `kind`: a hash, a URL (the
+-- `OriginalIdentifier`, which keeps the case of the path, when there is one), an IP address, or
+-- the registered domain (public-suffix aware) of a host name, a URL or an e-mail address.
+-- @tparam table e the entity
+-- @tparam string kind `"file"`, `"url"`, `"ip"` or `"domain"`
+-- @return the value, or nil and why not
+function entities.indicator(e, kind)
+    local id = e.Identifier
+    if kind == "url" then
+        id = e.AdditionalProperties and e.AdditionalProperties.OriginalIdentifier or id
+    elseif kind == "domain" then
+        if e.EntityType == "DestinationURL" then
+            local url, err = input.url(id)
+            if not url then
+                return nil, err.message
+            end
+            id = url
+        elseif e.EntityType == "USERUNIQNAME" and not tostring(id):find("@", 1, true) then
+            return nil, "a user name without '@domain'"
         end
-        h = url_host(url)
-    elseif kind == "USERUNIQNAME" then
-        return nil, "a user name without '@domain'"
-    else
-        h = s
     end
-    if vt.ip_version(h) then
-        return nil, "an IP address, not a domain"
+    local value, err = input[kind == "file" and "hash" or kind](id)
+    if not value then
+        return nil, err.message
     end
-    h = host_name(h)
-    if not h then
-        return nil, "not a valid host name"
+    if kind ~= "domain" then
+        return value
     end
-    local domain = psl.registered_domain(h)
-    if not domain then
-        return nil, ("'%s' is a public suffix, not a registered domain"):format(h)
+    local registered = vt.registered_domain(value)
+    if not registered then
+        return nil, ("'%s' is a public suffix, not a registered domain"):format(value)
     end
-    return domain
+    return registered
 end
 
 return entities

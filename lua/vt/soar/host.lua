@@ -14,9 +14,44 @@
 -- Entities use the SecOps field names: `Identifier`, `EntityType`, `IsInternal`, `IsSuspicious`,
 -- `IsEnriched`, `AdditionalProperties`.
 -- @module vt.soar.host
-local json = require "vt.soar.json"
+local vt = require "vt"
 
 local host = {}
+
+-- Reads and decodes a JSON file: the value, or nil and a message naming the file.
+local function read_json(path)
+    local f, err = io.open(path, "rb")
+    if not f then
+        return nil, err
+    end
+    local text = f:read("a")
+    f:close()
+    local value, derr = vt.decode(text)
+    if value == nil then
+        return nil, path .. ": " .. derr.message
+    end
+    return value
+end
+
+-- Encodes a value into a file, through a temporary file, so a reader never sees half of it.
+local function write_json(path, value)
+    local ok, text = pcall(vt.encode, value)
+    if not ok then
+        return nil, text
+    end
+    local tmp = path .. ".tmp"
+    local f, err = io.open(tmp, "wb")
+    if not f then
+        return nil, err
+    end
+    local written, werr = f:write(text, "\n")
+    f:close()
+    if not written then
+        os.remove(tmp)
+        return nil, werr
+    end
+    return os.rename(tmp, path)
+end
 
 local MemoryHost = {}
 MemoryHost.__index = MemoryHost
@@ -80,7 +115,7 @@ end
 function host.memory_host(cases)
     local data, err = cases
     if type(cases) == "string" then
-        data, err = json.read_file(cases)
+        data, err = read_json(cases)
         if not data then
             return nil, err
         end
@@ -115,7 +150,7 @@ end
 -- @tparam string path
 -- @return true, or nil and a message
 function MemoryHost:save(path)
-    return json.write_file(path, self.data)
+    return write_json(path, self.data)
 end
 
 local function case_or_error(self, case_id)

@@ -5,31 +5,43 @@
 --
 --    name, seed, params = {name = parser}, default_threshold, entity_types = {TYPE = true},
 --    kind                                   -- the backend kind of its look-ups and submissions
---    clean(entity) -> value | nil, why[, status]   -- for entity tools
+--    refetch                                -- a finished analysis is followed by a fresh look-up
+--    clean(entity) -> value | nil, why[, status]   -- for entity tools, when more than
+--                                              `entities.indicator(entity, kind)` decides
 --    items(run) -> list | nil, message      -- for tools without entities (uploads)
 --    start(run, item)                       -- first requests for one item
 --    write(run, item)                       -- findings of a done item into the host
---    suspicious(report, threshold), rule, result_value(run), notes(run)
+--    measure(facts) -> positives, total     -- what the threshold is held against (default the
+--                                              facts' own)
+--    suspicious(positives, threshold), rule, result_value(run)
 --    empty, section_order, sections         -- the message
 --    execute(ctx, params)                   -- instead of all the above (ping)
 --
 -- Items carry `name` (the entity's identifier or the file path), `type`, `value` (the cleaned
--- indicator), `status`, `reason`, and as they go `report`, `pending`, `section`, `suspicious`.
+-- indicator), `status`, `reason`, and as they go `report` (the facts, vt.core.report),
+-- `pending`, `section`, `suspicious`, `positives`, `total`, and with a policy `verdict`.
 -- @module vt.soar.run
+local vt = require "vt"
+local verdict = require "vt.verdict"
+local report = require "vt.core.report"
 local entities = require "vt.soar.entities"
-local json = require "vt.soar.json"
 
 local run = {}
 
 --- Item statuses, in the order messages list them after the tool's own sections.
 run.STATUSES = { "done", "not_found", "queued", "forbidden", "quota", "failed", "invalid", "skipped" }
 
-local STATE_VERSION = 1
+local STATE_VERSION = 2
+
+-- What a threshold is held against, unless the tool says otherwise.
+local function own_counts(facts)
+    return facts.positives, facts.total
+end
 
 --- The message of a run stopped by a wrong API key (the original's words).
 run.WRONG_KEY = "Invalid API key was provided. Access is forbidden."
 
--------------------------------------------------------------------------------- parameters
+-- parameters --------------------------------------------------------------------------------------
 
 local function value_error(tool, name, what, value)
     return ("%s: parameter '%s' must be %s (got '%s')"):format(tool, name, what, tostring(value))
@@ -125,8 +137,27 @@ function PARSERS.count(v, name, tool)
     return n
 end
 
+--- A verdict policy: a table (checked by `vt.verdict.parse_policy`, which raises on a wrong key or
+-- type), or a JSON text as a SecOps parameter carries one (whose faults fail the run instead).
+function PARSERS.policy(v, name, tool)
+    if v == nil or v == "" then
+        return nil
+    end
+    if type(v) == "table" then
+        return verdict.parse_policy(v)
+    elseif type(v) ~= "string" then
+        type_error(tool, name, "a table or a JSON text", v)
+    end
+    local ok, policy, err = pcall(verdict.parse_policy, v)
+    if not (ok and policy) then
+        return nil, ("%s: parameter '%s': %s"):format(tool, name, ok and err.message or policy)
+    end
+    return policy
+end
+
 local COMMON_PARAMS = {
     case_id = "id", alert_group_identifiers = "groups", target_entities = "targets", scope = "string",
+    policy = "policy", suspicious_is_enough = "boolean",
 }
 
 local function parse(tool, params)
@@ -165,7 +196,7 @@ local function parse(tool, params)
     return p
 end
 
--------------------------------------------------------------------------------- the run
+-- the run -----------------------------------------------------------------------------------------
 
 local Run = {}
 Run.__index = Run
@@ -174,9 +205,13 @@ local function new_run(ctx, tool, p)
     local self = setmetatable({
         ctx = ctx, tool = tool, backend = ctx.backend, host = ctx.host, api = ctx.api, p = p,
         case_id = p.case_id, groups = p.alert_group_identifiers,
-        threshold = p.threshold or tool.default_threshold,
+        threshold = p.threshold or tool.default_threshold, policy = p.policy,
         items = {}, secrets = {},
     }, Run)
+    if self.policy and self.policy.client == nil then
+        -- related files (policy key related) are looked up through the tools' client
+        self.policy.client = ctx.client
+    end
     for _, secret in ipairs { p.linux_password, p.share_password } do
         self.secrets[#self.secrets + 1] = secret
     end
@@ -199,12 +234,26 @@ function Run:redact(text)
     return text
 end
 
---- Marks an item done with its report (and whether it is suspicious, for tools with a threshold).
-function Run:done(item, report, section, reason)
-    item.status, item.report, item.section, item.pending = "done", report, section, nil
+--- Marks an item done with its report, and judges it: by the policy's verdict when the run has
+-- a policy (an earlier call's verdict, from a resume state, is kept), else by the tool's
+-- threshold rule.
+function Run:done(item, facts, section, reason, judged)
+    item.status, item.report, item.section, item.pending = "done", facts, section, nil
     item.reason = reason or "report fetched"
-    if self.tool.suspicious then
-        item.suspicious = self.tool.suspicious(report, self.threshold)
+    item.positives, item.total = (self.tool.measure or own_counts)(facts)
+    if self.policy then
+        local err
+        item.verdict = judged
+        if not judged then
+            item.verdict, err = verdict.verdict(facts.object, self.policy)
+        end
+        if not item.verdict then
+            return self:fail(item, err, "verdict")
+        end
+        local v = item.verdict.verdict
+        item.suspicious = v == "malicious" or (self.p.suspicious_is_enough == true and v == "suspicious")
+    elseif self.tool.suspicious then
+        item.suspicious = self.tool.suspicious(item.positives or 0, self.threshold)
     end
 end
 
@@ -265,7 +314,12 @@ function Run:collect()
     local items = {}
     for _, e in ipairs(entities.select(case_entities, self.p.target_entities, self.p.filter, self.tool.entity_types)) do
         local item = { entity = e, name = e.Identifier, type = e.EntityType }
-        local value, why, status = self.tool.clean(e)
+        local value, why, status
+        if self.tool.clean then
+            value, why, status = self.tool.clean(e)
+        else
+            value, why = entities.indicator(e, self.tool.kind)
+        end
         if value then
             item.value = value
         else
@@ -287,7 +341,7 @@ function Run:start_all()
         if not item.status then
             if self.fatal then
                 item.status, item.reason = "failed", "not tried: the run stopped"
-            elseif self.quota and not self.backend:has_fetched(kind, item.value) then
+            elseif self.quota and not self.backend:fetched(kind, item.value) then
                 item.status = "quota"
                 item.reason = "not tried: quota exhausted earlier in this run (" .. self.quota .. ")"
             else
@@ -299,23 +353,24 @@ end
 
 -- Follows the queued items: once each (wait = false), or until done or poll_timeout.
 function Run:settle(wait)
-    local deadline = os.time() + self.ctx.poll_timeout
+    local deadline, interval = os.time() + self.ctx.poll_timeout, self.ctx.poll_interval
     for _, item in ipairs(self.items) do
         if item.status == "queued" and not self.fatal and not self.quota and not self.timed_out then
-            local report, err
+            local facts, err
+            local value = self.tool.refetch and item.value or nil
             if wait then
                 local left = deadline - os.time()
                 if left > 0 then
-                    report, err = self.backend:wait(self.tool.kind, item.value, item.pending, left)
+                    facts, err = self.backend:wait(self.tool.kind, item.pending, value, left // interval + 1)
                 else
-                    report = false
+                    facts = false
                 end
             else
-                report, err = self.backend:check(self.tool.kind, item.value, item.pending)
+                facts, err = self.backend:check(self.tool.kind, item.pending, value)
             end
-            if report then
-                self:done(item, report, item.section, "analysis finished")
-            elseif report == false then
+            if facts then
+                self:done(item, facts, item.section, "analysis finished")
+            elseif facts == false then
                 self.timed_out = wait
             elseif QUOTA[err.code] then
                 self.quota = self:redact(tostring(err))
@@ -342,20 +397,30 @@ function Run:write_all()
     end
 end
 
--------------------------------------------------------------------------------- result
+-- result ------------------------------------------------------------------------------------------
 
 local function outcome(item)
     local o = {
         entity = item.name, type = item.type, value = item.value, status = item.status, reason = item.reason,
-        suspicious = item.suspicious,
+        suspicious = item.suspicious, positives = item.positives, total = item.total,
+        permalink = item.report and item.report.permalink,
     }
     if item.pending then
-        o.analysis_id = item.pending.analysis or item.pending.scan_id
+        o.analysis_id = item.pending.analysis or item.pending.scan_id or item.pending.object
     end
-    if item.report then
-        o.positives, o.total, o.permalink = item.report.positives, item.report.total, item.report.permalink
+    if item.verdict then
+        o.verdict, o.score, o.reasons = item.verdict.verdict, item.verdict.score, item.verdict.reasons
     end
     return o
+end
+
+--- The rule a run judges by, as a sentence.
+function Run:rule()
+    if self.policy then
+        return ("Rule: an entity is suspicious when vt.verdict, under the policy given, calls it malicious%s "
+            .. "(the threshold is not used)."):format(self.p.suspicious_is_enough and " or suspicious" or "")
+    end
+    return self.tool.rule and self.tool.rule:format(self.threshold)
 end
 
 -- The message: the tool's sections (done items by their section), then one per status; a section
@@ -396,13 +461,22 @@ function Run:message()
             end
         end
     end
-    if tool.rule and #self.items > 0 then
-        parts[#parts + 1] = tool.rule:format(self.threshold)
-    end
-    for _, note in ipairs(tool.notes and tool.notes(self) or {}) do
-        parts[#parts + 1] = note
+    if self:rule() and #self.items > 0 then
+        parts[#parts + 1] = self:rule()
     end
     return table.concat(parts, "\n\n")
+end
+
+-- The policy as a JSON value: its rules per type, without the client (a resume supplies its own).
+local function portable(policy)
+    if not policy then
+        return nil
+    end
+    local rules = {}
+    for _, kind in ipairs { "file", "url", "domain", "ip" } do
+        rules[kind] = policy[kind]
+    end
+    return rules
 end
 
 function Run:state()
@@ -411,13 +485,14 @@ function Run:state()
         items[i] = {
             name = item.name, type = item.type, value = item.value, status = item.status, reason = item.reason,
             section = item.section, pending = item.pending, written = item.written,
-            raw = item.report and item.report.raw,
+            raw = item.report and item.report.raw, verdict = item.verdict,
         }
     end
-    return json.encode {
+    return vt.encode {
         version = STATE_VERSION, tool = self.tool.name, api = self.api, case_id = self.case_id,
         alert_group_identifiers = self.groups, threshold = self.threshold,
-        rescan_after_days = self.p.rescan_after_days, items = items,
+        rescan_after_days = self.p.rescan_after_days, policy = portable(self.policy),
+        suspicious_is_enough = self.p.suspicious_is_enough, items = items,
     }
 end
 
@@ -440,9 +515,7 @@ function Run:result()
     if queued then
         res.state = self:state()
     end
-    if self.tool.rule then
-        res.rule = self.tool.rule:format(self.threshold)
-    end
+    res.rule = self:rule()
     return res
 end
 
@@ -462,24 +535,66 @@ function Run:go(wait)
     return self:result()
 end
 
+-- Runs `fn` and adds to its result what it spent: the API requests the client sent, and the
+-- look-ups its cache answered.
+local function spending(ctx, fn)
+    local before = ctx.client:cache_stats()
+    local res = fn()
+    local after = ctx.client:cache_stats()
+    res.requests, res.cache_hits = after.requests - before.requests, after.hits - before.hits
+    return res
+end
+
 --- Runs a tool.
--- @tparam table ctx `{backend, host, api, poll_timeout}`
+-- @tparam table ctx `{client, backend, host, api, poll_interval, poll_timeout, comments}`
 -- @tparam table tool the tool definition
 -- @tparam table params the caller's parameters
 function run.execute(ctx, tool, params)
     local p, err = parse(tool, params)
-    if not p then
-        return failed(err)
+    return spending(ctx, function()
+        if not p then
+            return failed(err)
+        end
+        if tool.execute then
+            return tool.execute(ctx, p)
+        end
+        local self = new_run(ctx, tool, p)
+        self.items, err = self:collect()
+        if not self.items then
+            return failed(self:redact(err))
+        end
+        return self:go(p.wait)
+    end)
+end
+
+-- The run a state describes, its done items judged again from their saved reports.
+local function restore(ctx, tool, s)
+    local ok, policy = pcall(verdict.parse_policy, s.policy)
+    if not (ok and policy) then
+        return nil, "resume: the state's policy is not valid"
     end
-    if tool.execute then
-        return tool.execute(ctx, p)
+    local self = new_run(ctx, tool, { case_id = s.case_id, alert_group_identifiers = s.alert_group_identifiers,
+        threshold = s.threshold, rescan_after_days = s.rescan_after_days,
+        policy = s.policy ~= nil and policy or nil, suspicious_is_enough = s.suspicious_is_enough })
+    local case_entities, err = self.host:entities(self.case_id, self.groups)
+    if not case_entities then
+        return nil, err
     end
-    local self = new_run(ctx, tool, p)
-    self.items, err = self:collect()
-    if not self.items then
-        return failed(self:redact(err))
+    for i, saved in ipairs(s.items) do
+        local item = {
+            name = saved.name, type = saved.type, value = saved.value, status = saved.status, reason = saved.reason,
+            section = saved.section, pending = saved.pending, written = saved.written,
+        }
+        if tool.entity_types then
+            item.entity = entities.select(case_entities, { { Identifier = saved.name, EntityType = saved.type } },
+                nil, tool.entity_types)[1]
+        end
+        if saved.raw then
+            self:done(item, report.facts(tool.kind, saved.raw, item.value), item.section, item.reason, saved.verdict)
+        end
+        self.items[i] = item
     end
-    return self:go(p.wait)
+    return self
 end
 
 --- Goes on with a run that ended InProgress or TimedOut, from its `state`.
@@ -492,35 +607,20 @@ function run.resume(ctx, tools, state, opts)
         error("resume: state must be a string (got " .. type(state) .. ")", 2)
     end
     opts = opts or {}
-    local s = json.decode(state)
-    if type(s) ~= "table" or s.version ~= STATE_VERSION or not tools[s.tool] or type(s.items) ~= "table" then
-        return failed("resume: not a state of these tools")
-    end
-    if s.api ~= ctx.api then
-        return failed(("resume: the state was made with API %s, these tools speak %s"):format(s.api, ctx.api))
-    end
-    local tool = tools[s.tool]
-    local self = new_run(ctx, tool, { case_id = s.case_id, alert_group_identifiers = s.alert_group_identifiers,
-        threshold = s.threshold, rescan_after_days = s.rescan_after_days })
-    local case_entities, err = self.host:entities(self.case_id, self.groups)
-    if not case_entities then
-        return failed(err)
-    end
-    for i, saved in ipairs(s.items) do
-        local item = {
-            name = saved.name, type = saved.type, value = saved.value, status = saved.status, reason = saved.reason,
-            section = saved.section, pending = saved.pending, written = saved.written,
-        }
-        if tool.entity_types then
-            item.entity = entities.select(case_entities, { { Identifier = saved.name, EntityType = saved.type } },
-                nil, tool.entity_types)[1]
+    return spending(ctx, function()
+        local s = vt.decode(state)
+        if type(s) ~= "table" or s.version ~= STATE_VERSION or not tools[s.tool] or type(s.items) ~= "table" then
+            return failed("resume: not a state of these tools")
         end
-        if saved.raw then
-            self:done(item, self.backend:report(tool.kind, item.value, saved.raw), item.section, item.reason)
+        if s.api ~= ctx.api then
+            return failed(("resume: the state was made with API %s, these tools speak %s"):format(s.api, ctx.api))
         end
-        self.items[i] = item
-    end
-    return self:go(opts.wait)
+        local self, err = restore(ctx, tools[s.tool], s)
+        if not self then
+            return failed(err)
+        end
+        return self:go(opts.wait)
+    end)
 end
 
 return run

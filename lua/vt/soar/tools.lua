@@ -5,22 +5,15 @@
 -- threshold rule and its message sections. docs/soar.md describes them for users.
 -- @module vt.soar.tools
 local vt = require "vt"
-local psl = require "vt.psl"
+local verdict = require "vt.verdict"
+local report = require("vt.core").report
 local entities = require "vt.soar.entities"
-local reports = require "vt.soar.reports"
+local fields = require "vt.soar.fields"
 local skeleton = require "vt.soar.run"
 
 local tools = {}
 
 local ENGINE_COLUMNS = { "Engine", "Is Malicious", "Result", "Last Analysis" }
-
-local function engine_rows(report)
-    local rows = {}
-    for i, e in ipairs(report.engines) do
-        rows[i] = { e.engine, e.detected, e.result or "", e.update or "" }
-    end
-    return rows
-end
 
 local function now()
     return os.date("!%Y-%m-%d %H:%M:%S")
@@ -44,8 +37,26 @@ local function sections(noun, own)
     return all
 end
 
-local function at_least(report, threshold)
-    return report.positives >= threshold
+local function at_least(positives, threshold)
+    return positives >= threshold
+end
+
+-- The enrichment of a done item: its report's fields, with a policy its verdict and score.
+local function enrichment(item)
+    local out = fields.enrichment(item.report)
+    if item.verdict then
+        out.VT_verdict, out.VT_score = item.verdict.verdict, item.verdict.score
+    end
+    return out
+end
+
+-- The insight text of a suspicious item: the threshold's words, or with a policy the verdict's
+-- reasons.
+local function judgement(item, words, ...)
+    if item.verdict then
+        return ("VirusTotal - %s verdict: %s"):format(item.name, verdict.explain(item.verdict))
+    end
+    return words:format(...)
 end
 
 local function any_suspicious(run)
@@ -61,29 +72,29 @@ local function ran()
     return true
 end
 
--------------------------------------------------------------------------------- hashes and URLs
+-- hashes and URLs ---------------------------------------------------------------------------------
 
 -- True when the report is at least `rescan_after_days` whole days old.
-local function stale(run, report)
+local function stale(run, facts)
     local days = run.p.rescan_after_days
-    return days and days > 0 and report.date and (os.time() - report.date) // 86400 >= days
+    return days and days > 0 and facts.date and (os.time() - facts.date) // 86400 >= days
 end
 
 -- Look up; re-analyse when stale; submit a URL never seen (a hash never seen cannot be).
 local function start_scan(run, item)
     local kind, b = run.tool.kind, run.backend
-    local report, err = b:lookup(kind, item.value)
-    if report then
-        if not stale(run, report) then
-            return run:done(item, report, "fetched")
+    local facts, err = b:lookup(kind, item.value)
+    if facts then
+        if not stale(run, facts) then
+            return run:done(item, facts, "fetched")
         end
-        local pending, rerr = b:rescan(kind, item.value, report)
+        local pending, rerr = b:rescan(kind, item.value, facts)
         if not pending then
             return run:fail(item, rerr, "rescan")
         end
         return run:queue(item, pending, run.tool.rescan_section,
-            ("re-analysis requested, the last one was on %s"):format(reports.format_date(report.date)))
-    elseif report == false then
+            ("re-analysis requested, the last one was on %s"):format(report.format_date(facts.date)))
+    elseif facts == false then
         -- queued at VirusTotal already: the second value is how to follow it
         return run:queue(item, err, "fetched", "already queued at VirusTotal")
     elseif err.code == "NotFoundError" and kind == "url" then
@@ -102,7 +113,7 @@ local function write_comments(run, item)
         return
     end
     -- as in the original, a failure here only loses the comments table
-    local list = run.backend:comments(run.tool.kind, item.report.raw.id, n)
+    local list = run.backend:comments(run.tool.kind, item.report.id, n)
     if list and #list > 0 then
         local rows = {}
         for i, c in ipairs(list) do
@@ -116,25 +127,23 @@ end
 
 local function write_scanned(run, item)
     local r, id, host = item.report, item.name, run.host
-    host:update_entity(run.case_id, item.entity,
-        { enrichment = reports.prefixed(r.fields), suspicious = item.suspicious })
-    host:add_table(run.case_id, { title = id, entity = id, columns = ENGINE_COLUMNS, rows = engine_rows(r) })
+    host:update_entity(run.case_id, item.entity, { enrichment = enrichment(item), suspicious = item.suspicious })
+    host:add_table(run.case_id, { title = id, entity = id, columns = ENGINE_COLUMNS, rows = fields.engine_rows(r) })
     host:add_link(run.case_id, { title = id .. " Link to web report", entity = id, url = r.permalink })
     if item.suspicious then
         host:add_insight(run.case_id, {
             entity = id, triggered_by = "VirusTotal", severity = "warn", title = "VirusTotal",
-            message = run.tool.insight:format(r.positives, r.total, run.threshold),
+            message = judgement(item, run.tool.insight, item.positives, item.total, run.threshold),
         })
     end
     write_comments(run, item)
 end
 
 tools.scan_hash = {
-    name = "scan_hash", seed = "virus_total_scan_hash", kind = "file",
+    name = "scan_hash", seed = "virus_total_scan_hash", kind = "file", refetch = true,
     params = { threshold = "count", rescan_after_days = "count", wait = "boolean" },
     default_threshold = 3,
     entity_types = { FILEHASH = true },
-    clean = function(e) return entities.hash(e.Identifier) end,
     start = start_scan, write = write_scanned,
     suspicious = at_least, result_value = any_suspicious,
     rule = "Rule: a hash is suspicious when at least %d engines detect it (positives >= threshold).",
@@ -153,13 +162,10 @@ tools.scan_hash = {
 }
 
 tools.scan_url = {
-    name = "scan_url", seed = "virus_total_scan_url", kind = "url",
+    name = "scan_url", seed = "virus_total_scan_url", kind = "url", refetch = true,
     params = { threshold = "count", rescan_after_days = "count", wait = "boolean" },
     default_threshold = 3,
     entity_types = { DestinationURL = true },
-    -- the original identifier keeps the case of the path; the entity's identifier may not
-    clean = function(e) return entities.url(e.AdditionalProperties and e.AdditionalProperties.OriginalIdentifier
-        or e.Identifier) end,
     start = start_scan, write = write_scanned,
     suspicious = at_least, result_value = any_suspicious,
     rule = "Rule: a URL is suspicious when at least %d engines detect it (positives >= threshold).",
@@ -177,10 +183,10 @@ tools.scan_url = {
     }),
 }
 
--------------------------------------------------------------------------------- IP addresses
+-- IP addresses ------------------------------------------------------------------------------------
 
 local function clean_ip(e)
-    local ip, why = entities.ip(e.Identifier)
+    local ip, why = entities.indicator(e, "ip")
     if not ip then
         return nil, why
     end
@@ -194,30 +200,33 @@ local function clean_ip(e)
 end
 
 local function start_lookup(run, item)
-    local report, err = run.backend:lookup(run.tool.kind, item.value)
-    if not report then
+    local facts, err = run.backend:lookup(run.tool.kind, item.value)
+    if not facts then
         return run:fail(item, err)
     end
-    return run:done(item, report)
+    return run:done(item, facts)
 end
 
 local function write_ip(run, item)
     local r, id, host = item.report, item.name, run.host
-    local fields = reports.prefixed(r.fields)
-    fields.VT_Latest_scan_date = now()
-    host:update_entity(run.case_id, item.entity, { enrichment = fields, suspicious = item.suspicious })
-    local lines = { "Country: " .. tostring(r.fields.Country or "") }
-    for _, count in ipairs(r.counts) do
+    local props = enrichment(item)
+    props.VT_Latest_scan_date = now()
+    host:update_entity(run.case_id, item.entity, { enrichment = props, suspicious = item.suspicious })
+    local lines = { "Country: " .. tostring(r.country or "") }
+    for _, count in ipairs((fields.ip_counts(r))) do
         lines[#lines + 1] = ("%s: %d"):format(count[1], count[2])
+    end
+    if item.verdict then
+        lines[#lines + 1] = "Verdict: " .. verdict.explain(item.verdict)
     end
     host:add_insight(run.case_id, {
         entity = id, triggered_by = "VirusTotal", severity = item.suspicious and "warn" or "info",
         title = "VirusTotal", message = table.concat(lines, "\n"),
     })
-    if #r.resolutions > 0 then
+    if r.resolutions and #r.resolutions > 0 then
         local rows = {}
         for i, res in ipairs(r.resolutions) do
-            rows[i] = { res.date or "", res.hostname or "" }
+            rows[i] = { report.format_date(res.date) or "", res.host_name or "" }
         end
         host:add_table(run.case_id, { title = id, entity = id, columns = { "Last Resolved", "Hostname" }, rows = rows })
     end
@@ -239,7 +248,9 @@ tools.scan_ip = {
     default_threshold = 25,
     entity_types = { ADDRESS = true },
     clean = clean_ip, start = start_lookup, write = write_ip,
-    suspicious = function(report, threshold) return report.positives > threshold end,
+    -- the most-detected related sample or URL, not the address's own count
+    measure = function(facts) return select(2, fields.ip_counts(facts)), nil end,
+    suspicious = function(positives, threshold) return positives > threshold end,
     result_value = ran,
     rule = "Rule: an IP is suspicious when a related sample or URL is detected by more than %d engines "
         .. "(highest related positives > threshold).",
@@ -254,32 +265,35 @@ tools.scan_ip = {
     }),
 }
 
--------------------------------------------------------------------------------- domains
+-- domains -----------------------------------------------------------------------------------------
 
 local function write_domain(run, item)
     local r, id, host = item.report, item.name, run.host
-    local fields = reports.prefixed(r.fields)
-    fields.VT_Latest_scan_date = now()
-    host:update_entity(run.case_id, item.entity, { enrichment = fields })
+    local props = enrichment(item)
+    props.VT_Latest_scan_date = now()
+    host:update_entity(run.case_id, item.entity, { enrichment = props, suspicious = item.suspicious })
     local names = {}
-    for k in pairs(fields) do
+    for k in pairs(props) do
         names[#names + 1] = k
     end
     table.sort(names)
     local rows = {}
     for i, k in ipairs(names) do
-        rows[i] = { k, fields[k] }
+        rows[i] = { k, props[k] }
     end
     host:add_table(run.case_id,
         { title = id .. " Score Report", entity = id, columns = { "Property", "Value" }, rows = rows })
     host:add_link(run.case_id, { title = id .. " Link to web report", entity = id, url = r.permalink })
+    if item.suspicious then
+        host:add_insight(run.case_id, { entity = id, triggered_by = "VirusTotal", severity = "warn",
+            title = "VirusTotal", message = judgement(item) })
+    end
 end
 
 tools.get_domain_report = {
     name = "get_domain_report", seed = "virus_total_get_domain_report", kind = "domain",
     params = {},
     entity_types = { HOSTNAME = true, DOMAIN = true, USERUNIQNAME = true, DestinationURL = true },
-    clean = function(e) return entities.domain(e.Identifier, e.EntityType) end,
     start = start_lookup, write = write_domain, result_value = ran,
     empty = "No HOSTNAME or USER entities were found in current scope.",
     section_order = {},
@@ -296,16 +310,9 @@ tools.get_domain_report = {
         failed = "The following entities were failed in VirusTotal: ",
         quota = "The following entities were not enriched due to reaching API request limitation: ",
     }),
-    notes = function()
-        if psl.source() == "builtin" then
-            return { "Warning: the public suffix list (" .. psl.DEFAULT_PATH .. ") is missing; registered domains "
-                .. "come from a small built-in list and may be wrong for less common suffixes." }
-        end
-        return {}
-    end,
 }
 
--------------------------------------------------------------------------------- file uploads
+-- file uploads ------------------------------------------------------------------------------------
 
 local function is_share(path)
     return path:sub(1, 2) == "\\\\" or path:lower():sub(1, 6) == "smb://"
@@ -382,7 +389,7 @@ local function start_upload(run, item)
         item.reason = run:redact(run.fatal or ("cannot read the file: " .. tostring(err)))
         return
     end
-    local pending, serr = run.backend:submit("upload", source)
+    local pending, serr = run.backend:submit("file", source)
     if type(source) ~= "string" then
         source:close()
     end
@@ -394,20 +401,20 @@ end
 
 local function write_upload(run, item)
     local r, path, host = item.report, item.name, run.host
-    host:add_table(run.case_id, { title = path .. " Report", columns = ENGINE_COLUMNS, rows = engine_rows(r) })
+    host:add_table(run.case_id, { title = path .. " Report", columns = ENGINE_COLUMNS, rows = fields.engine_rows(r) })
     host:add_link(run.case_id, { title = path .. " Virus Total Web Link", url = r.permalink })
     if item.suspicious then
         host:add_insight(run.case_id, {
             title = ("File %s found as suspicious."):format(path), triggered_by = "Siemplify_System",
             severity = "warn",
-            message = ("VirusTotal - %s marked as malicious by %d of %d engines - Threshold set to - %d")
-                :format(path, r.positives, r.total, run.threshold),
+            message = judgement(item, "VirusTotal - %s marked as malicious by %d of %d engines - Threshold set to - %d",
+                path, item.positives, item.total, run.threshold),
         })
     end
 end
 
 tools.upload_and_scan_files = {
-    name = "upload_and_scan_files", seed = "virus_total_upload_and_scan_files", kind = "upload",
+    name = "upload_and_scan_files", seed = "virus_total_upload_and_scan_files", kind = "file",
     params = {
         threshold = "count", file_paths = "paths", wait = "boolean",
         linux_server_address = "string", linux_user = "string", linux_password = "string",
@@ -427,12 +434,15 @@ tools.upload_and_scan_files = {
     }),
 }
 
--------------------------------------------------------------------------------- ping
+-- ping --------------------------------------------------------------------------------------------
+
+-- The URL the original integration's connectivity test looks up.
+local PING_URL = "https://www.google.co.il"
 
 tools.ping = {
     name = "ping", seed = "virus_total_ping", params = {},
     execute = function(ctx)
-        local ok, err = ctx.backend:ping()
+        local ok, err = ctx.backend:ping("url", PING_URL)
         local res = { json_result = {}, entities = {}, status = "Completed", result_value = true,
             message = "Connection Established" }
         if not ok then

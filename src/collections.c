@@ -1,0 +1,196 @@
+/* Collections: iterators over relationships, comments and search results
+ * (pages fetched by cursor as the loop goes), and the user's quotas. */
+#include "client.h"
+
+#include <ctype.h>
+#include <string.h>
+
+/* ----------------------------------------------------------- collections */
+
+/* Iterator state, upvalue 1 of the iterator closure; upvalue 2 is the client. */
+typedef struct collection {
+    lua_Integer limit, max, count, index, page_len;
+    bool fetched, done;
+} collection;
+
+/* Takes the fetched page (the job on the stack top) into the upvalues. */
+static void collection_take_page(lua_State *L, vt_client *c, collection *it)
+{
+    if (vt_client_result(L, c, lua_touserdata(L, -1)) == 2) {
+        it->done = true;
+        lua_error(L); /* a for loop would drop nil, err: raise the error value */
+    }
+    it->fetched = true;
+    it->index = 0;
+    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") != LUA_TTABLE) {
+        it->done = true;
+        vt_err e;
+        vt_err_set(&e, "InvalidResponse", "collection page holds no 'data' list");
+        vt_err_push(L, &e);
+        lua_error(L);
+    }
+    it->page_len = (lua_Integer)lua_rawlen(L, -1);
+    lua_replace(L, lua_upvalueindex(5));
+    if (lua_getfield(L, -1, "meta") == LUA_TTABLE && lua_getfield(L, -1, "cursor") == LUA_TSTRING &&
+        lua_rawlen(L, -1) > 0)
+        lua_replace(L, lua_upvalueindex(6));
+    else {
+        lua_pushnil(L);
+        lua_replace(L, lua_upvalueindex(6));
+    }
+    if (it->page_len == 0)
+        it->done = true;
+    lua_settop(L, 0);
+}
+
+static int collection_step(lua_State *L, int status, lua_KContext fetched)
+{
+    vt_client *c = vt_client_check(L, lua_upvalueindex(1));
+    collection *it = lua_touserdata(L, lua_upvalueindex(2));
+    if (fetched)
+        collection_take_page(L, c, it);
+    if (it->done || it->count >= it->max)
+        return 0;
+    if (it->index < it->page_len) {
+        it->index++;
+        it->count++;
+        lua_rawgeti(L, lua_upvalueindex(5), it->index);
+        return 1;
+    }
+    if (it->fetched && lua_isnil(L, lua_upvalueindex(6))) {
+        it->done = true;
+        return 0;
+    }
+    /* next page: base query + limit + cursor */
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, lua_upvalueindex(4))) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+    lua_pushinteger(L, it->limit);
+    lua_setfield(L, -2, "limit");
+    lua_pushvalue(L, lua_upvalueindex(6));
+    lua_setfield(L, -2, "cursor");
+    vt_push_query(L, -1);
+    vt_job *j = vt_job_push(L);
+    vt_client_prepare(L, c, j, "GET", lua_tostring(L, lua_upvalueindex(3)), lua_tostring(L, -2));
+    return vt_client_await(L, c, lua_upvalueindex(1), -1, 1, 1, collection_step);
+}
+
+/* Iterator upvalues: 1 client, 2 state userdata, 3 path, 4 base query table,
+ * 5 current page (table), 6 next cursor (string or nil). */
+static int collection_next(lua_State *L)
+{
+    lua_settop(L, 0);
+    return collection_step(L, LUA_OK, 0);
+}
+
+/* Pushes an iterator over the collection at path (pushed by the caller at
+ * path_idx), with opts (limit, max, cursor) at opts_idx and the base query
+ * table at query_idx. */
+static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_idx)
+{
+    static const char *const keys[] = {"limit", "max", "cursor", NULL};
+    vt_check_opts(L, opts_idx, "collection", keys);
+    lua_pushvalue(L, 1); /* client */
+    collection *it = lua_newuserdatauv(L, sizeof *it, 0);
+    memset(it, 0, sizeof *it);
+    it->limit = vt_opt_integer(L, opts_idx, "limit", 10, 1);
+    it->max = vt_opt_integer(L, opts_idx, "max", LUA_MAXINTEGER, 0);
+    lua_pushvalue(L, path_idx);
+    lua_pushvalue(L, query_idx);
+    lua_newtable(L); /* page */
+    if (lua_istable(L, opts_idx))
+        lua_getfield(L, opts_idx, "cursor");
+    else
+        lua_pushnil(L);
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "option 'cursor' must be a string");
+    lua_pushcclosure(L, collection_next, 6);
+    return 1;
+}
+
+static int client_related(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    vt_kind kind = vt_kind_check(L, 2, false);
+    size_t rlen;
+    const char *rel = vt_checkstring(L, 4, &rlen);
+    lua_settop(L, 5);
+    (void)c;
+    for (size_t i = 0; i < rlen; i++)
+        if (!(islower((unsigned char)rel[i]) || isdigit((unsigned char)rel[i]) || rel[i] == '_'))
+            return vt_fail(L, "InvalidArgument", "not a relationship name: '%.40s'", rel);
+    if (rlen == 0)
+        return vt_fail(L, "InvalidArgument", "empty relationship name");
+    vt_err e;
+    if (vt_push_object_path(L, kind, 3, &e) != 0) /* 6 */
+        return vt_err_return(L, &e);
+    lua_pushfstring(L, "%s/%s", lua_tostring(L, 6), rel); /* 7 */
+    lua_newtable(L);                                     /* 8 */
+    return push_collection(L, 7, 5, 8);
+}
+
+static int client_comments(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    vt_kind kind = vt_kind_check(L, 2, false);
+    lua_settop(L, 4);
+    (void)c;
+    vt_err e;
+    if (vt_push_object_path(L, kind, 3, &e) != 0) /* 5 */
+        return vt_err_return(L, &e);
+    lua_pushfstring(L, "%s/comments", lua_tostring(L, 5)); /* 6 */
+    lua_newtable(L);                                      /* 7 */
+    return push_collection(L, 6, 4, 7);
+}
+
+static int client_search(lua_State *L)
+{
+    vt_client_check(L, 1);
+    size_t qlen;
+    const char *q = vt_checkstring(L, 2, &qlen);
+    lua_settop(L, 3);
+    if (qlen == 0 || strlen(q) != qlen)
+        return vt_fail(L, "InvalidArgument", "search query is empty or contains a NUL byte");
+    lua_pushliteral(L, "/search"); /* 4 */
+    lua_newtable(L);               /* 5 */
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 5, "query");
+    return push_collection(L, 4, 3, 5);
+}
+
+/* The user's overall quotas. The service names the user in the path; without
+ * a user id the API key is that name (the one place it goes beyond the header,
+ * because the service offers no other way). */
+static int client_quotas(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    size_t ulen = 0;
+    const char *user = luaL_optlstring(L, 2, NULL, &ulen);
+    if (user && (ulen == 0 || strlen(user) != ulen))
+        return vt_fail(L, "InvalidArgument", "user id is empty or contains a NUL byte");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "/users/");
+    vt_add_escaped(&b, user ? user : c->apikey, user ? ulen : c->apikey_len);
+    luaL_addstring(&b, "/overall_quotas");
+    luaL_pushresult(&b);
+    vt_job *j = vt_job_push(L);
+    vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
+    return vt_client_await_data(L, c);
+}
+
+void vt_collections_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"related", client_related},
+        {"comments", client_comments},
+        {"search", client_search},
+        {"quotas", client_quotas},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, methods, 0);
+}

@@ -1,0 +1,239 @@
+/* Requests: how a call becomes a job (the job userdata, the URL, the key's header, query
+ * strings, form bodies, extra headers) and c:request, the raw v3 request. */
+#include "client.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            luaL_addchar(b, (char)ch);
+        else {
+            luaL_addchar(b, '%');
+            luaL_addchar(b, hex[ch >> 4]);
+            luaL_addchar(b, hex[ch & 15]);
+        }
+    }
+}
+
+/* Pushes "k=v", both escaped. */
+static void push_query_pair(lua_State *L, const char *k, size_t kl, const char *v, size_t vl)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    vt_add_escaped(&b, k, kl);
+    luaL_addchar(&b, '=');
+    vt_add_escaped(&b, v, vl);
+    luaL_pushresult(&b);
+}
+
+void vt_push_query(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushliteral(L, "");
+        return;
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_newtable(L); /* the pairs, concatenated below */
+    int parts = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "query keys must be strings");
+        int t = lua_type(L, -1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+            luaL_error(L, "query value for '%s' must be a string, number or boolean", lua_tostring(L, -2));
+        size_t kl, vl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        const char *v = luaL_tolstring(L, -1, &vl); /* copy: never convert the key in place */
+        push_query_pair(L, k, kl, v, vl);
+        lua_rawseti(L, parts, ++n);
+        lua_pop(L, 2); /* the converted value and the value */
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '&');
+        lua_rawgeti(L, parts, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, parts);
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+static int job_gc(lua_State *L)
+{
+    vt_job_reset(luaL_checkudata(L, 1, VT_JOB_MT));
+    return 0;
+}
+
+vt_job *vt_job_push(lua_State *L)
+{
+    vt_job *j = lua_newuserdatauv(L, sizeof *j, 1);
+    vt_job_init(j);
+    luaL_setmetatable(L, VT_JOB_MT);
+    return j;
+}
+
+char *vt_dup(lua_State *L, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        vt_raise_oom(L, "building a request");
+    return d;
+}
+
+void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method, const char *path, const char *query)
+{
+    snprintf(j->method, sizeof j->method, "%s", method);
+    bool v2 = strncmp(path, "/vtapi/v2/", 10) == 0;
+    lua_pushfstring(L, "%s%s%s%s%s", c->base_url, v2 ? "" : "/api/v3", path,
+                    query && *query ? "?" : "", query ? query : "");
+    j->url = vt_dup(L, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    j->counts_quota = true;
+    j->v2 = v2;
+    /* each list node belongs to the job at once: a raise below leaks nothing */
+    if (!(j->headers = curl_slist_append(NULL, "Accept: application/json")))
+        vt_raise_oom(L, "building a request");
+    if (!v2) {
+        lua_pushfstring(L, "x-apikey: %s", c->apikey);
+        struct curl_slist *h = curl_slist_append(j->headers, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (!h)
+            vt_raise_oom(L, "building a request");
+        j->headers = h;
+    }
+}
+
+vt_job *vt_job_push_timer(lua_State *L, double secs)
+{
+    vt_job *j = vt_job_push(L);
+    j->timer = secs;
+    return j;
+}
+void vt_job_add_header(lua_State *L, vt_job *j, const char *line)
+{
+    struct curl_slist *h = curl_slist_append(j->headers, line);
+    if (!h)
+        vt_raise_oom(L, "building a request");
+    j->headers = h;
+}
+
+char *vt_dup_lua(lua_State *L, int idx, size_t *len)
+{
+    size_t l;
+    const char *s = lua_tolstring(L, idx, &l);
+    char *d = malloc(l + 1);
+    if (!d)
+        vt_raise_oom(L, "building a request");
+    memcpy(d, s, l + 1);
+    if (len)
+        *len = l;
+    return d;
+}
+
+void vt_job_set_form(lua_State *L, vt_job *j, int query_idx)
+{
+    j->body = vt_dup_lua(L, query_idx, &j->body_len);
+    vt_job_add_header(L, j, "Content-Type: application/x-www-form-urlencoded");
+}
+
+/* -------------------------------------------------------------- raw request */
+
+static int request_done(lua_State *L, int status, lua_KContext ctx)
+{
+    vt_job *j = lua_touserdata(L, -1);
+    if (vt_client_result(L, vt_client_check(L, 1), j) == 2)
+        return 2;
+    lua_pushinteger(L, j->status);
+    return 2;
+}
+
+static int client_request(lua_State *L)
+{
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+    static const char *const keys[] = {"query", "form", "json", "headers", NULL};
+    vt_client *c = vt_client_check(L, 1);
+    const char *method = methods[luaL_checkoption(L, 2, NULL, methods)];
+    size_t plen;
+    const char *path = vt_checkstring(L, 3, &plen);
+    vt_check_opts(L, 4, "request", keys);
+    if (plen == 0 || path[0] != '/' || strlen(path) != plen || strpbrk(path, " \t\r\n"))
+        return vt_fail(L, "InvalidArgument", "path must start with '/' relative to /api/v3 and hold no spaces");
+    if (strncmp(path, "/vtapi/", 7) == 0)
+        return vt_fail(L, "InvalidArgument", "request takes v3 paths; use c:v2 for %s", path);
+    bool has_opts = lua_istable(L, 4);
+    lua_settop(L, 4);
+    if (has_opts)
+        lua_getfield(L, 4, "query");
+    else
+        lua_pushnil(L);
+    vt_push_query(L, -1); /* 6 */
+    vt_job *j = vt_job_push(L); /* 7 */
+    vt_client_prepare(L, c, j, method, path, NULL);
+    if (lua_rawlen(L, 6) > 0) {
+        lua_pushfstring(L, "%s%c%s", j->url, strchr(path, '?') ? '&' : '?', lua_tostring(L, 6));
+        char *url = vt_dup_lua(L, -1, NULL); /* may raise: j->url stays owned until replaced */
+        free(j->url);
+        j->url = url;
+        lua_pop(L, 1);
+    }
+    if (has_opts) {
+        if (lua_getfield(L, 4, "form") != LUA_TNIL) {
+            vt_push_query(L, -1);
+            j->body = vt_dup_lua(L, -1, &j->body_len);
+            vt_job_add_header(L, j, "Content-Type: application/x-www-form-urlencoded");
+            lua_pop(L, 1);
+        } else if (lua_getfield(L, 4, "json") != LUA_TNIL) {
+            vt_json_encode(L, -1);
+            j->body = vt_dup_lua(L, -1, &j->body_len);
+            vt_job_add_header(L, j, "Content-Type: application/json");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 4, "headers") != LUA_TNIL) {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                size_t kl, vl;
+                const char *k = vt_checkstring(L, -2, &kl);
+                const char *v = vt_checkstring(L, -1, &vl);
+                if (strcasecmp(k, "x-apikey") == 0 || strcspn(k, ":\r\n") != kl || strcspn(v, "\r\n") != vl)
+                    return luaL_error(L, "request: header '%s' is not allowed", k);
+                lua_pushfstring(L, "%s: %s", k, v);
+                vt_job_add_header(L, j, lua_tostring(L, -1));
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 7); /* the job on top */
+    return vt_client_await(L, c, 1, -1, 1, 0, request_done);
+}
+
+void vt_request_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"request", client_request},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, methods, 0);
+    if (luaL_newmetatable(L, VT_JOB_MT)) {
+        lua_pushcfunction(L, job_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}

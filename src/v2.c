@@ -1,0 +1,223 @@
+/* Legacy v2: c:v2(endpoint, params) and its typed helpers (v2_file_report,
+ * ...). The key goes as the apikey field; response_code becomes errors. */
+#include "client.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#define DIRECT_UPLOAD_MAX (32LL * 1024 * 1024)   /* v2 file/scan takes at most 32 MB */
+
+/* -------------------------------------------------------------- legacy v2 */
+
+typedef enum { V2_GET, V2_POST_FORM, V2_POST_FILE, V2_DOWNLOAD } v2_style;
+
+typedef struct v2_endpoint {
+    const char *name;
+    v2_style style;
+} v2_endpoint;
+
+static const v2_endpoint v2_endpoints[] = {
+    {"file/report", V2_GET},     {"file/scan", V2_POST_FILE},  {"file/rescan", V2_POST_FORM},
+    {"file/download", V2_DOWNLOAD}, {"url/report", V2_GET},    {"url/scan", V2_POST_FORM},
+    {"domain/report", V2_GET},   {"ip-address/report", V2_GET}, {NULL, V2_GET},
+};
+
+/* v2's response_code in a 200 body: 0 not found, -2 queued, -1 bad input. */
+static int v2_done(lua_State *L, int status, lua_KContext ctx)
+{
+    vt_client *c = vt_client_check(L, 1);
+    vt_job *j = lua_touserdata(L, -1);
+    if (vt_client_result(L, c, j) == 2)
+        return 2;
+    if (!lua_istable(L, -1))
+        return 1;
+    if (lua_getfield(L, -1, "response_code") != LUA_TNUMBER) {
+        lua_pop(L, 1);
+        return 1; /* a batch answers with a list: each report keeps its own code */
+    }
+    lua_Integer rc = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (rc == 1)
+        return 1;
+    if (lua_getfield(L, -1, "verbose_msg") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "no message");
+    }
+    lua_pushfstring(L, "%s (response_code %d)", lua_tostring(L, -1), (int)rc);
+    vt_err e;
+    vt_err_set(&e, rc == 0 ? "NotFoundError" : rc == -2 ? "NotAvailableYet" : "InvalidArgument", "%s", "");
+    vt_client_redacted_message(L, c, -1, &e);
+    e.http = j->status;
+    return vt_err_return(L, &e);
+}
+
+/* Runs v2 endpoint `ep` with the string parameters of the table at params_idx
+ * (for file/scan, params.file is a source; for file/download, hash and dest). */
+static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params_idx)
+{
+    params_idx = lua_absindex(L, params_idx);
+    if (ep->style == V2_DOWNLOAD) {
+        lua_getfield(L, params_idx, "hash");
+        lua_getfield(L, params_idx, "dest");
+        lua_newtable(L);
+        if (lua_getfield(L, params_idx, "max_bytes") != LUA_TNIL)
+            lua_setfield(L, -2, "max_bytes");
+        else
+            lua_pop(L, 1);
+        return vt_client_download(L, c, lua_gettop(L) - 2, true);
+    }
+    lua_newtable(L); /* the string fields, with the key */
+    int fields = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, params_idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "v2: parameter names must be strings");
+        if (ep->style == V2_POST_FILE && strcmp(lua_tostring(L, -2), "file") == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int t = lua_type(L, -1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            return luaL_error(L, "v2: parameter '%s' must be a string or number", lua_tostring(L, -2));
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_tostring(L, -1);
+        lua_settable(L, fields);
+    }
+    lua_pushstring(L, c->apikey);
+    lua_setfield(L, fields, "apikey");
+    lua_pushfstring(L, "/vtapi/v2/%s", ep->name);
+    int path = lua_gettop(L);
+    vt_push_query(L, fields);
+    int query = lua_gettop(L);
+    vt_source *src = NULL;
+    if (ep->style == V2_POST_FILE) {
+        vt_err e;
+        if (lua_getfield(L, params_idx, "file") == LUA_TNIL)
+            return luaL_error(L, "v2 file/scan: parameter 'file' is required");
+        if (!(src = vt_push_upload_source(L, -1, &e)))
+            return vt_err_return(L, &e);
+        if (src->size > DIRECT_UPLOAD_MAX)
+            return vt_fail(L, "TooLarge", "'%s' is %lld bytes; v2 file/scan takes at most 32 MB",
+                           src->name, (long long)src->size);
+    }
+    vt_job *j = vt_job_push(L);
+    if (ep->style == V2_GET) {
+        vt_client_prepare(L, c, j, "GET", lua_tostring(L, path), lua_tostring(L, query));
+    } else if (ep->style == V2_POST_FORM) {
+        vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), NULL);
+        vt_job_set_form(L, j, query);
+    } else {
+        /* the key in the query and as a form field, as the v2 service takes either */
+        vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), lua_tostring(L, query));
+        vt_job_set_multipart(L, j, src, "apikey", c->apikey);
+    }
+    return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
+}
+
+static const v2_endpoint *v2_find(lua_State *L, int idx)
+{
+    const char *name = vt_checkstring(L, idx, NULL);
+    for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
+        if (strcmp(ep->name, name) == 0)
+            return ep;
+    luaL_error(L, "unknown v2 endpoint '%s' (expected file/report, file/scan, file/rescan, file/download, "
+                  "url/report, url/scan, domain/report or ip-address/report)", name);
+    return NULL;
+}
+
+static int client_v2(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    const v2_endpoint *ep = v2_find(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    return v2_call(L, c, ep, 3);
+}
+
+/* Typed v2 helpers: validate the indicator like the v3 look-ups (no request
+ * for a malformed one), then call the endpoint. */
+static int v2_typed(lua_State *L, const char *endpoint, const char *param, vt_kind kind)
+{
+    vt_client *c = vt_client_check(L, 1);
+    lua_settop(L, 3);
+    vt_err e;
+    int rc = kind == VT_KIND_URL ? vt_push_submit_url(L, 2, &e) : vt_push_object_id(L, kind, 2, &e);
+    if (rc != 0)
+        return vt_err_return(L, &e);
+    lua_newtable(L);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, param);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "scan") != LUA_TNIL) {
+        lua_pushstring(L, lua_toboolean(L, -1) ? "1" : "0");
+        lua_setfield(L, -3, "scan");
+    }
+    lua_settop(L, 4);
+    for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
+        if (strcmp(ep->name, endpoint) == 0)
+            return v2_call(L, c, ep, 4);
+    return luaL_error(L, "internal: no v2 endpoint %s", endpoint);
+}
+
+/* A resource for file/report and file/rescan: a hash, or a v2 scan id "<sha256>-<epoch>". */
+static int v2_resource(lua_State *L, const char *endpoint)
+{
+    size_t raw, len;
+    const char *r = vt_checkstring(L, 2, &raw);
+    r = vt_trim(r, raw, &len);
+    const char *dash = memchr(r, '-', len);
+    bool scan_id = dash && vt_hash_kind_of(r, (size_t)(dash - r)) == VT_HASH_SHA256 && dash + 1 < r + len;
+    for (const char *p = dash ? dash + 1 : r; scan_id && p < r + len; p++)
+        scan_id = isdigit((unsigned char)*p);
+    if (!scan_id)
+        return v2_typed(L, endpoint, "resource", VT_KIND_FILE);
+    vt_client *c = vt_client_check(L, 1);
+    lua_newtable(L);
+    lua_pushlstring(L, r, len);
+    lua_setfield(L, -2, "resource");
+    for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
+        if (strcmp(ep->name, endpoint) == 0)
+            return v2_call(L, c, ep, -1);
+    return 0;
+}
+
+static int client_v2_file_report(lua_State *L) { return v2_resource(L, "file/report"); }
+static int client_v2_file_rescan(lua_State *L) { return v2_resource(L, "file/rescan"); }
+static int client_v2_url_report(lua_State *L) { return v2_typed(L, "url/report", "resource", VT_KIND_URL); }
+static int client_v2_url_scan(lua_State *L) { return v2_typed(L, "url/scan", "url", VT_KIND_URL); }
+static int client_v2_domain_report(lua_State *L) { return v2_typed(L, "domain/report", "domain", VT_KIND_DOMAIN); }
+static int client_v2_ip_report(lua_State *L) { return v2_typed(L, "ip-address/report", "ip", VT_KIND_IP); }
+
+static int client_v2_file_scan(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    lua_settop(L, 2);
+    lua_newtable(L);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "file");
+    return v2_call(L, c, &v2_endpoints[1], 3);
+}
+
+static int client_v2_file_download(lua_State *L)
+{
+    vt_client *c = vt_client_check(L, 1);
+    lua_settop(L, 4);
+    return vt_client_download(L, c, 2, true);
+}
+
+void vt_v2_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"v2", client_v2},
+        {"v2_file_report", client_v2_file_report},
+        {"v2_file_rescan", client_v2_file_rescan},
+        {"v2_file_scan", client_v2_file_scan},
+        {"v2_file_download", client_v2_file_download},
+        {"v2_url_report", client_v2_url_report},
+        {"v2_url_scan", client_v2_url_scan},
+        {"v2_domain_report", client_v2_domain_report},
+        {"v2_ip_report", client_v2_ip_report},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, methods, 0);
+}
