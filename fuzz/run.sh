@@ -58,7 +58,7 @@ for t in "${targets[@]}"; do
     grep -E 'invariant broken|ERROR: |runtime error|Test unit written' "$log" | head -n 5
   fi
   runs=${runs:-0}
-  rate=$(awk -v n="$runs" -v s="$seconds" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
+  rate=$(awk -v n="$runs" -v s="$seconds" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
   printf "%-20s %12s executions %8s s %8s/s  %d crashes\n" "$t" "$runs" "$seconds" "$rate" "$crashes"
   rows+=("| \`$t\` | $runs | $seconds | $rate | $crashes |")
 done

@@ -86,17 +86,17 @@ static int download_verify(lua_State *L, vt_client *c, int base)
     tempfile *t = lua_touserdata(L, base + 3);
     vt_job *j = lua_touserdata(L, -1);
     int hops = lua_gettop(L) - (base + 3);
-    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location[0]) {
+    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->head.location[0]) {
         /* follow it ourselves, WITHOUT the key: libcurl would forward custom headers */
         if (hops > MAX_REDIRECTS)
             return vt_fail(L, "InvalidResponse", "too many redirects");
-        if (strncmp(j->location, "https://", 8) != 0 && strncmp(j->location, "http://", 7) != 0)
+        if (strncmp(j->head.location, "https://", 8) != 0 && strncmp(j->head.location, "http://", 7) != 0)
             return vt_fail(L, "InvalidResponse", "download redirected to a non-HTTP location");
         if (ftruncate(t->fd, 0) != 0 || lseek(t->fd, 0, SEEK_SET) != 0)
             return vt_fail(L, "InvalidArgument", "cannot write '%s': %s", t->path, strerror(errno));
         vt_job *next = vt_job_push(L);
         snprintf(next->method, sizeof next->method, "GET");
-        next->url = vt_dup(L, j->location);
+        next->url = vt_dup(L, j->head.location);
         vt_job_add_header(L, next, "Accept: */*");
         set_file_sink(L, next, t, lua_tointeger(L, base + 2));
         next->counts_quota = false; /* the storage host is not the API */

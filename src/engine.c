@@ -128,44 +128,12 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* Copies the value of header `name` (case-insensitive) from the raw line;
- * *cut tells whether it was longer than out. */
-static bool header_value(const char *line, size_t len, const char *name, char *out, size_t cap, bool *cut)
-{
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return false;
-    const char *v = line + nl + 1, *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    *cut = (size_t)(end - v) > cap - 1;
-    size_t vl = *cut ? cap - 1 : (size_t)(end - v);
-    memcpy(out, v, vl);
-    out[vl] = '\0';
-    return true;
-}
-
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     vt_job *j = userp;
     size_t n = size * nmemb;
-    char value[64];
-    bool cut;
-    if (n > 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 100-continue) */
-        j->content_type[0] = j->location[0] = '\0';
-        j->retry_after_hdr = -1;
-    } else if (header_value(data, n, "Retry-After", value, sizeof value, &cut)) {
-        char *end;
-        double secs = strtod(value, &end);
-        if (end != value && secs >= 0)
-            j->retry_after_hdr = secs;
-    } else if (!header_value(data, n, "Content-Type", j->content_type, sizeof j->content_type, &cut) &&
-               header_value(data, n, "Location", j->location, sizeof j->location, &cut) && cut) {
-        vt_err_set(&j->err, "InvalidResponse", "redirect location longer than %zu bytes", sizeof j->location - 1);
+    if (vt_head_line(&j->head, data, n, vt_now(), &j->err) != 0)
         return 0; /* ends the transfer */
-    }
     return n;
 }
 
@@ -312,7 +280,7 @@ void vt_job_init(vt_job *j)
 {
     memset(j, 0, sizeof *j);
     j->sink_fd = j->src_fd = -1;
-    j->retry_after_hdr = -1;
+    vt_head_clear(&j->head);
     j->err.retry_after = -1;
 }
 
@@ -342,8 +310,7 @@ static void clear_response(vt_job *j)
     j->resp_total = 0;
     if (j->resp)
         j->resp[0] = '\0';
-    j->content_type[0] = j->location[0] = '\0';
-    j->retry_after_hdr = -1;
+    vt_head_clear(&j->head);
     j->curl_errbuf[0] = '\0';
     memset(&j->err, 0, sizeof j->err);
     j->err.retry_after = -1;
@@ -500,13 +467,13 @@ static double retry_delay(vt_job *j, bool *quota_spent)
         bool quota = v2_quota || (s == 429 && j->resp && strstr(j->resp, "QuotaExceededError"));
         if (quota) {
             *quota_spent = true;
-            return j->retry_after_hdr >= 0 ? j->retry_after_hdr : QUOTA_HOLD_DEFAULT;
+            return j->head.retry_after >= 0 ? j->head.retry_after : QUOTA_HOLD_DEFAULT;
         }
         if (s != 429 && s < 500)
             return -1;
     }
-    if (j->retry_after_hdr >= 0 && !j->err.code[0])
-        return j->retry_after_hdr;
+    if (j->head.retry_after >= 0 && !j->err.code[0])
+        return j->head.retry_after;
     double d = j->policy->retry_base * pow(2, j->attempts - 1);
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }
@@ -567,9 +534,12 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 
     bool quota_spent;
     double delay = retry_delay(j, &quota_spent);
-    if (quota_spent && j->policy->limiter) {
-        vt_err e;
-        vt_limiter_mark_spent(j->policy->limiter, vt_now(), delay, &e);
+    if (quota_spent) {
+        j->head.retry_after = delay; /* the hold, told with the error whenever it ends the call */
+        if (j->policy->limiter) {
+            vt_err e;
+            vt_limiter_mark_spent(j->policy->limiter, vt_now(), delay, &e);
+        }
     }
     if (delay < 0 || j->attempts > j->policy->retries) {
         j->state = VT_JOB_DONE;
@@ -580,9 +550,7 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
          * a Retry-After the service asked for becomes RateLimited; a failure that
          * ran out of backoff time keeps its own code. Only the first two say when
          * to come back. */
-        if (quota_spent)
-            j->retry_after_hdr = delay;
-        else if (j->retry_after_hdr >= 0 && !j->err.code[0]) {
+        if (!quota_spent && j->head.retry_after >= 0 && !j->err.code[0]) {
             vt_err_set(&j->err, "RateLimited", "the service answered HTTP %ld and asks to wait %.0fs, beyond max_wait",
                        j->status, delay);
             j->err.http = j->status;

@@ -45,7 +45,6 @@
 #include <unistd.h>
 
 #define MAX_SLIDING_N 1000000 /* a sliding window stores one time per request */
-#define MAX_HOLD (32 * 86400.0)
 #define KEEP_UNUSED 86400.0   /* how long an empty window outlives its last user */
 #define CLOCK_SKEW 1.0        /* how far ahead of `now` a stored time may be (see Clocks) */
 #define LOCK_TIMEOUT 10.0     /* a holder stopped (not killed) must not hang us forever */
@@ -536,7 +535,7 @@ int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e)
 {
     if (!(hold > 0))
         return 0;
-    hold = fmin(hold, MAX_HOLD);
+    hold = fmin(hold, VT_RETRY_AFTER_MAX); /* a longer one holds every process sharing the key */
     if (begin_update(l, now, e) < 0)
         return -1;
     bool extend = !state_blocked(&l->st) || now + hold > l->st.blocked_until;

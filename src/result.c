@@ -10,7 +10,7 @@
 
 static bool is_json(const vt_job *j)
 {
-    return strncasecmp(j->content_type, "application/json", 16) == 0;
+    return strncasecmp(j->head.content_type, "application/json", 16) == 0;
 }
 
 /* Copies text into out with the key replaced BEFORE any cut: a key straddling
@@ -60,7 +60,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
         if (j->sink == VT_SINK_FILE || is_json(j) || j->resp_len == 0)
             return false;
         vt_err_set(e, "InvalidResponse", "expected JSON from %s, got '%s' (HTTP %ld)",
-                   j->v2 ? "v2" : "v3", j->content_type[0] ? j->content_type : "no Content-Type", j->status);
+                   j->v2 ? "v2" : "v3", j->head.content_type[0] ? j->head.content_type : "no Content-Type", j->status);
         e->http = j->status;
     } else if (j->v2 && j->status == 204) {
         vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
@@ -87,10 +87,10 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
         }
         e->http = j->status;
     }
-    if (!j->err.code[0] && j->retry_after_hdr >= 0 && e->http >= 400)
-        e->retry_after = j->retry_after_hdr;
-    if (j->v2 && j->status == 204 && j->retry_after_hdr >= 0)
-        e->retry_after = j->retry_after_hdr;
+    if (!j->err.code[0] && j->head.retry_after >= 0 && e->http >= 400)
+        e->retry_after = j->head.retry_after;
+    if (j->v2 && j->status == 204 && j->head.retry_after >= 0)
+        e->retry_after = j->head.retry_after;
     vt_redact(e->message, sizeof e->message, c->apikey, c->apikey_len);
     return true;
 }

@@ -12,6 +12,7 @@
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
+ *   http_head.c   an answer's head, line by line: Content-Type, Location, Retry-After
  *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
  *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
@@ -267,6 +268,22 @@ typedef struct vt_retry_policy {
     vt_limiter *limiter;/* NULL = no local quota */
 } vt_retry_policy;
 
+/* http_head.c: what the client reads from an answer's head, a header line at a time. */
+#define VT_RETRY_AFTER_MAX 86400.0 /* a day: a longer Retry-After would hold every process */
+typedef struct vt_head {
+    char content_type[128];
+    char location[8192];         /* a longer redirect fails the job (InvalidResponse) */
+    double retry_after;          /* seconds, at most VT_RETRY_AFTER_MAX; < 0: absent or unusable */
+} vt_head;
+void vt_head_clear(vt_head *h);
+/* Reads one header line as curl hands it over (with its line end); a status line starts a
+ * new response. 0, or -1 with e filled (a Location too long to keep). now: the wall clock,
+ * for a Retry-After given as a date. */
+int vt_head_line(vt_head *h, const char *line, size_t len, double now, vt_err *e);
+/* A Retry-After value in seconds from now: delta-seconds or an IMF-fixdate, capped at
+ * VT_RETRY_AFTER_MAX; -1 for anything else (inf, 1e308, negative, other date forms). */
+double vt_retry_after_seconds(const char *value, size_t len, double now);
+
 typedef enum { VT_JOB_IDLE, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
 typedef enum { VT_SINK_MEMORY, VT_SINK_FILE } vt_sink_kind;
 
@@ -293,9 +310,7 @@ struct vt_job {
     long status;
     char *resp; size_t resp_len, resp_cap;
     int64_t resp_total;          /* bytes received (file sink too) */
-    char content_type[128];
-    char location[8192];         /* a longer redirect fails the job (InvalidResponse) */
-    double retry_after_hdr;      /* < 0: absent */
+    vt_head head;                /* Content-Type, Location, Retry-After */
     vt_err err;                  /* code[0] != 0 when the job failed */
     /* bookkeeping */
     vt_job_state state;
