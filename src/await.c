@@ -142,15 +142,15 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
 
 /* Continuation of a method whose last act was one job (on the stack top):
  * its body's data, or nil, err. The client is argument 1. */
-static int data_done(lua_State *L, int status, lua_KContext ctx)
+static int data_done(lua_State *L, int status, lua_KContext shape)
 {
-    return vt_client_data_result(L, vt_client_check(L, 1), lua_touserdata(L, -1), false);
+    return vt_client_data_result(L, vt_client_check(L, 1), lua_touserdata(L, -1), (vt_shape)shape, false);
 }
 
 /* Runs the job on the stack top, then returns its data. */
-int vt_client_await_data(lua_State *L, vt_client *c)
+int vt_client_await_data(lua_State *L, vt_client *c, vt_shape shape)
 {
-    return vt_client_await(L, c, 1, -1, 1, 0, data_done);
+    return vt_client_await(L, c, 1, -1, 1, shape, data_done);
 }
 
 

@@ -56,16 +56,17 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
  * (2 values). Errors carry the service's code where it sent one; the key is
  * scrubbed from every message. */
 int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
-/* Same, but returns body.data (and keeps body.meta in it when keep_meta). */
-int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
+/* Same, but returns body.data when it has the shape the call expects (keeping body.meta in
+ * it when keep_meta); another answer is InvalidResponse. */
+int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, vt_shape shape, bool keep_meta);
 /* Fills e from a failed job (transport error, HTTP error, not JSON); false if it succeeded. */
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
 
 /* Sets e->message from the string at idx with the key replaced before any cut. */
 void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 /* Runs the job on the stack top (the client is argument 1), then returns its
- * body's data, or nil, err: `return vt_client_await_data(L, c)`. */
-int vt_client_await_data(lua_State *L, vt_client *c);
+ * body's data of that shape, or nil, err: `return vt_client_await_data(L, c, shape)`. */
+int vt_client_await_data(lua_State *L, vt_client *c, vt_shape shape);
 
 /* request.c: request building blocks (each raises OutOfMemory when malloc fails) */
 /* A malloc'd copy of s. */

@@ -16,19 +16,21 @@ typedef struct collection {
 /* Takes the fetched page (the job on the stack top) into the upvalues. */
 static void collection_take_page(lua_State *L, vt_client *c, collection *it)
 {
-    if (vt_client_result(L, c, lua_touserdata(L, -1)) == 2) {
+    vt_job *j = lua_touserdata(L, -1);
+    vt_err e;
+    if (vt_client_result(L, c, j) == 2) {
         it->done = true;
         lua_error(L); /* a for loop would drop nil, err: raise the error value */
     }
-    it->fetched = true;
-    it->index = 0;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") != LUA_TTABLE) {
+    if (vt_check_shape(L, -1, j->resp, j->resp_len, VT_SHAPE_LIST, &e) != 0) {
         it->done = true;
-        vt_err e;
-        vt_err_set(&e, "InvalidResponse", "collection page holds no 'data' list");
+        e.http = j->status;
         vt_err_push(L, &e);
         lua_error(L);
     }
+    it->fetched = true;
+    it->index = 0;
+    lua_getfield(L, -1, "data");
     it->page_len = (lua_Integer)lua_rawlen(L, -1);
     lua_replace(L, lua_upvalueindex(5));
     if (lua_getfield(L, -1, "meta") == LUA_TTABLE && lua_getfield(L, -1, "cursor") == LUA_TSTRING &&
@@ -180,7 +182,7 @@ static int client_quotas(lua_State *L)
     luaL_pushresult(&b);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_RECORD);
 }
 
 void vt_collections_register(lua_State *L)

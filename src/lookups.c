@@ -7,7 +7,7 @@
 static int lookup_done(lua_State *L, int status, lua_KContext kind)
 {
     vt_client *c = vt_client_check(L, 1);
-    return vt_client_data_result(L, c, lua_touserdata(L, -1), kind == VT_KIND_ANALYSIS);
+    return vt_client_data_result(L, c, lua_touserdata(L, -1), VT_SHAPE_OBJECT, kind == VT_KIND_ANALYSIS);
 }
 
 static int lookup(lua_State *L, vt_kind kind)
@@ -32,7 +32,7 @@ static int client_analysis(lua_State *L) { return lookup(L, VT_KIND_ANALYSIS); }
 /* Pushes {ok = true, value = v} or {ok = false, err = e} from a finished job. */
 static void push_outcome(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
 {
-    int n = vt_client_data_result(L, c, j, keep_meta);
+    int n = vt_client_data_result(L, c, j, VT_SHAPE_OBJECT, keep_meta);
     lua_createtable(L, 0, 2);
     lua_pushboolean(L, n == 1);
     lua_setfield(L, -2, "ok");

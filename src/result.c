@@ -62,6 +62,11 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
         vt_err_set(e, "InvalidResponse", "expected JSON from %s, got '%s' (HTTP %ld)",
                    j->v2 ? "v2" : "v3", j->head.content_type[0] ? j->head.content_type : "no Content-Type", j->status);
         e->http = j->status;
+    } else if (j->status >= 300 && j->status < 400) {
+        /* API calls follow no redirect: the key would go along (downloads follow their own) */
+        vt_err_set(e, "InvalidResponse", "the service answered with a redirect (HTTP %ld) to '%.300s', "
+                   "which an API call does not follow", j->status, j->head.location[0] ? j->head.location : "nowhere");
+        e->http = j->status;
     } else if (j->v2 && j->status == 204) {
         vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
         e->http = 204;
@@ -111,17 +116,19 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
     return 1;
 }
 
-int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
+int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, vt_shape shape, bool keep_meta)
 {
     if (vt_client_result(L, c, j) == 2)
         return 2;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") == LUA_TNIL) {
-        vt_err e;
-        vt_err_set(&e, "InvalidResponse", "the answer has no 'data' member");
+    vt_err e;
+    if (j->resp_len == 0)
+        vt_err_set(&e, "InvalidResponse", "the answer is empty (HTTP %ld) where data was expected", j->status);
+    if (j->resp_len == 0 || vt_check_shape(L, -1, j->resp, j->resp_len, shape, &e) != 0) {
         e.http = j->status;
         return vt_err_return(L, &e);
     }
-    if (keep_meta && lua_istable(L, -1)) {
+    lua_getfield(L, -1, "data");
+    if (keep_meta) {
         lua_getfield(L, -2, "meta");
         lua_setfield(L, -2, "meta");
     }

@@ -133,10 +133,8 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
         return luaL_error(L, "the file source was closed during the upload");
     const char *upload_url = NULL;
     if (phase == SCAN_AFTER_UPLOAD_URL) {
-        if (vt_client_data_result(L, c, lua_touserdata(L, -1), false) == 2)
+        if (vt_client_data_result(L, c, lua_touserdata(L, -1), VT_SHAPE_STRING, false) == 2)
             return 2;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return vt_fail(L, "InvalidResponse", "upload_url answer holds no URL");
         upload_url = lua_tostring(L, -1);
         if (!same_origin(c->base_url, upload_url))
             return vt_fail(L, "InvalidResponse", "refusing an upload URL outside %s", c->base_url);
@@ -154,7 +152,7 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
     }
     const char *password = lua_tostring(L, 5);
     vt_job_set_multipart(L, j, src, password ? "password" : NULL, password);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
 }
 
 static int client_scan_file(lua_State *L)
@@ -220,7 +218,7 @@ static int client_scan_url(lua_State *L)
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", "/urls", NULL);
     vt_job_set_form(L, j, -2);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
 }
 
 static int client_reanalyse(lua_State *L)
@@ -234,7 +232,7 @@ static int client_reanalyse(lua_State *L)
     lua_pushfstring(L, "%s/analyse", lua_tostring(L, -1));
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", lua_tostring(L, -2), NULL);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
 }
 
 void vt_submit_register(lua_State *L)

@@ -8,6 +8,7 @@
  *   psl.c         vt.registered_domain (libpsl)
  *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
  *                 vt.decode, vt.encode
+ *   shape.c       what a successful answer must look like, call by call
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
@@ -157,6 +158,31 @@ void vt_json_encode(lua_State *L, int idx);
 void vt_json_push_null(lua_State *L);
 void vt_json_open(lua_State *L); /* loads cjson once per Lua state */
 void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
+
+/* ------------------------------------------------------------------- shape */
+
+/* shape.c: the kinds of JSON value, as the first byte of a value tells them. */
+typedef enum { VT_JSON_NONE, VT_JSON_OBJECT, VT_JSON_ARRAY, VT_JSON_STRING, VT_JSON_NUMBER, VT_JSON_LITERAL } vt_json_kind;
+/* What the raw text of a body says that its decoded value cannot (`[]` and `{}` decode alike). */
+typedef struct vt_json_view {
+    vt_json_kind data;       /* the body's "data" member (NONE: absent, or the body is no object) */
+    bool attributes_array;   /* an "attributes" of data, or of an object listed in data, is an array */
+} vt_json_view;
+/* Reads the structure of JSON text the decoder accepted. 0, or -1 when it cannot follow it. */
+int vt_json_view_of(const char *text, size_t len, vt_json_view *v);
+/* What the data of a successful v3 answer must be. */
+typedef enum {
+    VT_SHAPE_OBJECT, /* an object with a type and an id: look-ups, analyses, descriptors, comments, votes */
+    VT_SHAPE_RECORD, /* an object of any members (the quotas) */
+    VT_SHAPE_LIST,   /* a list of objects with a type and an id (a collection page) */
+    VT_SHAPE_STRING  /* a string (the upload URL) */
+} vt_shape;
+/* Checks the decoded body at idx (text: the JSON it was decoded from) against shape; an
+ * "attributes" member is an object wherever it is. 0, or -1 with e filled (InvalidResponse). */
+int vt_check_shape(lua_State *L, int idx, const char *text, size_t len, vt_shape shape, vt_err *e);
+/* Checks a decoded v2 body: a report (an object with a numeric response_code) or a list of
+ * them (a batch). 0, or -1 with e filled (InvalidResponse). */
+int vt_check_v2_reports(lua_State *L, int idx, vt_err *e);
 
 /* ----------------------------------------------------------------- limiter */
 
