@@ -52,6 +52,21 @@ static const char *code_for_status(long status)
     }
 }
 
+/* A code as the service writes them ("NotFoundError"): 1 to 47 letters, digits, '_', '-' or
+ * '.'. Anything else in a body (empty, a line break, a sentence) leaves the status's code. */
+static bool is_code(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (len == 0 || len >= sizeof ((vt_err *)0)->code)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
 {
     if (j->err.code[0]) {
@@ -78,7 +93,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
             int top = lua_gettop(L);
             if (vt_json_decode(L, j->resp, j->resp_len, &jerr) == 0 && lua_istable(L, -1) &&
                 lua_getfield(L, -1, "error") == LUA_TTABLE) {
-                if (lua_getfield(L, -1, "code") == LUA_TSTRING)
+                if (lua_getfield(L, -1, "code") == LUA_TSTRING && is_code(L, -1))
                     snprintf(e->code, sizeof e->code, "%s", lua_tostring(L, -1));
                 if (lua_getfield(L, -2, "message") == LUA_TSTRING)
                     vt_client_redacted_message(L, c, -1, e);
