@@ -75,6 +75,10 @@ char *vt_dup(lua_State *L, const char *s);
 void vt_job_add_header(lua_State *L, vt_job *j, const char *line);
 /* A malloc'd copy of the Lua string at idx (its length in *len when len is not NULL). */
 char *vt_dup_lua(lua_State *L, int idx, size_t *len);
+/* c:request's path: '/'-first, one line of visible characters, not /vtapi/, and under
+ * /api/v3 however a server reads it (percent-decoded, repeatedly; a backslash for '/'; dot segments
+ * resolved). 0, or -1 with e filled (InvalidArgument). */
+int vt_check_api_path(const char *path, size_t len, vt_err *e);
 /* The query string at query_idx as the job's urlencoded form body. */
 void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 

@@ -451,7 +451,14 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     j->deadline = mono + p->max_wait;
     j->state = VT_JOB_QUOTA;
     j->wake_at = mono + (j->url ? 0 : j->timer);
-    if (j->url)
+    size_t url_len = j->url ? strlen(j->url) : 0;
+    if (url_len > VT_URL_MAX) {
+        /* libcurl would refuse it as "No URL set" (a ConnectionError, and retried) */
+        vt_err e;
+        vt_err_set(&e, "InvalidArgument", "the request URL would be %zu bytes; at most %d are sent", url_len,
+                   VT_URL_MAX);
+        job_fail(j, &e);
+    } else if (j->url)
         try_quota(j, mono);
 }
 

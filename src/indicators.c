@@ -37,9 +37,12 @@ const char *vt_trim(const char *s, size_t len, size_t *out_len)
 
 /* ------------------------------------------------------------------ hashes */
 
-static bool is_hex_digit(unsigned char c)
+int vt_hex_value(char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
 }
 
 vt_hash_kind vt_hash_kind_of(const char *s, size_t len)
@@ -47,7 +50,7 @@ vt_hash_kind vt_hash_kind_of(const char *s, size_t len)
     if (len != VT_HASH_MD5 && len != VT_HASH_SHA1 && len != VT_HASH_SHA256)
         return VT_HASH_NONE;
     for (size_t i = 0; i < len; i++)
-        if (!is_hex_digit((unsigned char)s[i]))
+        if (vt_hex_value(s[i]) < 0)
             return VT_HASH_NONE;
     return (vt_hash_kind)len;
 }

@@ -80,14 +80,6 @@ static bool skip_value(scan *s)
     return false;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Whether the string at s->p (a key, escapes and all) reads `name` (ASCII); moves past it,
  * *ok false when the string has no end. */
 static bool key_is(scan *s, const char *name, bool *ok)
@@ -102,7 +94,7 @@ static bool key_is(scan *s, const char *name, bool *ok)
             if (esc == 'u') {
                 code = 0;
                 for (int i = 0; i < 4; i++) {
-                    int d = p < close ? hex_digit(*p++) : -1;
+                    int d = p < close ? vt_hex_value(*p++) : -1;
                     if (d < 0)
                         return false;
                     code = code << 4 | (unsigned)d;

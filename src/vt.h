@@ -97,6 +97,8 @@ void vt_errors_open(lua_State *L);
 
 typedef enum { VT_HASH_NONE = 0, VT_HASH_MD5 = 32, VT_HASH_SHA1 = 40, VT_HASH_SHA256 = 64 } vt_hash_kind;
 
+/* The value of a hex digit (either case), or -1. */
+int vt_hex_value(char c);
 /* Kind of s by length when it is all hex digits (either case), else NONE. */
 vt_hash_kind vt_hash_kind_of(const char *s, size_t len);
 const char *vt_hash_name(vt_hash_kind k); /* "md5", "sha1", "sha256" or NULL */
@@ -312,6 +314,10 @@ double vt_retry_after_seconds(const char *value, size_t len, double now);
 
 typedef enum { VT_JOB_IDLE, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
 typedef enum { VT_SINK_MEMORY, VT_SINK_FILE } vt_sink_kind;
+
+/* The longest request URL sent: front ends refuse longer request lines (HTTP 414), and
+ * libcurl any URL over 8 MB. A job with a longer one fails with InvalidArgument, unsent. */
+#define VT_URL_MAX 16384
 
 typedef struct vt_job vt_job;
 struct vt_job {
