@@ -13,7 +13,9 @@ void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
+        /* RFC 3986's unreserved characters, by hand: isalnum follows a locale a host may set */
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+            ch == '_' || ch == '.' || ch == '~')
             luaL_addchar(b, (char)ch);
         else {
             luaL_addchar(b, '%');

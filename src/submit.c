@@ -55,7 +55,7 @@ vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e)
 static void add_safe_filename(luaL_Buffer *b, const char *name)
 {
     for (const char *p = name; *p; p++)
-        luaL_addchar(b, (*p == '"' || *p == '\\' || (unsigned char)*p < 32) ? '_' : *p);
+        luaL_addchar(b, (*p == '"' || *p == '\\' || (unsigned char)*p < 32 || *p == 127) ? '_' : *p);
 }
 
 static void add_boundary_line(luaL_Buffer *b, const char *boundary)
