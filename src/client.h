@@ -88,7 +88,7 @@ void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e);
 /* Frames src as the "file" part of a multipart body after one optional text field. */
 void vt_job_set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *field_name, const char *field_value);
-/* A URL to submit at idx: trimmed, refanged, no spaces or controls; pushed. Returns 0, or -1
+/* A URL to submit at idx: trimmed, refanged, a URL by vt_is_url; pushed. Returns 0, or -1
  * with e filled (pushing nothing) when it is malformed. */
 int vt_push_submit_url(lua_State *L, int idx, vt_err *e);
 

@@ -317,6 +317,92 @@ static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
     return 0;
 }
 
+/* Length of a valid UTF-8 sequence at s (at most n bytes), or 0: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) || (s[0] == 0xf0 && s[1] < 0x90) ||
+        (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+static bool is_ascii_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool vt_is_url(const char *s, size_t len)
+{
+    if (len == 0 || len > VT_URL_TEXT_MAX)
+        return false;
+    for (size_t i = 0, n; i < len; i += n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == 127 || !(n = utf8_sequence((const unsigned char *)s + i, len - i)))
+            return false; /* spaces, controls and bytes that are not UTF-8 */
+    }
+    /* the authority: after "scheme://", or from the start when there is no scheme */
+    const char *auth = s, *end = s + len, *sep = NULL;
+    for (const char *p = s; p + 2 < end && !sep; p++)
+        if (p[0] == ':' && p[1] == '/' && p[2] == '/')
+            sep = p;
+    if (sep) {
+        bool scheme = sep > s && ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'));
+        for (const char *p = s; p < sep && scheme; p++)
+            scheme = is_ascii_alnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.';
+        if (!scheme)
+            return false;
+        auth = sep + 3;
+    }
+    const char *auth_end = auth;
+    while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
+        auth_end++;
+    const char *host = auth;
+    for (const char *p = auth; p < auth_end; p++)
+        if (*p == '@')
+            host = p + 1; /* user info ends at the last '@' */
+    const char *host_end = auth_end;
+    if (host < auth_end && *host == '[') {
+        const char *close = memchr(host, ']', (size_t)(auth_end - host));
+        if (!close || close == host + 1)
+            return false;
+        host_end = close + 1;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(auth_end - host));
+        if (colon)
+            host_end = colon;
+    }
+    if (host_end < auth_end) { /* a port: ':' and digits */
+        if (*host_end != ':')
+            return false;
+        for (const char *p = host_end + 1; p < auth_end; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+    }
+    if (host_end == host)
+        return false;
+    /* without a scheme, a bare word is no URL: the host has a dot (or is an IPv6 literal) */
+    return sep || *host == '[' || memchr(host, '.', (size_t)(host_end - host)) != NULL;
+}
+
+int vt_push_url(lua_State *L, const char *u, size_t len, vt_err *e)
+{
+    vt_push_refanged(L, u, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    if (!vt_is_url(r, rl))
+        return lua_pop(L, 1), malformed(e, "a URL", u, len);
+    return 0;
+}
+
 /* A sha256 id or a bare URL identifier (URL-safe base64: no dot, slash or
  * colon) is used as is; anything else is a URL, refanged, whose id is computed. */
 static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
@@ -325,17 +411,15 @@ static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
         return push_file_id(L, u, len, e);
     bool is_id = len >= 8;
     for (size_t i = 0; i < len && is_id; i++)
-        is_id = isalnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
+        is_id = is_ascii_alnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
     if (is_id) {
         lua_pushlstring(L, u, len);
         return 0;
     }
-    vt_push_refanged(L, u, len);
+    if (vt_push_url(L, u, len, e) != 0)
+        return -1;
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
-    for (size_t i = 0; i < rl; i++)
-        if (isspace((unsigned char)r[i]) || (unsigned char)r[i] < 32)
-            return lua_pop(L, 1), malformed(e, "a URL", u, len);
     luaL_Buffer b;
     char *id = luaL_buffinitsize(L, &b, 4 * (rl / 3 + 1) + 1);
     luaL_pushresultsize(&b, vt_base64url(r, rl, id));

@@ -187,21 +187,7 @@ int vt_push_submit_url(lua_State *L, int idx, vt_err *e)
     size_t raw, len;
     const char *u = vt_checkstring(L, idx, &raw);
     u = vt_trim(u, raw, &len);
-    vt_push_refanged(L, u, len);
-    size_t rl;
-    const char *r = lua_tolstring(L, -1, &rl);
-    bool ok = rl > 0 && rl <= 8192;
-    for (size_t i = 0; i < rl && ok; i++)
-        ok = (unsigned char)r[i] > 32 && r[i] != 127;
-    if (!ok || !(strchr(r, '.') || strstr(r, "://"))) {
-        lua_pop(L, 1);
-        vt_err_set(e, "InvalidArgument", "not a URL: '%.*s'", (int)(len > 80 ? 80 : len), u);
-        for (char *p = e->message; *p; p++)
-            if ((unsigned char)*p < 32)
-                *p = '?';
-        return -1;
-    }
-    return 0;
+    return vt_push_url(L, u, len, e);
 }
 
 static int client_scan_url(lua_State *L)

@@ -108,6 +108,15 @@ bool vt_is_private_ip_str(const char *s, size_t len);
 /* A plausible DNS name: labels of [A-Za-z0-9-_], 1..63 each, 253 in all, at least one dot,
  * no leading/trailing hyphen in a label, no empty label (a trailing dot is allowed). */
 bool vt_is_domain(const char *s, size_t len);
+/* The longest URL an indicator may be (its id is a third longer). */
+#define VT_URL_TEXT_MAX 8192
+/* A URL as the service takes one (after refanging): 1 to VT_URL_TEXT_MAX bytes of UTF-8
+ * without spaces or controls, with a non-empty host after "scheme://" (or, without a
+ * scheme, a host with a dot), user info and a numeric port allowed. */
+bool vt_is_url(const char *s, size_t len);
+/* Pushes the URL s[0..len) refanged. 0, or -1 with e filled (InvalidArgument) when it is no
+ * URL by vt_is_url, pushing nothing. */
+int vt_push_url(lua_State *L, const char *s, size_t len, vt_err *e);
 /* URL-safe unpadded base64 of data into out (needs 4*ceil(len/3)+1 bytes); returns length. */
 size_t vt_base64url(const char *data, size_t len, char *out);
 /* Pushes the refanged copy of s. */
