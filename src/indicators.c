@@ -433,7 +433,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
     if (rl > 0 && r[rl - 1] == '.')
-        rl--;
+        rl--; /* the root's dot; a second one ("4.1..") is an empty label */
     /* an all-digit last label is no top-level domain: "1.2.3.4" is an address */
     size_t tld = rl;
     while (tld > 0 && r[tld - 1] != '.')
@@ -441,7 +441,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     bool numeric_tld = tld < rl;
     for (size_t i = tld; i < rl && numeric_tld; i++)
         numeric_tld = r[i] >= '0' && r[i] <= '9';
-    if (!vt_is_domain(r, rl) || numeric_tld)
+    if (!vt_is_domain(r, rl) || numeric_tld || (rl > 0 && r[rl - 1] == '.'))
         return lua_pop(L, 1), malformed(e, "a domain name", d, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -452,13 +452,22 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     return 0;
 }
 
+/* An address in the one text the service files it under: IPv4 as given (no leading zeros
+ * pass), IPv6 in RFC 5952's form (lower case, zeros compressed), as inet_ntop writes it. */
 static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
 {
     vt_push_refanged(L, a, len);
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
-    if (!vt_ip_version_of(r, rl))
+    unsigned char addr[16];
+    char text[INET6_ADDRSTRLEN];
+    int version = parse_ip(r, rl, addr);
+    if (!version)
         return lua_pop(L, 1), malformed(e, "an IP address", a, len);
+    if (version == 6 && inet_ntop(AF_INET6, addr, text, sizeof text)) {
+        lua_pop(L, 1);
+        lua_pushstring(L, text);
+    }
     return 0;
 }
 
