@@ -197,3 +197,32 @@ describe("defect 9: at most retries + 1 requests per call", function()
     c:close()
   end)
 end)
+
+-- What the fuzz targets found (their inputs are kept in fuzz/corpus/<target>/regression-*).
+describe("found by the fuzzers", function()
+  it("a domain keeps one trailing dot at most", function()
+    assert.equal("example.com", vt.normalize("domain", "Example.COM."))
+    for _, name in ipairs { "4.1..", "example.com..", "a.b..." } do
+      local v, err = vt.normalize("domain", name)
+      assert.is_nil(v, name)
+      assert.equal("InvalidArgument", err.code)
+    end
+  end)
+
+  it("an IPv6 address has one id, lower case and compressed", function()
+    for _, text in ipairs { "2001:DB8::1", "2001:db8:0:0:0:0:0:1", "2001:0db8::0001", "2001:db8::1" } do
+      assert.equal("2001:db8::1", vt.normalize("ip", text))
+    end
+    assert.equal("::ffff:1.2.3.4", vt.normalize("ip", "::FFFF:1.2.3.4"))
+    assert.equal("1.2.3.4", vt.normalize("ip", "1.2.3.4"))
+  end)
+
+  it("JSON numbers beyond a double are refused, not decoded as infinity", function()
+    for _, text in ipairs { "9e9999", "[1, -9e400]", '{"a": 1e309}' } do
+      local v, err = vt.decode(text)
+      assert.is_nil(v, text)
+      assert.matches("out of range", err.message)
+    end
+    assert.equal(1e308, vt.decode("1e308"))
+  end)
+end)

@@ -55,6 +55,14 @@ static bool integral(lua_State *L, int idx, lua_Integer *out)
     return n == floor(n) && lua_numbertointeger(n, out);
 }
 
+/* A number JSON cannot hold back: lua-cjson reads "9e9999" as infinity (its grammar is
+ * JSON's; its value is not a double), which nothing could encode again. */
+static void refuse_infinite(lua_State *L, int idx)
+{
+    if (!isfinite(lua_tonumber(L, idx)))
+        luaL_error(L, "a number out of range");
+}
+
 static void integralise(lua_State *L, int idx)
 {
     luaL_checkstack(L, 4, "JSON nested too deeply");
@@ -64,6 +72,7 @@ static void integralise(lua_State *L, int idx)
         int t = lua_type(L, -1);
         if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
             lua_Integer i;
+            refuse_infinite(L, -1);
             if (integral(L, -1, &i)) {
                 lua_pushvalue(L, -2);
                 lua_pushinteger(L, i);
@@ -83,6 +92,7 @@ static int decode_protected(lua_State *L)
         integralise(L, -1);
     else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
         lua_Integer i;
+        refuse_infinite(L, -1);
         if (integral(L, -1, &i))
             lua_pushinteger(L, i), lua_remove(L, -2);
     }
