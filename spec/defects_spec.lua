@@ -1,6 +1,7 @@
 -- The audit's defects (issue 11) that need a scenario of their own; the others are cells of
 -- the fault matrix and rows of the bad-input table:
---   1 FIFO in c:scan_file        bad_input_spec "path a FIFO without a writer", "a link to a FIFO"
+--   1 FIFO in c:scan_file        bad_input_spec "path a FIFO without a writer", "a link to a FIFO";
+--                                here, a FIFO on an SFTP server
 --   2 Retry-After inf/1e308/...  fault_matrix_spec "× 429 Retry-After: ..." and here (the shared state)
 --   3 wrong-shape 200 bodies     fault_matrix_spec "× shape: ..."
 --   5 c:request leaving /api/v3  bad_input_spec "c:request, path ..."
@@ -17,6 +18,30 @@ local samples = require "helpers.samples"
 
 local EXE, DOMAIN = samples.file, samples.domain
 local DAY = 86400
+
+describe("defect 1 on a remote server: an SFTP path that is not a regular file", function()
+  local sshd = require "helpers.sshd"
+  local ok, why = sshd.usable()
+  if not ok then
+    pending(why)
+    return
+  end
+
+  it("fails at once with RemoteFileError (the server's open() of a FIFO would wait for a writer)", function()
+    local srv = sshd.start()
+    finally(function() srv:stop() end)
+    assert(os.execute("mkfifo " .. files.quote(srv.files .. "/alert.fifo")))
+    local s = assert(vt.sftp { host = srv.address, user = srv.user, password = srv.password,
+                               known_hosts = srv.known_hosts.bracketed, timeout = 5 })
+    for _, path in ipairs { "/alert.fifo", "" } do
+      local src, err = s:open(srv.files .. path)
+      assert.is_nil(src)
+      assert.equal("RemoteFileError", err.code, tostring(err)) -- not Timeout
+      assert.matches("not a regular file", err.message)
+    end
+    s:close()
+  end)
+end)
 
 describe("defect 2: a Retry-After no process should obey", function()
   local srv, dir
