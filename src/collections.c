@@ -2,7 +2,6 @@
  * (pages fetched by cursor as the loop goes), and the user's quotas. */
 #include "client.h"
 
-#include <ctype.h>
 #include <string.h>
 
 /* ----------------------------------------------------------- collections */
@@ -12,6 +11,14 @@ typedef struct collection {
     lua_Integer limit, max, count, index, page_len;
     bool fetched, done;
 } collection;
+
+/* Raises e's error value: a call that returns an iterator fails the way iterators do, as a
+ * `for` loop cannot take nil, err ("attempt to call a nil value" otherwise). */
+static int iterator_fails(lua_State *L, const vt_err *e)
+{
+    vt_err_push(L, e);
+    return lua_error(L);
+}
 
 /* Takes the fetched page (the job on the stack top) into the upvalues. */
 static void collection_take_page(lua_State *L, vt_client *c, collection *it)
@@ -25,8 +32,7 @@ static void collection_take_page(lua_State *L, vt_client *c, collection *it)
     if (vt_check_shape(L, -1, j->resp, j->resp_len, VT_SHAPE_LIST, &e) != 0) {
         it->done = true;
         e.http = j->status;
-        vt_err_push(L, &e);
-        lua_error(L);
+        iterator_fails(L, &e);
     }
     it->fetched = true;
     it->index = 0;
@@ -114,6 +120,8 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
     return 1;
 }
 
+#define RELATIONSHIP_MAX 64 /* the service's names are under 40 characters */
+
 static int client_related(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -122,14 +130,16 @@ static int client_related(lua_State *L)
     const char *rel = vt_checkstring(L, 4, &rlen);
     lua_settop(L, 5);
     (void)c;
-    for (size_t i = 0; i < rlen; i++)
-        if (!(islower((unsigned char)rel[i]) || isdigit((unsigned char)rel[i]) || rel[i] == '_'))
-            return vt_fail(L, "InvalidArgument", "not a relationship name: '%.40s'", rel);
-    if (rlen == 0)
-        return vt_fail(L, "InvalidArgument", "empty relationship name");
     vt_err e;
+    bool named = rlen > 0 && rlen <= RELATIONSHIP_MAX;
+    for (size_t i = 0; i < rlen && named; i++)
+        named = (rel[i] >= 'a' && rel[i] <= 'z') || (rel[i] >= '0' && rel[i] <= '9') || rel[i] == '_';
+    if (!named) {
+        vt_malformed(&e, "a relationship name", rel, rlen);
+        return iterator_fails(L, &e);
+    }
     if (vt_push_object_path(L, kind, 3, &e) != 0) /* 6 */
-        return vt_err_return(L, &e);
+        return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/%s", lua_tostring(L, 6), rel); /* 7 */
     lua_newtable(L);                                     /* 8 */
     return push_collection(L, 7, 5, 8);
@@ -143,7 +153,7 @@ static int client_comments(lua_State *L)
     (void)c;
     vt_err e;
     if (vt_push_object_path(L, kind, 3, &e) != 0) /* 5 */
-        return vt_err_return(L, &e);
+        return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/comments", lua_tostring(L, 5)); /* 6 */
     lua_newtable(L);                                      /* 7 */
     return push_collection(L, 6, 4, 7);
@@ -155,8 +165,11 @@ static int client_search(lua_State *L)
     size_t qlen;
     const char *q = vt_checkstring(L, 2, &qlen);
     lua_settop(L, 3);
-    if (qlen == 0 || strlen(q) != qlen)
-        return vt_fail(L, "InvalidArgument", "search query is empty or contains a NUL byte");
+    if (qlen == 0 || strlen(q) != qlen) {
+        vt_err e;
+        vt_err_set(&e, "InvalidArgument", "search query is empty or contains a NUL byte");
+        return iterator_fails(L, &e);
+    }
     lua_pushliteral(L, "/search"); /* 4 */
     lua_newtable(L);               /* 5 */
     lua_pushvalue(L, 2);
@@ -171,7 +184,7 @@ static int client_quotas(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
     size_t ulen = 0;
-    const char *user = luaL_optlstring(L, 2, NULL, &ulen);
+    const char *user = lua_isnoneornil(L, 2) ? NULL : vt_checkstring(L, 2, &ulen);
     if (user && (ulen == 0 || strlen(user) != ulen))
         return vt_fail(L, "InvalidArgument", "user id is empty or contains a NUL byte");
     luaL_Buffer b;

@@ -282,7 +282,7 @@ static void quote_for_message(char *out, size_t cap, const char *s, size_t len)
     out[n] = '\0';
 }
 
-static int malformed(vt_err *e, const char *what, const char *s, size_t len)
+int vt_malformed(vt_err *e, const char *what, const char *s, size_t len)
 {
     char shown[80];
     quote_for_message(shown, sizeof shown, s, len);
@@ -308,7 +308,7 @@ vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
 static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
 {
     if (!vt_hash_kind_of(h, len))
-        return malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
+        return vt_malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < len; i++)
@@ -399,7 +399,7 @@ int vt_push_url(lua_State *L, const char *u, size_t len, vt_err *e)
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
     if (!vt_is_url(r, rl))
-        return lua_pop(L, 1), malformed(e, "a URL", u, len);
+        return lua_pop(L, 1), vt_malformed(e, "a URL", u, len);
     return 0;
 }
 
@@ -442,7 +442,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     for (size_t i = tld; i < rl && numeric_tld; i++)
         numeric_tld = r[i] >= '0' && r[i] <= '9';
     if (!vt_is_domain(r, rl) || numeric_tld || (rl > 0 && r[rl - 1] == '.'))
-        return lua_pop(L, 1), malformed(e, "a domain name", d, len);
+        return lua_pop(L, 1), vt_malformed(e, "a domain name", d, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < rl; i++)
@@ -463,7 +463,7 @@ static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
     char text[INET6_ADDRSTRLEN];
     int version = parse_ip(r, rl, addr);
     if (!version)
-        return lua_pop(L, 1), malformed(e, "an IP address", a, len);
+        return lua_pop(L, 1), vt_malformed(e, "an IP address", a, len);
     if (version == 6 && inet_ntop(AF_INET6, addr, text, sizeof text)) {
         lua_pop(L, 1);
         lua_pushstring(L, text);
@@ -474,7 +474,7 @@ static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
 static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
 {
     if (len > 512)
-        return malformed(e, "an analysis id", id, len);
+        return vt_malformed(e, "an analysis id", id, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     vt_add_escaped(&b, id, len);

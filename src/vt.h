@@ -128,6 +128,9 @@ void vt_push_query(lua_State *L, int idx);
 /* Trims ASCII whitespace; returns the trimmed view. */
 const char *vt_trim(const char *s, size_t len, size_t *out_len);
 
+/* Fills e: InvalidArgument "not <what>: '<s>'", s shown printable and cut. Returns -1. */
+int vt_malformed(vt_err *e, const char *what, const char *s, size_t len);
+
 typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_ANALYSIS } vt_kind;
 /* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
 vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis);
