@@ -132,6 +132,19 @@ describe("defect 8: a quota state file that is not ours", function()
     assert.equal(notes, files.read(state))
   end)
 
+  it("treats a directory or a FIFO in its place the same, without waiting on the FIFO", function()
+    local dir_state, fifo_state = dir .. "/a-directory", dir .. "/a-fifo"
+    assert(os.execute(("mkdir %s && mkfifo %s"):format(files.quote(dir_state), files.quote(fifo_state))))
+    for _, state in ipairs { dir_state, fifo_state } do
+      local c = client(state, { requests_per_minute = 4 })
+      local _, err = c:domain(DOMAIN)
+      assert.equal("QuotaStateError", err.code)
+      assert.matches("not a regular file", err.message)
+      c:close()
+    end
+    assert.equal(0, #srv:log())
+  end)
+
   it("goes on once the file is removed, without a new client", function()
     local state = dir .. "/foreign.state"
     write(state, "PNG\r\n\26\n not ours")
