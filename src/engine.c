@@ -137,6 +137,20 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* Called before each request a transfer sends. libcurl sends a request again, on its own,
+ * when a kept-alive connection closes before any answer (the server dropped it as the
+ * request arrived): a request beyond the client's retries, and one no quota slot was taken
+ * for. That second send is refused here, and the job retries it as its own attempt. */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    vt_job *j = userp;
+    if (j->sends++ == 0)
+        return CURL_PREREQFUNC_OK;
+    j->connection_dropped = true;
+    vt_err_set(&j->err, "ConnectionError", "the connection closed before the service answered");
+    return CURL_PREREQFUNC_ABORT;
+}
+
 /* Upload body: multipart head, then the source, then the tail. */
 static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
 {
@@ -311,6 +325,8 @@ static void clear_response(vt_job *j)
     if (j->resp)
         j->resp[0] = '\0';
     vt_head_clear(&j->head);
+    j->sends = 0;
+    j->connection_dropped = false;
     j->curl_errbuf[0] = '\0';
     memset(&j->err, 0, sizeof j->err);
     j->err.retry_after = -1;
@@ -330,6 +346,8 @@ static CURL *make_easy(vt_job *j, const vt_transport *t)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, j);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
@@ -481,6 +499,8 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     }
     if (j->head.retry_after >= 0 && !j->err.code[0])
         return j->head.retry_after;
+    if (j->connection_dropped)
+        return 0; /* the server is not in trouble: a new connection answers at once */
     double d = j->policy->retry_base * pow(2, j->attempts - 1);
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }

@@ -359,6 +359,8 @@ struct vt_job {
     /* bookkeeping */
     vt_job_state state;
     int attempts;
+    int sends;                   /* requests this attempt's transfer began (libcurl may resend) */
+    bool connection_dropped;     /* the attempt failed when libcurl would have resent it */
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
