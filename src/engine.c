@@ -151,6 +151,21 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_
     return CURL_PREREQFUNC_ABORT;
 }
 
+/* Progress of a streaming transfer: bytes moved either way. */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    vt_job *j = userp;
+    double now = vt_monotonic();
+    if (dlnow + ulnow != j->moved) {
+        j->moved = dlnow + ulnow;
+        j->moved_at = now;
+    } else if (now - j->moved_at > j->transport->timeout) {
+        vt_err_set(&j->err, "Timeout", "nothing sent or received for %gs", j->transport->timeout);
+        return 1; /* ends the transfer */
+    }
+    return 0;
+}
+
 /* Upload body: multipart head, then the source, then the tail. */
 static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
 {
@@ -327,6 +342,8 @@ static void clear_response(vt_job *j)
     vt_head_clear(&j->head);
     j->sends = 0;
     j->connection_dropped = false;
+    j->moved = 0;
+    j->moved_at = vt_monotonic();
     j->curl_errbuf[0] = '\0';
     memset(&j->err, 0, sizeof j->err);
     j->err.retry_after = -1;
@@ -360,9 +377,16 @@ static CURL *make_easy(vt_job *j, const vt_transport *t)
     if (strncmp(j->url, "https://", 8) == 0)
         curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
     if (j->streaming) {
-        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. */
+        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. The low
+         * speed limit makes libcurl look at the transfer every second, also while nothing
+         * moves; on_progress ends it after `timeout` seconds without a byte either way
+         * (libcurl's own check averages over 5 s: an upload that stopped would wait for
+         * its answer that long beyond `timeout`). */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t->timeout > 1 ? t->timeout : 1));
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, j);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     } else
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
     if (t->user_agent)

@@ -363,6 +363,8 @@ struct vt_job {
     bool connection_dropped;     /* the attempt failed when libcurl would have resent it */
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
+    int64_t moved;               /* streaming: bytes moved either way, last seen at moved_at */
+    double moved_at;             /* monotonic */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
     void *easy;                  /* CURL * */
     vt_engine *engine;
