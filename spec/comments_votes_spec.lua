@@ -28,7 +28,7 @@ describe("comments and votes", function()
     local log = srv:log()
     assert.equal(1, #log)
     assert.equal("POST", log[1].method)
-    assert.equal("/api/v3/files/" .. EXE, log[1].path) -- the hash normalised
+    assert.equal("/api/v3/files/" .. EXE .. "/comments", log[1].path) -- the hash normalised
     assert.matches("^application/json", log[1].headers["content-type"])
     local first = samples.collect(function() return c:comments("file", EXE, { limit = 1, max = 1 }) end)
     assert.equal(cm.id, first[1].id)

@@ -99,6 +99,7 @@ int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2);
 void vt_lookups_register(lua_State *L);
 void vt_request_register(lua_State *L);
 void vt_submit_register(lua_State *L);
+void vt_contribute_register(lua_State *L);
 void vt_wait_register(lua_State *L);
 void vt_download_register(lua_State *L);
 void vt_collections_register(lua_State *L);

@@ -511,6 +511,8 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     *quota_spent = false;
     if (j->err.code[0] && strcmp(j->err.code, "ConnectionError") != 0 && strcmp(j->err.code, "Timeout") != 0)
         return -1; /* TooLarge, a source error, ...: retrying cannot help */
+    if (j->err.code[0] && j->once && j->request_sent)
+        return -1; /* sent, and no answer: the service may have acted on it */
     if (!j->err.code[0]) {
         bool v2_quota = j->v2 && s == 204;
         bool quota = v2_quota || (s == 429 && j->resp && strstr(j->resp, "QuotaExceededError"));
@@ -577,6 +579,9 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 {
     forget_source_fd(j);
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
+    long request_bytes = 0;
+    curl_easy_getinfo(j->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+    j->request_sent = request_bytes > 0;
     curl_multi_remove_handle(j->engine->multi, j->easy);
     curl_easy_cleanup(j->easy);
     j->easy = NULL;

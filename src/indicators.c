@@ -335,6 +335,14 @@ static size_t utf8_sequence(const unsigned char *s, size_t n)
     return len;
 }
 
+bool vt_is_utf8(const char *s, size_t len)
+{
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = utf8_sequence((const unsigned char *)s + i, len - i)))
+            return false;
+    return true;
+}
+
 static bool is_ascii_alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -342,13 +350,11 @@ static bool is_ascii_alnum(unsigned char c)
 
 bool vt_is_url(const char *s, size_t len)
 {
-    if (len == 0 || len > VT_URL_TEXT_MAX)
+    if (len == 0 || len > VT_URL_TEXT_MAX || !vt_is_utf8(s, len))
         return false;
-    for (size_t i = 0, n; i < len; i += n) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c == 127 || !(n = utf8_sequence((const unsigned char *)s + i, len - i)))
-            return false; /* spaces, controls and bytes that are not UTF-8 */
-    }
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == 127)
+            return false; /* spaces and controls */
     /* the authority: after "scheme://", or from the start when there is no scheme */
     const char *auth = s, *end = s + len, *sep = NULL;
     for (const char *p = s; p + 2 < end && !sep; p++)

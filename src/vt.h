@@ -20,6 +20,7 @@
  *   result.c      a finished job becomes Lua values: the decoded body, or nil and an error
  *   lookups.c     v3 object look-ups: c:file, c:url, c:domain, c:ip, c:analysis, c:batch
  *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
+ *   contribute.c  c:add_comment, c:vote: what a user adds to an object
  *   wait.c        c:wait (poll an analysis), c:sleep
  *   download.c    c:download: to a temporary file, redirect without the key, digest checked
  *   collections.c c:related, c:comments, c:search (iterators by cursor), c:quotas
@@ -108,6 +109,8 @@ bool vt_is_private_ip_str(const char *s, size_t len);
 /* A plausible DNS name: labels of [A-Za-z0-9-_], 1..63 each, 253 in all, at least one dot,
  * no leading/trailing hyphen in a label, no empty label (a trailing dot is allowed). */
 bool vt_is_domain(const char *s, size_t len);
+/* Valid UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF (NUL is valid). */
+bool vt_is_utf8(const char *s, size_t len);
 /* The longest URL an indicator may be (its id is a third longer). */
 #define VT_URL_TEXT_MAX 8192
 /* A URL as the service takes one (after refanging): 1 to VT_URL_TEXT_MAX bytes of UTF-8
@@ -344,6 +347,8 @@ struct vt_job {
     bool counts_quota;           /* takes a limiter slot (API requests do, storage does not) */
     bool streaming;              /* long upload/download: stall timeout instead of a total one */
     bool v2;                     /* HTTP 204 means quota spent */
+    bool once;                   /* acts each time it is sent (a comment, a vote): retried only
+                                  * when it was not sent or was answered (429, 5xx) */
     double timer;                /* a job without url is a timer: done after this many seconds */
     /* response sink */
     vt_sink_kind sink;
@@ -361,6 +366,7 @@ struct vt_job {
     int attempts;
     int sends;                   /* requests this attempt's transfer began (libcurl may resend) */
     bool connection_dropped;     /* the attempt failed when libcurl would have resent it */
+    bool request_sent;           /* the attempt's request went out (libcurl counted its bytes) */
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
     int64_t moved;               /* streaming: bytes moved either way, last seen at moved_at */
