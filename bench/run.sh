@@ -88,6 +88,9 @@ up_kb=$(rss "c:scan_file('$work/big.bin')")
 down_kb=$(rss "c:download('$big_hash', '$work/down.bin', {max_bytes = 300e6})")
 base_kb=$(rss "c:file('$big_hash')")
 
+# ---- peak resident memory of following a feed (its own fake; exits 1 when over 32 MB)
+feed_row=$(lua5.4 bench/feed.lua) || true
+
 # ---- start-up: require "vt" and creating a client
 runs=40
 t0=$(now); for _ in $(seq $runs); do lua5.4 -e '' ; done; t1=$(now)
@@ -110,6 +113,7 @@ Measured by \`bench/run.sh\` on $(nproc) cores ($(uname -m)), $(date -u +%Y-%m-%
 | peak RSS, ${big_mb} MB upload | $((up_kb / 1024)) MB | ${big_mb} MB file | $(calc "round($up_kb / 1024 / $big_mb, 3)") |
 | peak RSS, ${big_mb} MB download | $((down_kb / 1024)) MB | ${big_mb} MB file | $(calc "round($down_kb / 1024 / $big_mb, 3)") |
 | peak RSS, one small look-up (baseline) | $((base_kb / 1024)) MB | | |
+$feed_row
 | \`require "vt"\` (whole \`lua5.4\` run) | $req_ms ms | $bare_ms ms (\`lua5.4 -e ''\`) | $req_ratio |
 | \`vt.client{...}\` + \`close\` | $mem_us µs (in memory) | $file_us µs (shared state file) | |
 MD

@@ -1,8 +1,11 @@
 -- A phishing-triage playbook over a SecOps-style case: check the connection, then ask
--- VirusTotal about the case's hashes, URLs, IP addresses and domains, decide by threshold, and
--- print one verdict line per entity, then what the run spent (API requests sent, look-ups the
--- client's cache answered). The findings (VT_* fields, insights, tables, links) go into the case,
--- which is written to a JSON file at the end.
+-- VirusTotal about the case's hashes, URLs, IP addresses and domains, judge each by a verdict
+-- policy (vt.verdict: Cortex XSOAR's rules with their defaults), and print one line per entity:
+-- its verdict and the first reason for it, beside what the seed's threshold rule would say
+-- where one applies; then what the run spent (API requests sent, look-ups the client's cache
+-- answered). The findings (VT_* fields, insights, tables, links) go into the case, which is
+-- written to a JSON file at the end. While the tools run, each entity's stage shows on one
+-- updating line when stdout is a terminal (plain lines when it is not).
 --
 --   VT_API_KEY=... lua5.4 examples/triage.lua [case.json] [case id]
 --
@@ -16,10 +19,15 @@ package.cpath = "build/?.so;" .. package.cpath
 
 local vt = require "vt"
 local soar = require "vt.soar"
+local progress = require "vt.progress"
 
--- Detection thresholds: how many engines make a hash or a URL suspicious, and how many engines
--- a sample related to an IP needs (strictly more) for the IP to be suspicious.
+-- The seed's rule, shown beside the verdicts: how many engines make a hash or a URL
+-- suspicious, and how many engines a sample related to an IP needs (strictly more) for the IP
+-- to be suspicious. Domains have none (the seed only enriches them).
 local THRESHOLD = { hash = 5, url = 3, ip = 20 }
+-- The verdict policy every tool judges by: XSOAR's defaults (10 engines malicious, 5 malicious
+-- or suspicious, popularity ranks); related files are not looked up.
+local POLICY = {}
 
 local case_file = arg[1] or "examples/cases/phishing.json"
 local case_id = arg[2] or "4711"
@@ -43,8 +51,10 @@ end
 local case = host:case(case_id) or fail("no case ", case_id, " in ", case_file)
 
 local client = vt.client { base_url = os.getenv("VT_BASE_URL"), api = api }
+local line = progress.line(io.stdout)
 -- related_limit 40: one page of each related list per IP (6 requests an address in v3)
-local tools = soar.new { client = client, host = host, poll_interval = 2, poll_timeout = 300, related_limit = 40 }
+local tools = soar.new { client = client, host = host, poll_interval = 2, poll_timeout = 300, related_limit = 40,
+    progress = function(event) line:show(progress.describe(event)) end }
 
 local ping = tools.ping {}
 if ping.status ~= "Completed" then
@@ -68,22 +78,12 @@ for _, name in ipairs(groups) do
 end
 
 local runs = {
-    { "hash", tools.scan_hash { case_id = case_id, threshold = THRESHOLD.hash } },
-    { "url", tools.scan_url { case_id = case_id, threshold = THRESHOLD.url } },
-    { "ip", tools.scan_ip { case_id = case_id, threshold = THRESHOLD.ip } },
-    { "domain", tools.get_domain_report { case_id = case_id, target_entities = domain_targets } },
+    { "hash", tools.scan_hash { case_id = case_id, threshold = THRESHOLD.hash, policy = POLICY } },
+    { "url", tools.scan_url { case_id = case_id, threshold = THRESHOLD.url, policy = POLICY } },
+    { "ip", tools.scan_ip { case_id = case_id, threshold = THRESHOLD.ip, policy = POLICY } },
+    { "domain", tools.get_domain_report { case_id = case_id, target_entities = domain_targets, policy = POLICY } },
 }
-
-local function verdict(kind, o)
-    if o.status ~= "done" then
-        return o.status == "not_found" and "unknown" or "-"
-    elseif o.suspicious then
-        return "MALICIOUS"
-    elseif kind == "domain" then
-        return (o.positives or 0) > 0 and "flagged" or "enriched"
-    end
-    return "clean"
-end
+line:clear()
 
 local function detections(kind, o)
     if not o.positives then
@@ -94,7 +94,26 @@ local function detections(kind, o)
     return ("%d/%d"):format(o.positives, o.total)
 end
 
-local rows, malicious, total = { { "ENTITY", "TYPE", "STATUS", "DETECTIONS", "VERDICT" } }, 0, 0
+-- What the seed's threshold says of a done entity: "suspicious", "-", or "" where no rule applies.
+local function seed_rule(kind, o)
+    local threshold = THRESHOLD[kind]
+    if not threshold or o.status ~= "done" or not o.positives then
+        return ""
+    end
+    local over = kind == "ip" and o.positives > threshold or kind ~= "ip" and o.positives >= threshold
+    return over and "suspicious" or "-"
+end
+
+-- The verdict and its first reason; an entity not judged says why.
+local function verdict(o)
+    if o.verdict then
+        return o.verdict, o.reasons[1]
+    end
+    return o.status == "not_found" and "unknown" or "-", o.reason or ""
+end
+
+local rows = { { "ENTITY", "TYPE", "STATUS", "DETECTIONS", "SEED RULE", "VERDICT", "FIRST REASON" } }
+local malicious, total = 0, 0
 for _, r in ipairs(runs) do
     local kind, res = r[1], r[2]
     if res.status == "Failed" then
@@ -103,10 +122,10 @@ for _, r in ipairs(runs) do
     requests, cache_hits = requests + res.requests, cache_hits + res.cache_hits
     spent[#spent + 1] = ("%s %d"):format(kind, res.requests)
     for _, o in ipairs(res.entities) do
-        local v = verdict(kind, o)
-        rows[#rows + 1] = { o.entity, o.type, o.status, detections(kind, o), v }
+        local v, why = verdict(o)
+        rows[#rows + 1] = { o.entity, o.type, o.status, detections(kind, o), seed_rule(kind, o), v, why }
         total = total + 1
-        malicious = malicious + (v == "MALICIOUS" and 1 or 0)
+        malicious = malicious + (v == "malicious" and 1 or 0)
     end
 end
 
@@ -127,11 +146,9 @@ end
 print()
 print(("Case %s (%s): %d of %d entities malicious; %d insights, %d tables, %d links written."):format(
     case_id, api, malicious, total, #case.insights, #case.tables, #case.links))
-for _, r in ipairs(runs) do
-    if r[2].rule then
-        print("  " .. r[2].rule)
-    end
-end
+print("  " .. runs[1][2].rule .. " The policy: Cortex XSOAR's defaults (docs/verdict.md).")
+print(("  Seed rule: a hash is suspicious when at least %d engines detect it, a URL at least %d, an IP when a"
+    .. " related sample or URL is detected by more than %d."):format(THRESHOLD.hash, THRESHOLD.url, THRESHOLD.ip))
 print(("Spent: %d API requests (%s), %d look-ups answered by the cache."):format(requests,
     table.concat(spent, ", "), cache_hits))
 local ok, werr = host:save(out_file)

@@ -12,13 +12,16 @@ describe("vt.normalize", function()
     assert.equal("example.com", vt.normalize("domain", "ExAmple[.]COM."))
     assert.equal("2001:db8::1", vt.normalize("ip", "2001:db8::1"))
     assert.equal("1.2.3.4", vt.normalize("ip", "1[.]2.3.4"))
+    -- an internationalised name in its ASCII form, as the service files it
+    assert.equal("www.xn--bcher-kva.de", vt.normalize("domain", "www.BÜCHER.de"))
+    assert.equal("xn--bcher-kva.de", vt.normalize("domain", "xn--bcher-kva.de"))
   end)
 
   it("returns InvalidArgument for malformed indicators", function()
     for _, case in ipairs {
       { "file", "44d88612" }, { "file", "" }, { "domain", "1.2.3.4" }, { "domain", "-bad-.com" },
       { "domain", "localhost" }, { "ip", "1.2.3" }, { "ip", "010.1.1.1" }, { "url", "http://exa mple.com/" },
-      { "file", "44d88612fea8a8f36de82e1278abb02\0" },
+      { "file", "44d88612fea8a8f36de82e1278abb02\0" }, { "domain", "bad\xff.com" },
     } do
       local v, err = vt.normalize(case[1], case[2])
       assert.is_nil(v, case[2])

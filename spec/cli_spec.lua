@@ -367,10 +367,12 @@ describe("vt-lua", function()
             assert.equal(0, res.code, res.err)
             assert.same({ "TARGET      KIND  STATS.MALICIOUS  STATUS", "sample.txt  file  7                completed" },
                 lines_of(res.out))
+            -- stderr is a pipe here: plain lines, the upload's then the polls'
             local progress = lines_of(res.err)
-            assert.equal(2, #progress)
-            assert.equal("sample.txt: queued, 0 s", progress[1])
-            assert.matches("^sample%.txt: in%-progress, %d+ s$", progress[2])
+            assert.equal(3, #progress)
+            assert.equal("sample.txt: uploading 100% (28 bytes of 28 bytes)", progress[1])
+            assert.equal("sample.txt: queued, 0 s", progress[2])
+            assert.matches("^sample%.txt: in%-progress, %d+ s$", progress[3])
             local sent = paths_of(srv:log())
             assert.equal(4, #sent) -- the upload and three polls
             assert.matches("^GET /api/v3/analyses/", sent[4])

@@ -48,13 +48,23 @@ describe("vt.pp", function()
     end)
 
     describe("an object from a look-up", function()
-        local lines
+        local summary, fields, lines
 
         setup(function()
-            lines = lines_of(pp.format(assert(c:file(DOC))))
+            local all = lines_of(pp.format(assert(c:file(DOC))))
+            -- its one-line summary, then its fields indented under it; `lines` are those fields
+            -- one level up, so that the positions below read as the object's own levels
+            summary, fields, lines = all[1], table.move(all, 2, #all, 1, {}), {}
+            for i, line in ipairs(fields) do
+                lines[i] = line:match("^  (.*)$")
+            end
         end)
 
-        it("shows the one-line fields first, then attributes and links, each level indented", function()
+        it("shows its summary, then the one-line fields, then attributes and links, each level indented", function()
+            assert.equal("file 001015aa… doc 53/62 malicious, last analysis 2020-04-10", summary)
+            for i, line in ipairs(fields) do
+                assert.equal("  " .. lines[i], line)
+            end
             assert.equal("id: " .. DOC, lines[1])
             assert.equal("type: file", lines[2])
             local attributes, links = find_line(lines, "attributes:"), find_line(lines, "links:")
@@ -97,7 +107,8 @@ describe("vt.pp", function()
 
         it("summarises tables below the depth asked for", function()
             local short = lines_of(pp.format(assert(c:file(DOC)), 1))
-            assert.same({ "id: " .. DOC, "type: file", "attributes: {28 keys}", "links: {1 key}" }, short)
+            assert.same({ summary, "  id: " .. DOC, "  type: file", "  attributes: {28 keys}", "  links: {1 key}" },
+                short)
         end)
     end)
 

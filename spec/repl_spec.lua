@@ -29,7 +29,9 @@ describe("examples/repl.md", function()
                 end
             end
         end
-        assert.matches("\n> vt.pp%(f, 2%)\nid: 001015aa", recorded)
+        assert.matches("\n> f\nfile 001015aa… doc 53/62 malicious, last analysis 2020%-04%-10\n", recorded)
+        assert.matches("\n> vt.pp%(f, 2%)\nfile 001015aa… [^\n]*\n  id: 001015aa", recorded)
         assert.matches("\nqueued\t0\nin%-progress\t1\n", recorded)
+        assert.matches("\nnil\tCancelled: cancelled by the progress function\n", recorded)
     end)
 end)

@@ -587,6 +587,30 @@ for _, api in ipairs { "v3", "v2" } do
         os.remove(clean)
       end)
 
+      it("looks a local file up by its digest first: a known one is not uploaded again", function()
+        local content = "known already VT-FAKE-MALICIOUS=4 " .. api
+        local known = tmpfile(content)
+        local sha256 = srv:register_file(content).sha256
+        local res = make_tools(api, new_host {}).upload_and_scan_files { case_id = "1", file_paths = known,
+          threshold = 4 }
+        local o = by_name(res)[known]
+        assert.same({ "done", 4, true }, { o.status, o.positives, o.suspicious })
+        assert.matches("already known to VirusTotal", o.reason)
+        assert.matches("were already known to VirusTotal and were not uploaded again: \n" .. known, res.message,
+          1, true)
+        local sent = requests()
+        assert.equal(1, #sent)
+        assert.truthy(sent[1]:find(api == "v3" and sha256 or "file/report", 1, true), sent[1])
+        assert.equal(0, count_matching(sent, "^POST"))
+        -- always_upload asks for a fresh scan anyway
+        srv:reset()
+        res = make_tools(api, new_host {}).upload_and_scan_files { case_id = "1", file_paths = known,
+          always_upload = true }
+        assert.equal("done", res.entities[1].status)
+        assert.equal(1, count_matching(requests(), "^POST"))
+        os.remove(known)
+      end)
+
       it("returns InProgress with a state for wait = false and resumes", function()
         local file = tmpfile("resume me VT-FAKE-MALICIOUS=2 " .. api)
         local tools = make_tools(api, new_host {})

@@ -16,6 +16,12 @@ typedef struct await_state {
     lua_KContext ctx;
     lua_KFunction then;
     vt_job *jobs[AWAIT_MAX_JOBS];
+    /* a watched await (vt_client_await_progress): one job, a progress function, and a timer
+     * job (user value 1) that wakes a yielding call when the next report is due */
+    int progress_idx;         /* the function's stack index */
+    vt_progress_args args;
+    double next_report;       /* monotonic */
+    bool ended_reported;      /* the report after the transfer ended was made (or cancelled) */
 } await_state;
 
 static bool jobs_done(lua_State *L, int first, int n)
@@ -39,6 +45,8 @@ static int await_close(lua_State *L)
     for (int i = 0; i < st->n; i++)
         vt_job_release(st->jobs[i]);
     st->n = 0;
+    if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) /* a watched await's timer */
+        vt_job_release(lua_touserdata(L, -1));
     return 0;
 }
 
@@ -113,7 +121,7 @@ static int suspend_new(lua_State *L, vt_client *c, int client_idx, int first, in
                        lua_KFunction then)
 {
     await_state *st = lua_newuserdatauv(L, sizeof *st, 0);
-    *st = (await_state){c, client_idx, first, n, false, ctx, then, {NULL}};
+    *st = (await_state){.client = c, .client_idx = client_idx, .first = first, .n = n, .ctx = ctx, .then = then};
     for (int i = 0; i < n; i++)
         st->jobs[i] = lua_touserdata(L, first + i);
     luaL_setmetatable(L, VT_AWAIT_MT);
@@ -140,6 +148,122 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
     return suspend_new(L, c, lua_absindex(L, client_idx), 0, 0, ctx, then);
 }
 
+/* ------------------------------------------------------------- progress */
+
+/* The progress function returned false: the transfers stop now (unlinked, so curl drops the
+ * connection mid-transfer) and each job fails with Cancelled, which its caller's continuation
+ * reports like any failure (a download's temporary file goes with it). Said after the last
+ * report too, false still cancels: the call's result is dropped. */
+static void cancel_jobs(await_state *st)
+{
+    for (int i = 0; i < st->n; i++) {
+        vt_job *j = st->jobs[i];
+        vt_job_release(j);
+        vt_err_set(&j->err, "Cancelled", "cancelled by the progress function");
+        j->state = VT_JOB_DONE;
+    }
+    st->ended_reported = true;
+}
+
+/* Wakes a yielding call when its next report is due: the host loop resumes it then. */
+static void arm_timer(lua_State *L, await_state *st, int at)
+{
+    lua_getiuservalue(L, at, 1);
+    vt_job *timer = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (timer->state == VT_JOB_QUOTA)
+        return; /* still ticking */
+    vt_job_release(timer);
+    double wait = st->next_report - vt_monotonic();
+    timer->timer = wait > 0 ? wait : 0;
+    vt_job_submit(st->client->engine, timer, &st->client->transport, &st->client->policy);
+}
+
+static int watch_resume(lua_State *L, int status, lua_KContext k);
+
+/* Goes on with a watched await (at: its state's index). `reported`: the progress function has
+ * just returned, its result on the stack top. Blocking, it steps the engine until the next report
+ * is due; yielding, it suspends as await_continue does, with the timer armed. A progress
+ * function (or yield function) that returns without yielding loops here rather than recursing. */
+static int watch_continue(lua_State *L, int at, bool reported)
+{
+    for (;;) {
+        await_state *st = lua_touserdata(L, at);
+        vt_job *j = st->jobs[0];
+        if (reported && lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+            cancel_jobs(st);
+        reported = false;
+        lua_settop(L, at);
+        vt_client *c = st->client;
+        if (!c->engine)
+            return luaL_error(L, "the vt client was closed during a call");
+        bool yielding = vt_client_may_yield(L, c);
+        if (j->state != VT_JOB_DONE && (st->suspended || !yielding)) {
+            double wait = yielding ? 0 : st->next_report - vt_monotonic();
+            vt_engine_step(c->engine, wait < 0 ? 0 : wait > 1 ? 1 : wait);
+        }
+        bool done = j->state == VT_JOB_DONE;
+        double now = vt_monotonic();
+        bool due = done ? !st->ended_reported : (st->suspended || !yielding) && now >= st->next_report;
+        if (due) {
+            st->ended_reported = done;
+            st->next_report = now + VT_PROGRESS_INTERVAL;
+            lua_pushvalue(L, st->progress_idx);
+            int nargs = st->args(L, j, done);
+            if (nargs == 0)
+                continue; /* nothing to say: the function is dropped by the settop */
+            lua_callk(L, nargs, 1, ((lua_KContext)at << 1) | 1, watch_resume);
+            reported = true;
+            continue;
+        }
+        if (done) {
+            lua_KFunction then = st->then;
+            lua_KContext ctx = st->ctx;
+            lua_settop(L, at - 1); /* closes the slot: the job and the timer are released */
+            return then(L, LUA_OK, ctx);
+        }
+        if (!yielding)
+            continue;
+        st->suspended = true;
+        arm_timer(L, st, at);
+        if (c->mode == VT_YIELD_FN) {
+            lua_getiuservalue(L, st->client_idx, 1);
+            lua_pushvalue(L, st->client_idx);
+            lua_callk(L, 1, 0, (lua_KContext)at << 1, watch_resume);
+            continue;
+        }
+        lua_pushvalue(L, st->client_idx);
+        return lua_yieldk(L, 1, (lua_KContext)at << 1, watch_resume);
+    }
+}
+
+static int watch_resume(lua_State *L, int status, lua_KContext k)
+{
+    (void)status;
+    return watch_continue(L, (int)(k >> 1), (k & 1) != 0);
+}
+
+int vt_client_await_progress(lua_State *L, vt_client *c, int client_idx, int progress_idx, vt_progress_args args,
+                             lua_KContext ctx, lua_KFunction then)
+{
+    if (progress_idx == 0 || lua_isnoneornil(L, progress_idx))
+        return vt_client_await(L, c, client_idx, -1, 1, ctx, then);
+    client_idx = lua_absindex(L, client_idx);
+    progress_idx = lua_absindex(L, progress_idx);
+    int first = lua_gettop(L);
+    submit_jobs(L, c, first, 1);
+    await_state *st = lua_newuserdatauv(L, sizeof *st, 1);
+    *st = (await_state){.client = c, .client_idx = client_idx, .first = first, .n = 1, .ctx = ctx, .then = then,
+                        .jobs = {lua_touserdata(L, first)}, .progress_idx = progress_idx, .args = args,
+                        .next_report = vt_monotonic() + VT_PROGRESS_INTERVAL};
+    vt_job_push_timer(L, 0);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, VT_AWAIT_MT);
+    int at = lua_gettop(L);
+    lua_toclose(L, at);
+    return watch_continue(L, at, false);
+}
+
 /* Continuation of a method whose last act was one job (on the stack top):
  * its body's data, or nil, err. The client is argument 1. */
 static int data_done(lua_State *L, int status, lua_KContext shape)
@@ -151,6 +275,12 @@ static int data_done(lua_State *L, int status, lua_KContext shape)
 int vt_client_await_data(lua_State *L, vt_client *c, vt_shape shape)
 {
     return vt_client_await(L, c, 1, -1, 1, shape, data_done);
+}
+
+int vt_client_await_data_progress(lua_State *L, vt_client *c, vt_shape shape, int progress_idx,
+                                  vt_progress_args args)
+{
+    return vt_client_await_progress(L, c, 1, progress_idx, args, shape, data_done);
 }
 
 

@@ -426,6 +426,7 @@ void vt_client_open(lua_State *L)
         vt_collections_register(L);
         vt_v2_register(L);
         vt_await_register(L);
+        vt_feed_register(L);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

@@ -43,6 +43,20 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
  * index. Use as `return vt_client_await(...)`. */
 int vt_client_await(lua_State *L, vt_client *c, int client_idx, int first, int n, lua_KContext ctx,
                     lua_KFunction then);
+/* Seconds between two calls of a progress function while a transfer runs. */
+#define VT_PROGRESS_INTERVAL 0.25
+/* Pushes the arguments of a progress function about job j (done bytes, total bytes) and returns
+ * their count; 0 pushes nothing and skips the call. `ended`: the transfer is over (then only a
+ * success has something to say). Reads C state only: the job's counters, its file, curl's info. */
+typedef int (*vt_progress_args)(lua_State *L, vt_job *j, bool ended);
+/* vt_client_await for the one job on the stack top, watched by the progress function at
+ * progress_idx (0 or nil: none, plain vt_client_await). While the job runs the function is
+ * called every VT_PROGRESS_INTERVAL seconds, and once more when it has ended, with what args
+ * pushes; never from a curl callback. It may yield in coroutine mode. A call that returns false
+ * cancels: the transfer is aborted and unlinked at once, the job fails with Cancelled, and `then`
+ * runs as after any failure. */
+int vt_client_await_progress(lua_State *L, vt_client *c, int client_idx, int progress_idx, vt_progress_args args,
+                             lua_KContext ctx, lua_KFunction then);
 /* Starts the n jobs at stack[first..] and blocks until they are done (never
  * yields): for loops that must not grow the C stack call by call. */
 void vt_client_run(lua_State *L, vt_client *c, int first, int n);
@@ -67,6 +81,9 @@ void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 /* Runs the job on the stack top (the client is argument 1), then returns its
  * body's data of that shape, or nil, err: `return vt_client_await_data(L, c, shape)`. */
 int vt_client_await_data(lua_State *L, vt_client *c, vt_shape shape);
+/* The same, watched by the progress function at progress_idx (vt_client_await_progress). */
+int vt_client_await_data_progress(lua_State *L, vt_client *c, vt_shape shape, int progress_idx,
+                                  vt_progress_args args);
 
 /* request.c: request building blocks (each raises OutOfMemory when malloc fails) */
 /* A malloc'd copy of s. */
@@ -79,6 +96,12 @@ char *vt_dup_lua(lua_State *L, int idx, size_t *len);
  * /api/v3 however a server reads it (percent-decoded, repeatedly; a backslash for '/'; dot segments
  * resolved). 0, or -1 with e filled (InvalidArgument). */
 int vt_check_api_path(const char *path, size_t len, vt_err *e);
+/* The job answered a redirect (3xx with a Location) that the caller follows itself. */
+bool vt_job_redirected(const vt_job *j);
+/* Prepares the fresh job `to` to GET location WITHOUT the key (libcurl would forward
+ * custom headers) and without taking quota: redirects lead to the storage host, not the
+ * API. Returns 0, or -1 with e filled (InvalidResponse) when location is not http(s). */
+int vt_job_prepare_redirect(lua_State *L, vt_job *to, const char *location, vt_err *e);
 /* The query string at query_idx as the job's urlencoded form body. */
 void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 
@@ -88,6 +111,8 @@ void vt_job_set_form(lua_State *L, vt_job *j, int query_idx);
 vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e);
 /* Frames src as the "file" part of a multipart body after one optional text field. */
 void vt_job_set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *field_name, const char *field_value);
+/* The progress of an upload (vt_progress_args): the file's bytes sent so far, and its size. */
+int vt_upload_progress(lua_State *L, vt_job *j, bool ended);
 /* A URL to submit at idx: trimmed, refanged, a URL by vt_is_url; pushed. Returns 0, or -1
  * with e filled (pushing nothing) when it is malformed. */
 int vt_push_submit_url(lua_State *L, int idx, vt_err *e);
@@ -105,5 +130,6 @@ void vt_download_register(lua_State *L);
 void vt_collections_register(lua_State *L);
 void vt_v2_register(lua_State *L);
 void vt_await_register(lua_State *L);
+void vt_feed_register(lua_State *L); /* feed.c: c:feed, c:follow */
 
 #endif

@@ -63,6 +63,7 @@ static int collection_step(lua_State *L, int status, lua_KContext fetched)
         it->index++;
         it->count++;
         lua_rawgeti(L, lua_upvalueindex(5), it->index);
+        vt_object_adopt(L, -1);
         return 1;
     }
     if (it->fetched && lua_isnil(L, lua_upvalueindex(6))) {

@@ -41,7 +41,8 @@ static int tempfile_gc(lua_State *L)
     return 0;
 }
 
-/* A temporary file beside dest that disappears unless committed. */
+/* A temporary file beside dest that disappears unless committed: when the call returns, or
+ * raises (a progress function's error), or at the latest when collected. */
 static tempfile *push_tempfile(lua_State *L, const char *dest, vt_err *e)
 {
     tempfile *t = lua_newuserdatauv(L, sizeof *t, 0);
@@ -51,8 +52,11 @@ static tempfile *push_tempfile(lua_State *L, const char *dest, vt_err *e)
     if (luaL_newmetatable(L, VT_TEMPFILE_MT)) {
         lua_pushcfunction(L, tempfile_gc);
         lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, tempfile_gc);
+        lua_setfield(L, -2, "__close");
     }
     lua_setmetatable(L, -2);
+    lua_toclose(L, -1);
     if (snprintf(t->path, sizeof t->path, "%s.vt-XXXXXX", dest) >= (int)sizeof t->path) {
         t->path[0] = '\0';
         vt_err_set(e, "InvalidArgument", "destination path too long");
@@ -78,31 +82,44 @@ static void set_file_sink(lua_State *L, vt_job *j, tempfile *t, int64_t max_byte
         vt_raise_oom(L, "starting a digest");
 }
 
+/* The progress of a download (vt_progress_args): the content's bytes written so far (the file's
+ * offset: a redirect or a retry starts it again) and its announced length (nil when unknown). */
+static int download_progress(lua_State *L, vt_job *j, bool ended)
+{
+    bool ok = !j->err.code[0] && j->status >= 200 && j->status < 300;
+    if (ended && !ok)
+        return 0; /* a redirect to the content, or a failure: nothing to say */
+    off_t done = lseek(j->sink_fd, 0, SEEK_CUR);
+    int64_t total = ended ? (int64_t)done : vt_job_expected_bytes(j);
+    lua_pushinteger(L, done > 0 ? (lua_Integer)done : 0);
+    if (total >= 0)
+        lua_pushinteger(L, total);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
 /* Stack of a download, from `base` (the continuation's ctx): the lowercase
- * hash, dest, max_bytes, the temporary file, then one job per hop. */
+ * hash, dest, max_bytes, the progress function or nil, the temporary file, then one job per
+ * hop. */
 static int download_verify(lua_State *L, vt_client *c, int base)
 {
     const char *expected = lua_tostring(L, base), *dest = lua_tostring(L, base + 1);
-    tempfile *t = lua_touserdata(L, base + 3);
+    tempfile *t = lua_touserdata(L, base + 4);
     vt_job *j = lua_touserdata(L, -1);
-    int hops = lua_gettop(L) - (base + 3);
-    if (!j->err.code[0] && j->status >= 301 && j->status <= 308 && j->head.location[0]) {
-        /* follow it ourselves, WITHOUT the key: libcurl would forward custom headers */
+    int hops = lua_gettop(L) - (base + 4);
+    vt_err e;
+    if (vt_job_redirected(j)) {
         if (hops > MAX_REDIRECTS)
             return vt_fail(L, "InvalidResponse", "too many redirects");
-        if (strncmp(j->head.location, "https://", 8) != 0 && strncmp(j->head.location, "http://", 7) != 0)
-            return vt_fail(L, "InvalidResponse", "download redirected to a non-HTTP location");
         if (ftruncate(t->fd, 0) != 0 || lseek(t->fd, 0, SEEK_SET) != 0)
             return vt_fail(L, "InvalidArgument", "cannot write '%s': %s", t->path, strerror(errno));
         vt_job *next = vt_job_push(L);
-        snprintf(next->method, sizeof next->method, "GET");
-        next->url = vt_dup(L, j->head.location);
-        vt_job_add_header(L, next, "Accept: */*");
+        if (vt_job_prepare_redirect(L, next, j->head.location, &e) != 0)
+            return vt_err_return(L, &e);
         set_file_sink(L, next, t, lua_tointeger(L, base + 2));
-        next->counts_quota = false; /* the storage host is not the API */
-        return -1;                  /* the caller awaits it */
+        return -1; /* the caller awaits it */
     }
-    vt_err e;
     if (vt_client_job_error(L, c, j, &e))
         return vt_err_return(L, &e);
     char md5[33], sha1[41], sha256[65];
@@ -129,8 +146,8 @@ static int download_step(lua_State *L, int status, lua_KContext base)
     vt_client *c = vt_client_check(L, 1);
     int n = download_verify(L, c, (int)base);
     if (n < 0)
-        return vt_client_await(L, c, 1, -1, 1, base, download_step);
-    tempfile_release(lua_touserdata(L, (int)base + 3)); /* now: no partial file survives */
+        return vt_client_await_progress(L, c, 1, (int)base + 3, download_progress, base, download_step);
+    tempfile_release(lua_touserdata(L, (int)base + 4)); /* now: no partial file survives */
     return n;
 }
 
@@ -154,7 +171,7 @@ static int check_destination(const char *dest, size_t len, vt_err *e)
 
 int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2)
 {
-    static const char *const keys[] = {"max_bytes", NULL};
+    static const char *const keys[] = {"max_bytes", "progress", NULL};
     vt_err e;
     idx = lua_absindex(L, idx);
     size_t dest_len;
@@ -167,6 +184,7 @@ int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2)
     const char *hash = lua_tostring(L, base);
     lua_pushvalue(L, idx + 1);
     lua_pushinteger(L, max_bytes);
+    vt_push_progress_opt(L, idx + 2);
     tempfile *t = push_tempfile(L, lua_tostring(L, base + 1), &e);
     if (!t)
         return vt_err_return(L, &e);
@@ -186,7 +204,7 @@ int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2)
         lua_pop(L, 1);
     }
     set_file_sink(L, j, t, max_bytes);
-    return vt_client_await(L, c, 1, -1, 1, base, download_step);
+    return vt_client_await_progress(L, c, 1, base + 3, download_progress, base, download_step);
 }
 
 static int client_download(lua_State *L)

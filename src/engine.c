@@ -119,9 +119,21 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     size_t n = size * nmemb;
     long status = 0;
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    /* Only a successful download goes to the file; an error body is kept in
-     * memory so that it can be reported. */
-    bool to_file = j->sink == VT_SINK_FILE && status >= 200 && status < 300;
+    /* Only a successful body goes to the file or the stream; an error body is
+     * kept in memory so that it can be reported. */
+    bool success = status >= 200 && status < 300;
+    if (j->sink == VT_SINK_STREAM && success) {
+        int took = j->stream.write(j->stream.ud, data, n, &j->err);
+        if (took == VT_STREAM_FULL) {
+            j->paused = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (took != VT_STREAM_TOOK)
+            return CURL_WRITEFUNC_ERROR;
+        j->resp_total += (int64_t)n;
+        return n;
+    }
+    bool to_file = j->sink == VT_SINK_FILE && success;
     if ((to_file ? sink_file(j, data, n) : sink_memory(j, data, n)) != 0)
         return CURL_WRITEFUNC_ERROR;
     j->resp_total += (int64_t)n;
@@ -156,7 +168,9 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 {
     vt_job *j = userp;
     double now = vt_monotonic();
-    if (dlnow + ulnow != j->moved) {
+    if (dlnow + ulnow != j->moved || j->paused) {
+        /* progress, or a pause of our own (a full stream sink waits for its reader, who
+         * may take their time): the clock starts again */
         j->moved = dlnow + ulnow;
         j->moved_at = now;
     } else if (now - j->moved_at > j->transport->timeout) {
@@ -301,6 +315,20 @@ void vt_engine_free(vt_engine *eng)
 
 int vt_engine_fd(vt_engine *eng) { return eng->epfd; }
 
+/* [ux] progress: what the running answer announced, asked of curl outside its callbacks. */
+int64_t vt_job_expected_bytes(const vt_job *j)
+{
+    long status = 0;
+    curl_off_t length = -1;
+    if (!j->easy)
+        return -1;
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300)
+        return -1; /* a redirect's or an error's body is not the content */
+    curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    return length;
+}
+
 uint64_t vt_engine_requests(const vt_engine *eng) { return eng->requests; }
 
 /* ---------------------------------------------------------------- jobs */
@@ -348,6 +376,7 @@ static void clear_response(vt_job *j)
     memset(&j->err, 0, sizeof j->err);
     j->err.retry_after = -1;
     j->sent = 0;
+    j->paused = false;
 }
 
 static CURL *make_easy(vt_job *j, const vt_transport *t)
@@ -626,6 +655,8 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
             j->digest = vt_digest_new();
         }
     }
+    if (j->sink == VT_SINK_STREAM)
+        j->stream.restart(j->stream.ud);
     vt_err rewind_err; /* the failure that called for the retry is the one to report */
     if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &rewind_err) != 0)) {
         j->state = VT_JOB_DONE;
@@ -679,11 +710,20 @@ static double next_due(vt_engine *eng)
 double vt_engine_timeout(vt_engine *eng)
 {
     /* A job finished but not yet taken by its caller (maybe finished in another
-     * call's step): the host must resume that caller now. */
+     * call's step): the host must resume that caller now. A streaming job says
+     * itself when its caller can go on (lines came, or it ended). */
     for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->state == VT_JOB_DONE)
+        if (j->sink == VT_SINK_STREAM ? j->stream.ready(j->stream.ud) : j->state == VT_JOB_DONE)
             return 0;
     return next_due(eng);
+}
+
+void vt_job_resume(vt_job *j)
+{
+    if (j->easy && j->paused) {
+        j->paused = false; /* first: the held bytes may fill the sink again at once */
+        curl_easy_pause(j->easy, CURLPAUSE_CONT);
+    }
 }
 
 int vt_engine_step(vt_engine *eng, double max_block)

@@ -20,6 +20,7 @@
 #include "vt.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
 #include <ctype.h>
 #include <string.h>
 
@@ -433,6 +434,14 @@ static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
     return 0;
 }
 
+static bool has_non_ascii(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return true;
+    return false;
+}
+
 static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
 {
     vt_push_refanged(L, d, len);
@@ -440,6 +449,19 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     const char *r = lua_tolstring(L, -1, &rl);
     if (rl > 0 && r[rl - 1] == '.')
         rl--; /* the root's dot; a second one ("4.1..") is an empty label */
+    if (has_non_ascii(r, rl)) {
+        /* an internationalised name: the service files it under its ASCII form (punycode) */
+        lua_pushlstring(L, r, rl);
+        char *ascii = NULL;
+        int rc = idn2_to_ascii_8z(lua_tostring(L, -1), &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+        lua_pop(L, 1);
+        if (rc != IDN2_OK)
+            return lua_pop(L, 1), vt_malformed(e, "a domain name", d, len);
+        lua_pushstring(L, ascii);
+        idn2_free(ascii);
+        lua_replace(L, -2);
+        r = lua_tolstring(L, -1, &rl);
+    }
     /* an all-digit last label is no top-level domain: "1.2.3.4" is an address */
     size_t tld = rl;
     while (tld > 0 && r[tld - 1] != '.')

@@ -120,6 +120,24 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
     }
 }
 
+bool vt_job_redirected(const vt_job *j)
+{
+    return !j->err.code[0] && j->status >= 301 && j->status <= 308 && j->head.location[0];
+}
+
+int vt_job_prepare_redirect(lua_State *L, vt_job *to, const char *location, vt_err *e)
+{
+    if (strncmp(location, "https://", 8) != 0 && strncmp(location, "http://", 7) != 0) {
+        vt_err_set(e, "InvalidResponse", "redirected to a non-HTTP location");
+        return -1;
+    }
+    snprintf(to->method, sizeof to->method, "GET");
+    to->url = vt_dup(L, location);
+    vt_job_add_header(L, to, "Accept: */*");
+    to->counts_quota = false; /* the storage host is not the API */
+    return 0;
+}
+
 vt_job *vt_job_push_timer(lua_State *L, double secs)
 {
     vt_job *j = vt_job_push(L);

@@ -148,6 +148,7 @@ int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, vt_shape shape,
         lua_setfield(L, -2, "meta");
     }
     lua_remove(L, -2); /* the body */
+    vt_object_adopt(L, -1);
     return 1;
 }
 

@@ -99,6 +99,25 @@ void vt_job_set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *f
     j->streaming = true;
 }
 
+/* Whether a finished job brought a successful answer. */
+static bool job_succeeded(const vt_job *j)
+{
+    return !j->err.code[0] && j->status >= 200 && j->status < 300 && !(j->v2 && j->status == 204);
+}
+
+int vt_upload_progress(lua_State *L, vt_job *j, bool ended)
+{
+    int64_t size = j->source ? j->source->size : 0;
+    int64_t done = j->sent - (int64_t)j->mp_head_len; /* the file's bytes, not the multipart framing */
+    if (ended && !job_succeeded(j))
+        return 0;
+    if (ended || done > size)
+        done = size;
+    lua_pushinteger(L, done > 0 ? done : 0);
+    lua_pushinteger(L, size);
+    return 2;
+}
+
 /* Length of "scheme://host[:port]" at the start of url. */
 static size_t origin_len(const char *url)
 {
@@ -122,7 +141,7 @@ static bool same_origin(const char *base, const char *url)
 }
 
 /* Stack of scan_file: 1 client, 2 source arg, 3 opts, 4 source, 5 password or nil,
- * then the upload_url job (big files) and the upload job. */
+ * 6 progress or nil, then the upload_url job (big files) and the upload job. */
 enum { SCAN_POST, SCAN_AFTER_UPLOAD_URL };
 
 static int scan_file_step(lua_State *L, int status, lua_KContext phase)
@@ -152,12 +171,12 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
     }
     const char *password = lua_tostring(L, 5);
     vt_job_set_multipart(L, j, src, password ? "password" : NULL, password);
-    return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
+    return vt_client_await_data_progress(L, c, VT_SHAPE_OBJECT, 6, vt_upload_progress);
 }
 
 static int client_scan_file(lua_State *L)
 {
-    static const char *const keys[] = {"password", NULL};
+    static const char *const keys[] = {"password", "progress", NULL};
     vt_client_check(L, 1);
     vt_check_opts(L, 3, "scan_file", keys);
     lua_settop(L, 3);
@@ -179,6 +198,7 @@ static int client_scan_file(lua_State *L)
         if (plen == 0 || strlen(pw) != plen || strpbrk(pw, "\r\n"))
             return vt_fail(L, "InvalidArgument", "the archive password must be one line of text");
     }
+    vt_push_progress_opt(L, 3); /* 6 */
     return scan_file_step(L, LUA_OK, SCAN_POST);
 }
 

@@ -52,8 +52,12 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
     return vt_err_return(L, &e);
 }
 
+/* What c:v2's file/download takes besides hash and dest: the options of c:download. */
+static const char *const v2_file_options[] = {"max_bytes", "progress", NULL};
+
 /* Runs v2 endpoint `ep` with the string parameters of the table at params_idx
- * (for file/scan, params.file is a source; for file/download, hash and dest). */
+ * (for file/scan, params.file is a source and params.progress a progress function; for
+ * file/download, hash, dest, max_bytes and progress). */
 static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params_idx)
 {
     params_idx = lua_absindex(L, params_idx);
@@ -61,10 +65,10 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
         lua_getfield(L, params_idx, "hash");
         lua_getfield(L, params_idx, "dest");
         lua_newtable(L);
-        if (lua_getfield(L, params_idx, "max_bytes") != LUA_TNIL)
-            lua_setfield(L, -2, "max_bytes");
-        else
-            lua_pop(L, 1);
+        for (int i = 0; v2_file_options[i]; i++) {
+            lua_getfield(L, params_idx, v2_file_options[i]);
+            lua_setfield(L, -2, v2_file_options[i]);
+        }
         return vt_client_download(L, c, lua_gettop(L) - 2, true);
     }
     lua_newtable(L); /* the string fields, with the key */
@@ -73,7 +77,8 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
     while (lua_next(L, params_idx)) {
         if (lua_type(L, -2) != LUA_TSTRING)
             return luaL_error(L, "v2: parameter names must be strings");
-        if (ep->style == V2_POST_FILE && strcmp(lua_tostring(L, -2), "file") == 0) {
+        if (ep->style == V2_POST_FILE &&
+            (strcmp(lua_tostring(L, -2), "file") == 0 || strcmp(lua_tostring(L, -2), "progress") == 0)) {
             lua_pop(L, 1);
             continue;
         }
@@ -92,8 +97,11 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
     vt_push_query(L, fields);
     int query = lua_gettop(L);
     vt_source *src = NULL;
+    int progress = 0;
     if (ep->style == V2_POST_FILE) {
         vt_err e;
+        vt_push_progress_opt(L, params_idx);
+        progress = lua_gettop(L);
         if (lua_getfield(L, params_idx, "file") == LUA_TNIL)
             return luaL_error(L, "v2 file/scan: parameter 'file' is required");
         if (!(src = vt_push_upload_source(L, -1, &e)))
@@ -113,7 +121,7 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
         vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), lua_tostring(L, query));
         vt_job_set_multipart(L, j, src, "apikey", c->apikey);
     }
-    return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
+    return vt_client_await_progress(L, c, 1, progress, vt_upload_progress, 0, v2_done);
 }
 
 static const v2_endpoint *v2_find(lua_State *L, int idx)
@@ -191,12 +199,17 @@ static int client_v2_ip_report(lua_State *L) { return v2_typed(L, "ip-address/re
 
 static int client_v2_file_scan(lua_State *L)
 {
+    static const char *const keys[] = {"progress", NULL};
     vt_client *c = vt_client_check(L, 1);
-    lua_settop(L, 2);
-    lua_newtable(L);
+    lua_settop(L, 3);
+    vt_check_opts(L, 3, "v2_file_scan", keys);
+    vt_push_progress_opt(L, 3);
+    lua_newtable(L); /* 4: the parameters, with the progress function */
+    lua_insert(L, 4);
+    lua_setfield(L, 4, "progress");
     lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "file");
-    return v2_call(L, c, &v2_endpoints[1], 3);
+    lua_setfield(L, 4, "file");
+    return v2_call(L, c, &v2_endpoints[1], 4);
 }
 
 static int client_v2_file_download(lua_State *L)

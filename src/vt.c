@@ -102,6 +102,14 @@ lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer 
     return v;
 }
 
+void vt_push_progress_opt(lua_State *L, int opts)
+{
+    if (lua_isnoneornil(L, opts))
+        lua_pushnil(L);
+    else if (lua_getfield(L, opts, "progress") != LUA_TNIL && !lua_isfunction(L, -1))
+        luaL_error(L, "option 'progress' must be a function");
+}
+
 /***
 What this build of vt runs on, for bug reports and feature checks.
 @function versions
@@ -183,6 +191,7 @@ LUALIB_API int luaopen_vt(lua_State *L)
     lua_setfield(L, -2, "null");
     vt_json_register(L);
     vt_errors_open(L);
+    vt_object_open(L);
     vt_indicators_open(L);
     vt_digest_open(L);
     vt_psl_open(L);

@@ -6,6 +6,7 @@
  *   indicators.c  vt.url_id, vt.hash_type, vt.refang, vt.ip_version, vt.is_private_ip,
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
+ *   object.c      the metatable of v3 objects: one-line tostring, attributes read as fields
  *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
  *                 vt.decode, vt.encode
  *   shape.c       what a successful answer must look like, call by call
@@ -14,6 +15,8 @@
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
  *   http_head.c   an answer's head, line by line: Content-Type, Location, Retry-After
+ *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
+ *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
  *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
@@ -147,6 +150,15 @@ int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 void vt_indicators_open(lua_State *L);
 /* psl.c: registers vt.registered_domain (libpsl) into the table at the top. */
 void vt_psl_open(lua_State *L);
+
+/* ----------------------------------------------------------------- objects */
+
+/* Gives the table at idx the object metatable (a one-line tostring; obj.k falls back to
+ * obj.attributes.k) when it is a v3 object, a table with a string type and id. Every producer
+ * of objects calls it: look-ups, iterators, batches, feeds. Returns whether it is one. */
+bool vt_object_adopt(lua_State *L, int idx);
+/* Makes the metatable once per Lua state. */
+void vt_object_open(lua_State *L);
 
 /* ------------------------------------------------------------------ digest */
 
@@ -328,7 +340,24 @@ int vt_head_line(vt_head *h, const char *line, size_t len, double now, vt_err *e
 double vt_retry_after_seconds(const char *value, size_t len, double now);
 
 typedef enum { VT_JOB_IDLE, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
-typedef enum { VT_SINK_MEMORY, VT_SINK_FILE } vt_sink_kind;
+typedef enum { VT_SINK_MEMORY, VT_SINK_FILE, VT_SINK_STREAM } vt_sink_kind;
+
+/* VT_SINK_STREAM: a successful response body handed over as it arrives, to code
+ * that runs inside curl's write callback (so it never calls Lua). write returns
+ * VT_STREAM_TOOK (all n bytes taken), VT_STREAM_FULL (none: the transfer pauses
+ * until vt_job_resume, then curl hands the same bytes again) or VT_STREAM_ERROR
+ * (e filled: the transfer fails, not retried). restart: a retry sends the body
+ * again from its start. ready: whether the job's caller must be resumed now (it
+ * takes the place of "the job is done" for the host loop's timeout). */
+#define VT_STREAM_TOOK  0
+#define VT_STREAM_FULL  1
+#define VT_STREAM_ERROR (-1)
+typedef struct vt_stream_sink {
+    int (*write)(void *ud, const char *data, size_t n, vt_err *e);
+    void (*restart)(void *ud);
+    bool (*ready)(void *ud);
+    void *ud;
+} vt_stream_sink;
 
 /* The longest request URL sent: front ends refuse longer request lines (HTTP 414), and
  * libcurl any URL over 8 MB. A job with a longer one fails with InvalidArgument, unsent. */
@@ -355,6 +384,8 @@ struct vt_job {
     int sink_fd;                 /* VT_SINK_FILE */
     vt_digest *digest;           /* VT_SINK_FILE: hashes what is written */
     int64_t max_bytes;           /* cap of the body; 0 = default cap */
+    vt_stream_sink stream;       /* VT_SINK_STREAM */
+    bool paused;                 /* VT_SINK_STREAM: the sink was full; vt_job_resume goes on */
     /* response */
     long status;
     char *resp; size_t resp_len, resp_cap;
@@ -391,14 +422,67 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
  * caller releases it, and keeps vt_engine_timeout at 0 meanwhile: a host loop
  * then resumes that caller even when another call's step finished the job. */
 void vt_job_release(vt_job *j);
+/* A transfer paused by a full stream sink goes on (curl may hand the held bytes
+ * to the sink at once, inside this call). Never call it from a sink callback. */
+void vt_job_resume(vt_job *j);
 /* Does what is ready; blocks at most max_block seconds (0 = poll). Returns the
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
 int vt_engine_fd(vt_engine *eng);
 /* API requests the engine has sent (each attempt that took a quota slot counts). */
 uint64_t vt_engine_requests(const vt_engine *eng);
+/* The body length a running job's successful (2xx) answer announced, or -1 (not known yet, no
+ * Content-Length, not a success). Not from a curl callback: progress reports ask it. */
+int64_t vt_job_expected_bytes(const vt_job *j);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
+
+/* ------------------------------------------------------------------- feeds */
+
+/* A line splitter: bytes in, complete lines out, the unfinished last line kept
+ * for the next call; no Lua, no allocation but the kept line (fuzzable). */
+typedef struct vt_linesplit {
+    char *partial;        /* owned: a line begun in earlier input */
+    size_t partial_len, partial_cap;
+    size_t max_line;      /* longest line accepted, '\n' not counted */
+    bool handed;          /* partial was handed out as a line: dropped by the next call */
+} vt_linesplit;
+
+void vt_linesplit_init(vt_linesplit *s, size_t max_line);
+/* Frees the kept line; s is then as vt_linesplit_init left it. */
+void vt_linesplit_clear(vt_linesplit *s);
+/* Takes bytes from *data (*len of them) up to the end of the next line, and
+ * advances *data and *len past what it took. Returns 1 with the line (without
+ * its '\n'; a '\r' before it is kept) in *line, *line_len, valid until the next
+ * call; 0 when the input ended inside a line (kept; *len is then 0); -1 when a
+ * line passes max_line bytes (e: InvalidResponse; OutOfMemory when keeping it
+ * failed; clear s before reusing it). */
+int vt_linesplit_next(vt_linesplit *s, const char **data, size_t *len, const char **line, size_t *line_len,
+                      vt_err *e);
+/* At the end of the input: 1 with the kept line (a last line without '\n', valid
+ * until the next call), 0 when there is none. */
+int vt_linesplit_end(vt_linesplit *s, const char **line, size_t *line_len);
+
+/* One feed batch on its way in: bzip2 (libbz2, streaming; concatenated streams
+ * too) decompressed as bytes arrive, split into lines, kept in a queue of
+ * bounded size. Lines before position skip are passed over. */
+typedef struct vt_feed_stream vt_feed_stream;
+vt_feed_stream *vt_feed_stream_new(size_t max_line, int64_t skip, vt_err *e); /* NULL: e (OutOfMemory) */
+void vt_feed_stream_free(vt_feed_stream *s);
+/* What a stream sink does with a feed stream: see vt_stream_sink's write and restart. */
+int vt_feed_stream_write(vt_feed_stream *s, const char *data, size_t n, vt_err *e);
+void vt_feed_stream_restart(vt_feed_stream *s);
+/* The next line: 1 with it (valid until the next call on s), 0 when none is
+ * queued now, -1 when the batch proved corrupt (e: InvalidResponse, or
+ * OutOfMemory), after every line before. */
+int vt_feed_stream_pop(vt_feed_stream *s, const char **line, size_t *line_len, vt_err *e);
+bool vt_feed_stream_queued(const vt_feed_stream *s); /* a line waits */
+bool vt_feed_stream_held(const vt_feed_stream *s);   /* bytes taken wait for room: keep the transfer paused */
+/* The body ended (pop had nothing): 0 when the bzip2 data ended whole (a last line
+ * without '\n' is queued then), -1 when it is cut short or empty (e). */
+int vt_feed_stream_end(vt_feed_stream *s, vt_err *e);
+/* Lines of the batch behind us: skip plus the lines popped (the N of a cursor). */
+int64_t vt_feed_stream_position(const vt_feed_stream *s);
 
 /* ------------------------------------------------------------------ client */
 
@@ -426,5 +510,7 @@ void vt_check_opts(lua_State *L, int idx, const char *what, const char *const ke
 double vt_opt_seconds(lua_State *L, int opts, const char *key, double dflt);
 /* opts[key] as an integer >= min, or dflt; raises naming the key. */
 lua_Integer vt_opt_integer(lua_State *L, int opts, const char *key, lua_Integer dflt, lua_Integer min);
+/* Pushes opts.progress (opts at index opts, possibly nil): a function, or nil; raises otherwise. */
+void vt_push_progress_opt(lua_State *L, int opts);
 
 #endif

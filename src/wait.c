@@ -29,7 +29,8 @@ static int client_sleep(lua_State *L)
 
 /* Stack of wait: 1 client, 2 id, 3 opts, 4 progress or nil, 5 path, 6 start,
  * 7 interval, 8 timeout, then the poll (or the pause) job at 9; after a poll,
- * 10 the analysis, 11 its attributes, 12 its status. Blocking, it loops (a long
+ * 10 the analysis, 11 its attributes, 12 its status, 13 what the progress function
+ * returned. Blocking, it loops (a long
  * wait must not grow the C stack); yielding, it continues here after each wait
  * and after the progress callback (which may yield too). */
 enum { WAIT_POLL, WAIT_POLLED, WAIT_PROGRESSED };
@@ -67,11 +68,18 @@ static int wait_step(lua_State *L, int status, lua_KContext phase)
                 lua_pushvalue(L, 4);
                 lua_pushvalue(L, 12);
                 lua_pushnumber(L, vt_monotonic() - lua_tonumber(L, 6));
-                lua_callk(L, 2, 0, WAIT_PROGRESSED, wait_step);
+                lua_callk(L, 2, 1, WAIT_PROGRESSED, wait_step);
             }
             continue; /* checks the client again */
         }
-        /* WAIT_PROGRESSED: never sleep when no try would follow */
+        /* WAIT_PROGRESSED: the progress function's answer at 13, if it ran; false cancels */
+        if (lua_gettop(L) == 13 && lua_type(L, 13) == LUA_TBOOLEAN && !lua_toboolean(L, 13)) {
+            vt_err e;
+            vt_err_set(&e, "Cancelled", "cancelled by the progress function (status %s)", lua_tostring(L, 12));
+            snprintf(e.analysis_id, sizeof e.analysis_id, "%s", lua_tostring(L, 2));
+            return vt_err_return(L, &e);
+        }
+        /* never sleep when no try would follow */
         lua_settop(L, 12);
         double elapsed = vt_monotonic() - lua_tonumber(L, 6), interval = lua_tonumber(L, 7);
         if (elapsed + interval > lua_tonumber(L, 8)) {
@@ -97,12 +105,7 @@ static int client_wait(lua_State *L)
     vt_check_opts(L, 3, "wait", keys);
     double interval = vt_opt_seconds(L, 3, "interval", c->poll_interval);
     double timeout = vt_opt_seconds(L, 3, "timeout", c->poll_timeout);
-    if (lua_istable(L, 3))
-        lua_getfield(L, 3, "progress");
-    else
-        lua_pushnil(L);
-    if (!lua_isnil(L, 4))
-        luaL_checktype(L, 4, LUA_TFUNCTION);
+    vt_push_progress_opt(L, 3); /* 4 */
     vt_err e;
     if (vt_push_object_path(L, VT_KIND_ANALYSIS, 2, &e) != 0) /* 5 */
         return vt_err_return(L, &e);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev
-            libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev libpsl-dev)
+            libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev libpsl-dev libidn2-dev libbz2-dev)
 # the fake VirusTotal (python3), its helper (curl), the SSH and SMB servers of the specs,
 # the TLS + HTTP/2 front (nginx-light, its throw-away CA by openssl) and the forward proxy
 test_pkgs=("${build_pkgs[@]}" lua-busted python3 curl openssh-server openssh-client samba smbclient procps lua-cqueues lua-luv publicsuffix

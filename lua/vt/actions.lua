@@ -41,7 +41,7 @@ local OPTIONS = {
     client = "userdata", apikey = "string", base_url = "string", api = "string",
     requests_per_minute = "number", quota_state = "string|boolean", max_wait = "number",
     timeout = "number", vault = "table", poll_interval = "number", poll_every = "number",
-    sleep = "function", related = "number",
+    sleep = "function", related = "number", progress = "function",
 }
 local CLIENT_OPTIONS = { "apikey", "base_url", "requests_per_minute", "quota_state", "max_wait", "timeout" }
 
@@ -80,7 +80,13 @@ end
 --  `related` (v3 only: related objects fetched per relationship for domain and IP reports,
 --  default 10; 0 fetches none and saves quota);
 --  `sleep` (function(seconds) between polls; default `client:sleep`, which yields in
---  coroutine mode).
+--  coroutine mode);
+--  `progress` (function(event), told each indicator's stage as an action runs: `event.action`
+--  (the action's name), `kind`, `value` (the indicator, or the file's path), `stage` (`"looked
+--  up"`, `"not found"`, `"uploading"`, `"queued"`, `"in-progress"`, `"done"`, `"failed"`), `text`
+--  (`"uploading 35%"`, `"in-progress 40 s"`, ...) and the stage's figures (`percent`,
+--  `done_bytes`, `total_bytes`, `elapsed`, `reason`); see docs/actions.md. Returning `false`
+--  while a file uploads cancels that upload).
 -- Unknown options and wrong types raise.
 -- @return the app
 function actions.new(opts)
@@ -101,6 +107,10 @@ function actions.new(opts)
     app.backend = backend.new(client, {
         relationships = { ip = backend.NETWORK, domain = DOMAIN_RELATIONSHIPS },
         related_limit = opts.related or 10, interval = app.poll_every, sleep = opts.sleep,
+        progress = opts.progress and function(event)
+            event.action = app.running
+            return opts.progress(event)
+        end,
     })
     return app
 end
@@ -244,6 +254,7 @@ function App:run(action, given, fields, body)
     if type(given) ~= "table" then
         error(("%s: parameters must be a table"):format(action), 3)
     end
+    self.running = action -- names the action in progress events
     local result = { status = "failed", parameter = {}, data = {}, summary = {}, message = "" }
     for k, v in pairs(given) do
         result.parameter[k] = v

@@ -11,6 +11,7 @@
 -- @module vt.cli
 local vt = require "vt"
 local report = require "vt.cli.report"
+local progress = require "vt.progress"
 
 local cli = {}
 
@@ -98,8 +99,9 @@ HELP.scan = [[
 Usage: vt-lua scan FILE|URL... [--wait] [OPTIONS]
 
 Submits each argument for analysis: a URL when it has a scheme (http://, hxxp://, ...), else a
-local file. Prints the analysis id; with --wait, polls each analysis until it completes (its
-progress on stderr) and prints its result.
+local file. Prints the analysis id; with --wait, polls each analysis until it completes and
+prints its result. A file's upload and the polls show their progress on stderr: one updating
+line on a terminal, plain lines otherwise.
 
 Options:
   --wait                     wait for each analysis to complete
@@ -402,6 +404,8 @@ local function scan(ctx, words)
         usage("scan", "give at least one file or URL")
     end
     local c = client(ctx)
+    -- the upload's and the wait's progress: one updating line on a terminal, else plain lines
+    local line = progress.line(io.stderr)
     ctx.out:object_header("TARGET")
     for _, target in ipairs(words) do
         local kind = is_url_argument(target) and "url" or "file"
@@ -412,13 +416,16 @@ local function scan(ctx, words)
                 res, err = c:scan_url(target)
             end
         else
-            res, err = c:scan_file(target)
+            res, err = c:scan_file(target, { progress = function(done, total)
+                line:show(("%s: uploading %s"):format(target, progress.bytes(done, total)))
+            end })
         end
         if res and ctx.opts.wait then
             res, err = c:wait(res.id, { progress = function(status, elapsed)
-                io.stderr:write(("%s: %s, %d s\n"):format(target, status, math.floor(elapsed)))
+                line:show(("%s: %s, %d s"):format(target, status, math.floor(elapsed)))
             end })
         end
+        line:clear()
         ctx.out:object(target, kind, res, err)
     end
     return ctx.out:finish()

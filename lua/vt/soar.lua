@@ -41,7 +41,7 @@ soar.memory_host = host.memory_host
 local OPTIONS = {
     client = "userdata", host = "table", api = "string", poll_interval = "number", poll_timeout = "number",
     related_limit = "number", comments = "number", sleep = "function", concurrency = "number",
-    v2_batch = "number",
+    v2_batch = "number", progress = "function",
 }
 
 --- Makes the tools. They speak the client's protocol (its `api` option, v3 or v2).
@@ -62,6 +62,12 @@ local OPTIONS = {
 --   a public key takes 4, a premium one 25); 1 asks one by one
 -- @tparam[opt] function opts.sleep `function(seconds)`, the pause between two polls; default
 --   the client's `sleep`, which yields in coroutine mode
+-- @tparam[opt] function opts.progress `function(event)`, told each entity's stage as a tool runs:
+--   `event.tool` (the tool's short name), `kind`, `value` (the indicator, or the file's path),
+--   `stage` (`"looked up"`, `"not found"`, `"uploading"`, `"queued"`, `"in-progress"`, `"done"`,
+--   `"failed"`), `text` (`"uploading 35%"`, `"in-progress 40 s"`, ...) and the stage's figures
+--   (`percent`, `done_bytes`, `total_bytes`, `elapsed`, `reason`); see docs/soar.md. Returning
+--   `false` while a file uploads cancels that upload
 -- @treturn table the tools, by seed name and by short alias, and `resume`
 function soar.new(opts)
     opts = input.options("soar.new", opts, OPTIONS)
@@ -82,12 +88,16 @@ function soar.new(opts)
         poll_interval = opts.poll_interval or 15,
         poll_timeout = opts.poll_timeout or 600,
         comments = opts.comments or 0,
-        backend = backend.new(opts.client, {
-            relationships = { ip = backend.NETWORK }, related_limit = opts.related_limit or 10,
-            interval = opts.poll_interval or 15, sleep = opts.sleep,
-            concurrency = opts.concurrency or 4, v2_batch = opts.v2_batch or 4,
-        }),
     }
+    local progress = opts.progress and function(event)
+        event.tool = ctx.running
+        return opts.progress(event)
+    end
+    ctx.backend = backend.new(opts.client, {
+        relationships = { ip = backend.NETWORK }, related_limit = opts.related_limit or 10,
+        interval = opts.poll_interval or 15, sleep = opts.sleep,
+        concurrency = opts.concurrency or 4, v2_batch = opts.v2_batch or 4, progress = progress,
+    })
     local set = {}
     for name, tool in pairs(tools) do
         local function call(params)

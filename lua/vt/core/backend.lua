@@ -20,6 +20,26 @@
 -- Kinds are `"file"`, `"url"`, `"domain"` and `"ip"`. A pending record is `{analysis = id}` (v3),
 -- `{scan_id = id}` (v2) or `{object = value}` (v3: a v2 scan id, a hash or a URL names an object
 -- whose report exists); it is a plain JSON value, so a resume state can carry it.
+--
+-- With a `progress` function, each indicator's stage is told as it changes: `progress(event)`,
+-- `event` a table `{kind, value, stage, text, ...}`; `text` is the stage with its figure, as a
+-- person reads it. The stages:
+--
+-- - `"looked up"`: `lookup` found its report;
+-- - `"not found"`: `lookup`: the service does not know it;
+-- - `"uploading"`: `submit` of a file, a few times a second, with `done_bytes`, `total_bytes` and
+--   `percent` (text `uploading 35%`);
+-- - `"queued"`: a submission or re-analysis was accepted, or a look-up or a poll found it queued
+--   (a poll adds `elapsed`: text `queued 12 s`);
+-- - `"in-progress"`: a poll found the analysis running, with `elapsed` (text `in-progress 40 s`);
+-- - `"done"`: a poll found it finished;
+-- - `"failed"`: a look-up, submission or poll failed, with `reason`, the error's one line (text
+--   `failed: <reason>`).
+--
+-- `value` is the indicator (a file's path or name for an upload; for polls, what was looked up
+-- or submitted, else the scan id); `elapsed` counts whole seconds since the wait began. What the
+-- function returns is ignored, except during an upload: `false` cancels it (the submission
+-- fails with `Cancelled`).
 -- @module vt.core.backend
 local vt = require "vt"
 local report = require "vt.core.report"
@@ -73,6 +93,45 @@ end
 local Backend = {}
 Backend.__index = Backend
 
+-- The name of what is submitted: a path, or a source's path or name.
+local function subject_of(what)
+    if type(what) == "string" then
+        return what
+    end
+    local ok, name = pcall(function() return what.path or what.name end)
+    return ok and name or tostring(what)
+end
+
+-- Tells the progress function one indicator's stage (see the module's head); returns what it
+-- returned.
+function Backend:tell(kind, value, stage, fields)
+    if not self.progress then
+        return nil
+    end
+    local event = { kind = kind, value = value, stage = stage }
+    for k, v in pairs(fields or {}) do
+        event[k] = v
+    end
+    local figure = event.percent and (" %d%%"):format(event.percent)
+        or event.elapsed and (" %d s"):format(event.elapsed)
+    event.text = stage .. (figure or "") .. (event.reason and ": " .. event.reason or "")
+    return self.progress(event)
+end
+
+-- Tells how a look-up, submission or poll ended: `stage` when it succeeded, else failed.
+function Backend:tell_outcome(kind, value, stage, result, err)
+    if result then
+        self:tell(kind, value, stage)
+    elseif result == nil then
+        if err.code == "NotFoundError" then
+            self:tell(kind, value, "not found")
+        else
+            self:tell(kind, value, "failed", { reason = tostring(err) })
+        end
+    end
+    return result, err
+end
+
 -- Keeps a prefetched answer for the `uses` look-ups of it to come.
 function Backend:keep(kind, value, uses, raw, err)
     self.prefetched[kind .. "\0" .. value] = { raw, err, uses = uses }
@@ -95,7 +154,8 @@ function Backend:answer(kind, value, raw, err)
     return self:complete(kind, value, raw)
 end
 
-function Backend:lookup(kind, value)
+-- A look-up's answer, from what was prefetched or from the service (nothing told).
+function Backend:find(kind, value)
     local key = kind .. "\0" .. value
     local pre = self.prefetched[key]
     if not pre then
@@ -110,22 +170,53 @@ function Backend:lookup(kind, value)
     return table.unpack(pre.answer, 1, pre.answer.n)
 end
 
-function Backend:check(kind, pending, value)
-    local target = pending.object or pending.scan_id
-    if not target then
-        return self:analysis(kind, pending.analysis, value)
-    end
-    local facts, err = self:lookup(kind, target)
+function Backend:lookup(kind, value)
+    local facts, err = self:find(kind, value)
     if facts == false then
+        self.subjects[err] = value
+        self:tell(kind, value, "queued")
+    end
+    return self:tell_outcome(kind, value, "looked up", facts, err)
+end
+
+-- A submission's or re-analysis' outcome, told; its pending record remembers what it is about
+-- (for the progress events of its polls).
+function Backend:track(kind, value, pending, err)
+    if pending then
+        self.subjects[pending] = value
+    end
+    return self:tell_outcome(kind, value, "queued", pending, err)
+end
+
+-- One poll: the facts, false (with the analysis' status) while it runs, or nil, err; told with
+-- the seconds since `started` (nil: a single check).
+function Backend:poll(kind, pending, value, started)
+    local subject = self.subjects[pending] or value or pending.object or pending.scan_id or pending.analysis
+    local target = pending.object or pending.scan_id
+    local facts, more
+    if target then
+        facts, more = self:find(kind, target)
+    else
+        facts, more = self:analysis(kind, pending.analysis, value)
+    end
+    if facts == false then
+        -- a v3 analysis says queued or in-progress; a report still being made is queued
+        local status = type(more) == "string" and more or "queued"
+        self:tell(kind, subject, status, { elapsed = started and os.time() - started })
         return false
     end
-    return facts, err
+    return self:tell_outcome(kind, subject, "done", facts, more)
+end
+
+function Backend:check(kind, pending, value)
+    return self:poll(kind, pending, value)
 end
 
 -- Polls, never sleeping after the last try.
 function Backend:wait(kind, pending, value, tries)
+    local started = os.time()
     for attempt = 1, tries do
-        local facts, err = self:check(kind, pending, value)
+        local facts, err = self:poll(kind, pending, value, started)
         if facts ~= false then
             return facts, err
         end
@@ -134,6 +225,25 @@ function Backend:wait(kind, pending, value, tries)
         end
     end
     return false
+end
+
+--- Submits a URL or a file (a path, `{data =, name =}` or an open remote file); a file's upload
+-- is told as it goes.
+function Backend:submit(kind, what)
+    local subject = subject_of(what)
+    local progress
+    if kind == "file" and self.progress then
+        progress = function(done, total)
+            return self:tell(kind, subject, "uploading", { done_bytes = done, total_bytes = total,
+                percent = total > 0 and done * 100 // total or 100 })
+        end
+    end
+    return self:track(kind, subject, self:send(kind, what, progress))
+end
+
+--- Asks for a fresh analysis of an object the service knows.
+function Backend:rescan(kind, value, facts)
+    return self:track(kind, value, self:reanalyse(kind, value, facts))
 end
 
 -- Any answer of the service, "not found" or "queued" included, shows the key works.
@@ -210,15 +320,15 @@ local function analysis_pending(d, err)
     return { analysis = d.id }
 end
 
-function V3:rescan(kind, _, facts)
+function V3:reanalyse(kind, _, facts)
     return analysis_pending(self.client:reanalyse(kind, facts.id))
 end
 
-function V3:submit(kind, what)
+function V3:send(kind, what, progress)
     if kind == "url" then
         return analysis_pending(self.client:scan_url(what))
     end
-    return analysis_pending(self.client:scan_file(what))
+    return analysis_pending(self.client:scan_file(what, { progress = progress }))
 end
 
 function V3.pending(_, kind, scan_id)
@@ -251,10 +361,10 @@ function V3:analysis(kind, id, value)
             :format(id, other, kind, other))
     end
     if analysis.attributes.status ~= "completed" then
-        return false
+        return false, analysis.attributes.status
     end
     if value then
-        return self:lookup(kind, value)
+        return self:find(kind, value)
     end
     return report.facts(kind, analysis)
 end
@@ -358,18 +468,18 @@ local function scan_pending(body, err)
     return { scan_id = body.scan_id }
 end
 
-function V2:rescan(kind, value)
+function V2:reanalyse(kind, value)
     if kind == "file" then
         return scan_pending(self.client:v2("file/rescan", { resource = value }))
     end
-    return self:submit(kind, value)
+    return self:send(kind, value)
 end
 
-function V2:submit(kind, what)
+function V2:send(kind, what, progress)
     if kind == "url" then
         return scan_pending(self.client:v2("url/scan", { url = what }))
     end
-    return scan_pending(self.client:v2_file_scan(what))
+    return scan_pending(self.client:v2_file_scan(what, { progress = progress }))
 end
 
 function V2.pending(_, _, scan_id)
@@ -394,7 +504,7 @@ end
 --   once, default 1), `v2_batch` (v2 resources a prefetch request carries, default 1),
 --   `interval` (seconds between two polls, default the client's `poll_interval`), `sleep`
 --   (`function(seconds)`, the pause between polls; default the client's, which yields in
---   coroutine mode)
+--   coroutine mode), `progress` (`function(event)`, told each indicator's stage: see above)
 -- @return the backend
 function backend.new(client, opts)
     opts = opts or {}
@@ -405,6 +515,9 @@ function backend.new(client, opts)
         concurrency = opts.concurrency or 1, v2_batch = opts.v2_batch or 1,
         interval = opts.interval or options.poll_interval,
         sleep = opts.sleep or function(seconds) client:sleep(seconds) end,
+        progress = opts.progress,
+        -- what each pending record (by identity) is about, for the progress events of its polls
+        subjects = setmetatable({}, { __mode = "k" }),
     }
     return setmetatable(self, options.api == "v2" and V2 or V3)
 end

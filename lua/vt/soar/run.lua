@@ -208,6 +208,7 @@ local function new_run(ctx, tool, p)
         threshold = p.threshold or tool.default_threshold, policy = p.policy,
         items = {}, secrets = {},
     }, Run)
+    ctx.running = tool.name -- names the tool in the progress events of its items
     if self.policy and self.policy.client == nil then
         -- related files (policy key related) are looked up through the tools' client
         self.policy.client = ctx.client
@@ -330,10 +331,15 @@ function Run:collect()
     return items
 end
 
+-- What an item is looked up by: its indicator, or a file's digest.
+local function lookup_key(item)
+    return item.sha256 or item.value
+end
+
 function Run:start_all()
     local kind, values = self.tool.kind, {}
     for _, item in ipairs(self.items) do
-        if not item.status then values[#values + 1] = item.value end
+        if not item.status then values[#values + 1] = lookup_key(item) end
     end
     self.backend:prefetch(kind, values)
     for _, item in ipairs(self.items) do
@@ -341,7 +347,7 @@ function Run:start_all()
         if not item.status then
             if self.fatal then
                 item.status, item.reason = "failed", "not tried: the run stopped"
-            elseif self.quota and not self.backend:fetched(kind, item.value) then
+            elseif self.quota and not self.backend:fetched(kind, lookup_key(item)) then
                 item.status = "quota"
                 item.reason = "not tried: quota exhausted earlier in this run (" .. self.quota .. ")"
             else
@@ -546,7 +552,8 @@ local function spending(ctx, fn)
 end
 
 --- Runs a tool.
--- @tparam table ctx `{client, backend, host, api, poll_interval, poll_timeout, comments}`
+-- @tparam table ctx `{client, backend, host, api, poll_interval, poll_timeout, comments}` (a run
+--   sets `ctx.running`, its tool's name)
 -- @tparam table tool the tool definition
 -- @tparam table params the caller's parameters
 function run.execute(ctx, tool, params)

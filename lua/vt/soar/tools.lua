@@ -328,7 +328,17 @@ local function upload_items(run)
     end
     local items = {}
     for i, path in ipairs(p.file_paths) do
-        items[i] = { name = path, type = "FILE", value = path }
+        local item = { name = path, type = "FILE", value = path }
+        -- a local file is looked up by its digest first (a remote one would be read twice)
+        if not (is_share(path) or p.linux_server_address or p.always_upload) then
+            local digest, err = vt.digest(path)
+            if digest then
+                item.sha256 = digest.sha256
+            else
+                item.status, item.reason = "failed", "cannot read the file: " .. tostring(err)
+            end
+        end
+        items[i] = item
     end
     return items
 end
@@ -382,7 +392,28 @@ local function open_source(run, path)
     return path
 end
 
+-- A file the service knows already is not uploaded again: its last analysis answers, and a
+-- second run (or another worker sharing the cache) spends nothing on it.
+local function known_file(run, item)
+    local facts, err = run.backend:lookup("file", item.sha256)
+    if facts then
+        run:done(item, facts, "known", ("already known to VirusTotal (last analysis %s): not uploaded again")
+            :format(facts.date and os.date("!%Y-%m-%d", facts.date) or "unknown"))
+        return true
+    elseif facts == false then
+        run:queue(item, err, "uploaded", "already queued at VirusTotal")
+        return true
+    elseif err.code ~= "NotFoundError" then
+        run:fail(item, err, "look-up")
+        return true
+    end
+    return false
+end
+
 local function start_upload(run, item)
+    if item.sha256 and known_file(run, item) then
+        return
+    end
     local source, err = open_source(run, item.value)
     if not source then
         item.status = "failed"
@@ -419,16 +450,17 @@ tools.upload_and_scan_files = {
         threshold = "count", file_paths = "paths", wait = "boolean",
         linux_server_address = "string", linux_user = "string", linux_password = "string",
         linux_private_key = "string", known_hosts = "string", insecure_host_key = "boolean",
-        share_user = "string", share_password = "string", share_domain = "string",
+        share_user = "string", share_password = "string", share_domain = "string", always_upload = "boolean",
     },
     default_threshold = 3,
     items = upload_items, start = start_upload, write = write_upload,
     suspicious = at_least, result_value = any_suspicious,
     rule = "Rule: a file is suspicious when at least %d engines detect it (positives >= threshold).",
     empty = "No files were given.",
-    section_order = { "uploaded" },
+    section_order = { "uploaded", "known" },
     sections = sections("files", {
         uploaded = "The following files were uploaded to VirusTotal for scan: ",
+        known = "The following files were already known to VirusTotal and were not uploaded again: ",
         failed = "Failed to upload the following files: ",
         quota = "The following files were not uploaded properly due to reaching API request limitation: ",
     }),
