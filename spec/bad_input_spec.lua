@@ -234,6 +234,29 @@ for what, opts in pairs { ["max_bytes 0"] = { max_bytes = 0 }, ["max_bytes '1'"]
 end
 row("c:download, destination 42", function(c) return c:download(EXE, 42) end, { raises = "string expected" })
 
+-- ------------------------------------------------------------------------ feeds
+
+for what, minute in pairs { ["empty"] = "", ["11 digits"] = "20250101120", ["13 digits"] = "2025010112000",
+                            ["month 13"] = "202513011200", ["minute 60"] = "202501011260", ["letters"] = "2025o1011200",
+                            ["a NUL inside"] = "202501\0011200", ["10 MB"] = TEN_MB } do
+  row("c:feed, minute " .. what, function(c) return c:feed("files", minute) end)
+  row("c:follow, start " .. what, function(c) return c:follow("files", { start = minute }) end)
+  row("c:follow, stop " .. what, function(c) return c:follow("files", { stop = minute }) end)
+end
+row("c:feed, a cursor with a bad count", function(c) return c:feed("files", "202501011200-x") end)
+for _, kind in ipairs { "file", "behaviours", "" } do
+  row("c:feed, kind '" .. kind .. "'", function(c) return c:feed(kind, "202501011200") end, { raises = "." })
+  row("c:follow, kind '" .. kind .. "'", function(c) return c:follow(kind) end, { raises = "." })
+end
+for what, opts in pairs { ["skip -1"] = { skip = -1 }, ["max_line 0"] = { max_line = 0 },
+                          ["an unknown option"] = { start = "202501011200" } } do
+  row("c:feed, " .. what, function(c) return c:feed("files", "202501011200", opts) end, { raises = "option" })
+end
+for what, opts in pairs { ["interval -1"] = { interval = -1 }, ["missing 1.5"] = { missing = 1.5 },
+                          ["an unknown option"] = { skip = 1 }, ["start a number"] = { start = 202501011200 } } do
+  row("c:follow, " .. what, function(c) return c:follow("files", opts) end, { raises = "." })
+end
+
 -- ----------------------------------------------------------------- other calls
 
 for what, opts in pairs { ["interval -1"] = { interval = -1 }, ["timeout '5'"] = { timeout = "5" },

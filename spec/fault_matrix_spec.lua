@@ -2,10 +2,12 @@
 -- each cell asserting the outcome (the error code, or success where a retry recovers) and the
 -- number of requests the fake logged. One client per cell (a quota answer holds its limiter).
 --
--- A call names the request a fault hits (its `at`: method, path prefix, listener), how many
--- other requests it makes when that one succeeds (`others_ok`) or fails for good
--- (`others_fail`), what its answer must look like (`shape`) and whether resending it may act
--- twice (`unsafe`: a comment or a vote). A fault says what it does to each kind of call.
+-- A call names the request a fault hits (its `at`: method, path prefix, listener; `target` says
+-- whether that is a v2 request or one to the storage host, where `content` "batch" is a feed
+-- batch rather than a file), how many other requests it makes when that one succeeds
+-- (`others_ok`) or fails for good (`others_fail`), what its answer must look like (`shape`) and
+-- whether resending it may act twice (`unsafe`: a comment or a vote). A fault says what it does
+-- to each kind of call.
 -- Under valgrind (VT_SPEC_VALGRIND=1) two diagonals of the matrix run: every call and every
 -- fault at least twice.
 local vt = require "vt"
@@ -24,12 +26,16 @@ local VALGRIND = os.getenv("VT_SPEC_VALGRIND") ~= nil
 -- max(timeout, 1) seconds instead.
 local SLOW = VALGRIND and { delay = 2.5, timeout = 1 } or { delay = 1.5, timeout = 0.3 }
 local DOWNLOADED = "fault matrix content"
+-- A published feed minute (the fake publishes a minute an hour after it; 50 objects each).
+local FEED_MINUTE = os.time() - 7200
+local function feed_minute(offset) return os.date("!%Y%m%d%H%M", FEED_MINUTE + (offset or 0)) end
 
 -- ------------------------------------------------------------------------ the calls
 
 local function v3(path, method) return { path = "/api/v3" .. path, method = method } end
 local function v2(endpoint, method) return { path = "/vtapi/v2/" .. endpoint, method = method } end
 local function storage(ctx) return { path = "/" .. ctx.hash, listener = "storage" } end
+local FEED_BATCH = { path = "/feeds/files/", listener = "storage" } -- the batch the API redirects to
 
 local function is_object(v, type_name, id)
   assert.equal(type_name, v.type)
@@ -44,6 +50,15 @@ end
 local function downloaded(v, ctx)
   assert.equal(ctx.hash, v.sha256)
   assert.equal(DOWNLOADED, files.read(v.path))
+end
+
+local function a_batch(v)
+  local ids = {}
+  for _, obj in ipairs(v) do
+    assert.is_nil(ids[obj.id], "an object given twice")
+    ids[obj.id] = true
+  end
+  assert.equal(50, #v)
 end
 
 local function list_of(n)
@@ -123,6 +138,16 @@ local calls = {
   { name = "c:vote", at = v3("/files/" .. EXE .. "/votes", "POST"), shape = "object", unsafe = true,
     run = function(c) return c:vote("file", EXE, "malicious") end,
     check = function(v) is_object(v, "vote") assert.equal("malicious", v.attributes.verdict) end },
+  { name = "c:feed", target = "storage", content = "batch", at = FEED_BATCH, others_ok = 1, others_fail = 1,
+    run = function(c) return samples.collect(function() return assert(c:feed("files", feed_minute())) end) end,
+    check = a_batch },
+  { name = "c:follow", target = "storage", content = "batch", at = FEED_BATCH, others_ok = 1, others_fail = 1,
+    run = function(c)
+      return samples.collect(function()
+        return assert(c:follow("files", { start = feed_minute(), stop = feed_minute(60), interval = 0.01 }))
+      end)
+    end,
+    check = a_batch },
   { name = "c:v2 file/report", target = "v2", at = v2("file/report"), shape = "v2",
     run = function(c) return c:v2("file/report", { resource = EXE }) end,
     check = is_report },
@@ -182,15 +207,16 @@ local function final(code, fields)
   return function() return fail(code, 1, fields) end
 end
 
--- A body that is not what the call expects: a download keeps it and finds the wrong hash.
+-- A body that is not what the call expects: a download keeps it and finds the wrong hash; a
+-- feed batch that is no bzip2 is InvalidResponse.
 local function bad_body(call)
-  if call.target == "storage" then return fail("DigestMismatch", 1) end
+  if call.target == "storage" and call.content ~= "batch" then return fail("DigestMismatch", 1) end
   return fail("InvalidResponse", 1)
 end
 
 local function wrong_shape(variant)
   return function(call)
-    if call.target == "storage" then return fail("DigestMismatch", 1) end
+    if call.target == "storage" then return bad_body(call) end
     -- c:request is raw, and a v2 report keeps its response_code whatever "data" becomes
     if call.shape == "raw" then return ok(1, function(v) assert.is_table(v) end) end
     if call.shape == "v2" then return ok(1) end
@@ -265,7 +291,12 @@ local faults = {
       if call.target == "storage" then return fail("NotFoundError", 2) end
       return fail("InvalidResponse", 1, { message = "redirect" })
     end },
-  { name = "70 MB body", spec = { type = "huge", size = 70 * MB }, expect = final("TooLarge"),
+  { name = "70 MB body", spec = { type = "huge", size = 70 * MB },
+    expect = function(call)
+      -- a feed batch streams (no size cap): its first bytes are no bzip2
+      if call.content == "batch" then return fail("InvalidResponse", 1) end
+      return fail("TooLarge", 1)
+    end,
     heavy_for_valgrind = true },
   { name = "nested 100000 deep", spec = { type = "deep" }, expect = bad_body },
   { name = "slow answer", spec = { type = "slow", delay = SLOW.delay }, timeout = SLOW.timeout,
@@ -274,7 +305,8 @@ local faults = {
     expect = resent("Timeout") },
   { name = "tampered download", spec = { type = "tamper" },
     expect = function(call)
-      if call.target == "storage" then return fail("DigestMismatch", 1) end -- other calls never touch it
+      -- the storage host tampers with file contents only; other calls never touch it
+      if call.target == "storage" and call.content ~= "batch" then return fail("DigestMismatch", 1) end
     end },
 }
 
@@ -309,7 +341,9 @@ describe("fault matrix", function()
         it(call.name .. " × " .. fault.name, function()
           srv:reset()
           local ctx = { dest = dir .. "/cell" .. ci .. "-" .. fi .. ".bin" }
-          if call.target == "storage" then ctx.hash = srv:register_file(DOWNLOADED).sha256 end
+          if call.target == "storage" and call.content ~= "batch" then
+            ctx.hash = srv:register_file(DOWNLOADED).sha256
+          end
           local spec = {}
           for k, v in pairs(fault.spec) do spec[k] = v end
           local at = type(call.at) == "function" and call.at(ctx) or call.at
