@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const long statuses[] = {200, 201, 204, 302, 400, 401, 403, 404, 409, 413, 429, 500, 502, 503, 504, 599};
 static const char *const content_types[] = {"application/json; charset=utf-8", "application/json",
@@ -112,9 +113,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vt_job_init(&j);
     j.status = statuses[data[0] % (sizeof statuses / sizeof *statuses)];
     j.v2 = data[1] & 1;
-    j.head.retry_after = (data[1] & 2) ? (double)(data[1] >> 2) : -1;
-    snprintf(j.head.content_type, sizeof j.head.content_type, "%s",
-             content_types[(data[1] >> 4) % (sizeof content_types / sizeof *content_types)]);
+    j.retry_after_hdr = (data[1] & 2) ? (double)(data[1] >> 2) : -1;
+    const char *type = content_types[(data[1] >> 4) % (sizeof content_types / sizeof *content_types)];
+    j.json = strncasecmp(type, "application/json", 16) == 0; /* as transfer.c reads it */
+    j.content_type = j.json || !*type ? NULL : strdup(type);
     j.resp_len = size - 2;
     j.resp = malloc(j.resp_len + 1); /* as the engine keeps it: NUL-terminated */
     memcpy(j.resp, data + 2, j.resp_len);

@@ -8,8 +8,6 @@ local system = require "system"
 
 local HASH = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c" -- a file the fake serves
 local WORKER = "spec/helpers/limiter_worker.lua"
--- Seconds a call may take to count as prompt (the specs also run under valgrind).
-local PROMPT = os.getenv("VT_SPEC_VALGRIND") and 5 or 1
 
 local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -60,6 +58,11 @@ local function kill(pid)
     system.sleep(0.01)
   end
   assert(not alive(pid), "worker " .. pid .. " survived kill -9")
+end
+
+-- Whether someone holds the lock of the state at path (flock(1) cannot take it at once).
+local function lock_held(path)
+  return run(("flock -n -E 99 %s true"):format(quote(path .. ".lock"))) == 99
 end
 
 -- The (first) window of a kind in a quota_status() table.
@@ -114,7 +117,7 @@ describe("limiter", function()
     run("rm -rf " .. quote(tmpdir))
   end)
 
-  it("keeps three processes sharing {n = 5, per = 2} to 5 requests in any 2 s at the server", function()
+  it("keeps three processes sharing {n = 5, per = 1} to 5 requests in any second at the server", function()
     local state, since = state_path("three"), #srv:log()
     local procs = {}
     for i = 1, 3 do
@@ -136,11 +139,11 @@ describe("limiter", function()
     table.sort(times)
     assert.equal(12, #times)
     for i = 1, #times - 5 do
-      assert.is_true(times[i + 5] - times[i] >= 2,
+      assert.is_true(times[i + 5] - times[i] >= 1,
         ("requests %d..%d arrived within %.3f s"):format(i, i + 5, times[i + 5] - times[i]))
     end
     -- One limiter per process would have let all 12 through at once.
-    assert.is_true(times[#times] - times[1] >= 4)
+    assert.is_true(times[#times] - times[1] >= 2)
   end)
 
   it("survives writers killed with kill -9 at random moments", function()
@@ -168,13 +171,12 @@ describe("limiter", function()
     -- (and at most one more per kill: taken, then killed before it could say so).
     local c = vt.client{apikey = "test-key", base_url = srv.url, quota_state = state, max_wait = 5,
                         rate = {{n = 100000, per = 600}}, requests_per_day = 1000000000}
-    local started = system.monotime()
     local used = window(assert(c:quota_status()), "sliding").used
     assert.is_true(used >= printed and used <= printed + kills,
       ("used %d, printed %d, kills %d"):format(used, printed, kills))
-    -- No lock is left held.
+    -- No lock is left held (a held one would fail the look-up with QuotaStateError).
+    assert.is_false(lock_held(state))
     assert.is_table(c:file(HASH))
-    assert.is_true(system.monotime() - started < PROMPT)
     assert.equal(used + 1, window(c:quota_status(), "sliding").used)
     c:close()
 
@@ -202,7 +204,7 @@ describe("limiter", function()
     local caught = false
     for _ = 1, 300 do
       run("kill -STOP " .. pid)
-      if run(("flock -n -E 99 %s true"):format(quote(state .. ".lock"))) == 99 then
+      if lock_held(state) then
         caught = true
         break
       end
@@ -214,9 +216,8 @@ describe("limiter", function()
 
     local c = vt.client{apikey = "test-key", base_url = srv.url, quota_state = state, max_wait = 5,
                         rate = {{n = 100000, per = 600}}, requests_per_day = 1000000000}
-    local started = system.monotime()
+    assert.is_false(lock_held(state)) -- the kernel dropped the dead holder's lock
     assert.is_table(c:file(HASH))
-    assert.is_true(system.monotime() - started < PROMPT)
     local used = window(c:quota_status(), "sliding").used
     assert.is_true(used >= printed + 1 and used <= printed + 2, ("used %d, printed %d"):format(used, printed))
     c:close()
@@ -227,24 +228,23 @@ describe("limiter", function()
                         rate = {{n = 2, per = 60}}, max_wait = 1}
     assert.is_table(c:file(HASH))
     assert.is_table(c:file(HASH))
-    local since, started = #srv:log(), system.monotime()
+    local since = #srv:log()
     local obj, err = c:file(HASH)
     assert.is_nil(obj)
     assert.equal("RateLimited", err.code)
     assert.is_true(err.retry_after > 55 and err.retry_after <= 61, tostring(err.retry_after))
-    assert.is_true(system.monotime() - started < 1 + PROMPT)
     assert.equal(since, #srv:log())
     c:close()
   end)
 
   it("waits for a slot that opens within max_wait", function()
     local c = vt.client{apikey = "test-key", base_url = srv.url, quota_state = state_path("short_wait"),
-                        rate = {{n = 2, per = 1}}, max_wait = 5}
+                        rate = {{n = 2, per = 0.4}}, max_wait = 5}
     local since, started = #srv:log(), system.monotime()
     for _ = 1, 3 do
       assert.is_table(c:file(HASH))
     end
-    assert.is_true(system.monotime() - started >= 1)
+    assert.is_true(system.monotime() - started >= 0.4)
     assert.equal(3, #lookups_since(since))
     c:close()
   end)

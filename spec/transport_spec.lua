@@ -8,6 +8,20 @@ local tinyproxy = require "helpers.tinyproxy"
 local proc = require "helpers.remote_proc"
 
 local EXE = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c" -- a file the fake serves
+-- distinct look-ups the fake answers (a batch asks once for look-ups that are the same)
+local FILES = {
+  EXE, "001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c",
+  "b214da9f6b0d6e6de5090b3f9672defe", "b7162dfcbcac2724c71c03385abe577e1ab0cd8d",
+  "de10ba5e5402b46ea975b5cb8a45eb7df9e81dc81012fd4efd145ed2dce3a740",
+  "01ba4719c80b6fe911b091a7c05124b64eeece964e09c058ef8f9805daca546b",
+  "b35ef2d8a3ee0d29eecb83acf45c1f192ceca75ab10dec861166af2b7bda373b",
+}
+local LOOKUPS = {
+  { "domain", "haiku-os.org" }, { "domain", "github.com" }, { "domain", "virustotal.com" },
+  { "ip", "8.8.8.8" }, { "ip", "1.1.1.1" }, { "url", "http://example.com/" }, { "url", "http://www.google.com/" },
+  { "url", "http://github.com/" }, { "url", "https://www.dropbox.com/s/qmi112rc4ns75eb/Confidential_123.xls?dl=1" },
+}
+for _, h in ipairs(FILES) do LOOKUPS[#LOOKUPS + 1] = { "file", h } end
 
 -- Proxy credentials: the password must never show.
 local PROXY_USER = "vtuser"
@@ -169,12 +183,12 @@ describe("transport", function()
     it("multiplexes a batch's concurrent look-ups on one connection", function()
       -- a fresh client: no connection exists yet when the eight first transfers start
       local c = client {}
-      local list = {}
-      for i = 1, 16 do list[i] = i % 2 == 0 and { "ip", "8.8.8.8" } or { "domain", "haiku-os.org" } end
+      local list = LOOKUPS
+      assert.equal(16, #list)
       local results = c:batch(list, { concurrency = 8 })
       for i, r in ipairs(results) do
         assert.is_true(r.ok, tostring(r.err))
-        assert.equal(i % 2 == 0 and "8.8.8.8" or "haiku-os.org", r.value.id)
+        assert.equal(list[i][1] == "ip" and "ip_address" or list[i][1], r.value.type)
       end
       c:close()
       local log = front:log(16)
@@ -193,8 +207,8 @@ describe("transport", function()
       -- the other look-ups go out on their own connections while the first one waits.
       srv:fault { type = "slow", delay = 2, regex = "^/api/v3/domains/" }
       local c = client { base_url = srv.url }
-      local list = { { "domain", "haiku-os.org" } }
-      for i = 2, 8 do list[i] = { "ip", "8.8.8.8" } end
+      local list = { { "domain", "haiku-os.org" }, { "ip", "8.8.8.8" }, { "ip", "1.1.1.1" } }
+      for i = 1, 5 do list[#list + 1] = { "file", FILES[i] } end
       for _, r in ipairs(c:batch(list, { concurrency = 8 })) do assert.is_true(r.ok, tostring(r.err)) end
       c:close()
       local log = srv:log()

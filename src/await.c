@@ -1,6 +1,8 @@
 /* Awaiting jobs: blocking on the engine, or yielding from a coroutine (to the
  * resumer or through the client's yield function) and going on where the call
  * stopped; and the host-loop interface (pollfd, events, timeout, step). */
+
+/*** @module vt */
 #include "client.h"
 
 #define AWAIT_MAX_JOBS 4
@@ -284,14 +286,27 @@ int vt_client_await_data_progress(lua_State *L, vt_client *c, vt_shape shape, in
 }
 
 
+/*** @type client */
+
 /* The host-loop interface, after cqueues: a host polls pollfd() for events()
  * with timeout(), then calls step(). */
+
+/***
+The one file descriptor a host loop polls for this client (an epoll fd for the whole engine).
+@function client:pollfd
+@treturn integer the descriptor
+*/
 static int client_pollfd(lua_State *L)
 {
     lua_pushinteger(L, vt_engine_fd(vt_client_check(L, 1)->engine));
     return 1;
 }
 
+/***
+What to poll `client:pollfd` for.
+@function client:events
+@treturn string `"r"`
+*/
 static int client_events(lua_State *L)
 {
     vt_client_check(L, 1);
@@ -299,6 +314,12 @@ static int client_events(lua_State *L)
     return 1;
 }
 
+/***
+When the engine needs a step even without I/O.
+@function client:timeout
+@treturn[1] number seconds (0: now)
+@return[2] nil when nothing waits on a timer
+*/
 static int client_timeout(lua_State *L)
 {
     double t = vt_engine_timeout(vt_client_check(L, 1)->engine);
@@ -309,8 +330,12 @@ static int client_timeout(lua_State *L)
     return 1;
 }
 
-/* Does what is ready (waiting at most `timeout` seconds, 0 by default) and
- * returns the number of requests, timers and quota waits still pending. */
+/***
+Does what is ready: reads and writes, retries and quota waits that are due.
+@function client:step
+@tparam[opt=0] number timeout the most seconds to wait for something to do
+@treturn integer the requests, timers and quota waits still pending
+*/
 static int client_step(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);

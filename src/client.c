@@ -1,6 +1,8 @@
 /* vt.client: the options, the handle (close/__gc/__close/__tostring), what
  * the client tells about itself (c:options, c:quota_status, c:cache_stats),
  * and the method table every client file adds its methods to. */
+
+/*** @module vt */
 #include "client.h"
 
 #include <ctype.h>
@@ -21,7 +23,8 @@
 static const char *const client_option_names[] = {
     "apikey", "base_url", "api", "requests_per_minute", "requests_per_day", "requests_per_month",
     "rate", "quota_state", "max_wait", "timeout", "connect_timeout", "retries", "proxy", "cainfo",
-    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", "retry_base", NULL,
+    "insecure", "user_agent", "poll_interval", "poll_timeout", "yield", "retry_base",
+    "cache", "cache_ttl", "cache_max_bytes", NULL,
 };
 
 /* Reads opts[key]; raises naming the key when present with another type. */
@@ -147,6 +150,11 @@ static void client_release(vt_client *c)
         vt_engine_free(c->engine);
         c->engine = NULL;
     }
+    /* after the engine: its jobs give their in-flight markers up through the cache */
+    vt_cache_free(c->policy.cache);
+    vt_redis_limiter_free(c->policy.redis_limiter);
+    c->policy.cache = NULL;
+    c->policy.redis_limiter = NULL;
     if (c->limiter) {
         vt_limiter_free(c->limiter);
         c->limiter = c->policy.limiter = NULL;
@@ -156,6 +164,11 @@ static void client_release(vt_client *c)
         free(c->apikey);
         c->apikey = NULL;
     }
+    for (struct curl_slist *h = c->v3_headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data)); /* the key's header */
+    curl_slist_free_all(c->v3_headers);
+    curl_slist_free_all(c->v2_headers);
+    c->v3_headers = c->v2_headers = NULL;
     free(c->base_url);
     free(c->quota_path);
     free(c->transport.proxy);
@@ -173,6 +186,37 @@ vt_client *vt_client_check(lua_State *L, int idx)
     return c;
 }
 
+/***
+A client of the VirusTotal API (v3, and legacy v2), with its own transfer engine and a rate
+limiter shared by every process using the same key. The options are in the README (Client
+options, Cache); an unknown option, a wrong type or a value out of range raises naming the option.
+`quota_state` may be `"redis://..."`: the windows then live in Redis for every host (one atomic
+script, Redis' clock; Redis unreachable means `QuotaStateError` and no request). The response
+cache's options:
+
+- `cache`: `false` (default), `true` (SQLite at `$XDG_CACHE_HOME/vt/cache.sqlite`, else
+  `~/.cache/vt/cache.sqlite`; the directory is made 0700, the file 0600), `"sqlite:PATH"` or
+  `"redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"`. Look-ups (`c:file`, `c:url`, `c:domain`,
+  `c:ip`, `c:analysis`, `c:batch`, `c:each`, v2 reports) are answered from it when it holds a
+  fresh answer: no request, no quota slot. Identical look-ups in flight share one request, in
+  this client and, through the cache, across processes.
+- `cache_ttl`: seconds an entry is used, a number for every kind or
+  `{file =, url =, domain =, ip =, analysis =, not_found =}` (defaults 3600, 3600, 3600, 3600,
+  30 days for completed analyses, 600 for NotFound answers).
+- `cache_max_bytes`: the SQLite cache's size (default 256 MiB); the least recently used
+  entries go first.
+@function client
+@tparam table opts `apikey` (else `VT_API_KEY`), `base_url`, `api` (`"v3"` or `"v2"`),
+`requests_per_minute`, `requests_per_day`, `requests_per_month`, `rate`, `quota_state`,
+`max_wait`, `timeout`, `connect_timeout` (also the longest wait for Redis), `retries`, `retry_base`,
+`proxy`, `cainfo`, `insecure`, `user_agent`, `poll_interval`, `poll_timeout`, `yield`, `cache`,
+`cache_ttl`, `cache_max_bytes`
+@treturn client the client (a to-be-closed value; closed when collected)
+@raise on a missing key, an unknown option, a wrong type or a value out of range, or when the
+limiter's state file cannot be used
+@usage local c <close> = vt.client{apikey = os.getenv("VT_API_KEY"), cache = true,
+                                quota_state = "redis://:pw@10.0.0.5/2"}
+*/
 static int client_new(lua_State *L)
 {
     lua_settop(L, 1);
@@ -238,8 +282,17 @@ static int client_new(lua_State *L)
     if (c->per_minute)
         lua_pop(L, 1);
 
+    vt_err e;
+    c->engine = vt_engine_new(&e);
+    if (!c->engine)
+        return luaL_error(L, "vt.client: %s", e.message);
     int qt = lua_getfield(L, 1, "quota_state");
-    if (qt == LUA_TSTRING) {
+    if (qt == LUA_TSTRING && strncmp(lua_tostring(L, -1), "redis://", 8) == 0) {
+        c->policy.redis_limiter = vt_redis_limiter_new(c->engine, lua_tostring(L, -1), c->windows, c->nwin, c->apikey,
+                                                       c->apikey_len, c->transport.connect_timeout, &e);
+        if (!c->policy.redis_limiter)
+            return luaL_error(L, "vt.client: option 'quota_state': %s", e.message);
+    } else if (qt == LUA_TSTRING) {
         size_t ql;
         const char *q = lua_tolstring(L, -1, &ql);
         if (ql == 0 || memchr(q, '\0', ql))
@@ -248,21 +301,40 @@ static int client_new(lua_State *L)
     } else if (qt == LUA_TNIL)
         c->quota_path = default_quota_path(L, c->apikey, c->apikey_len);
     else if (!(qt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-        return luaL_error(L, "vt.client: option 'quota_state' must be a path (string) or false");
+        return luaL_error(L, "vt.client: option 'quota_state' must be a path (string), \"redis://...\" or false");
     lua_pop(L, 1);
 
-    vt_err e;
-    c->limiter = vt_limiter_new(c->windows, c->nwin, c->quota_path, &e);
-    if (!c->limiter)
-        return luaL_error(L, "vt.client: %s", e.message);
-    c->policy.limiter = c->limiter;
-    c->engine = vt_engine_new(&e);
-    if (!c->engine)
-        return luaL_error(L, "vt.client: %s", e.message);
+    lua_pushfstring(L, "x-apikey: %s", c->apikey);
+    if (!(c->v2_headers = curl_slist_append(NULL, "Accept: application/json")) ||
+        !(c->v3_headers = curl_slist_append(NULL, "Accept: application/json")) ||
+        !curl_slist_append(c->v3_headers, lua_tostring(L, -1))) {
+        lua_pop(L, 1);
+        return vt_raise_oom(L, "creating the client");
+    }
+    lua_pop(L, 1);
+
+    if (!c->policy.redis_limiter) {
+        c->limiter = vt_limiter_new(c->windows, c->nwin, c->quota_path, &e);
+        if (!c->limiter)
+            return luaL_error(L, "vt.client: %s", e.message);
+        c->policy.limiter = c->limiter;
+    }
+    c->policy.cache = vt_cache_open(L, 1, c->base_url, c->engine, c->transport.connect_timeout);
     lua_pushvalue(L, self);
     return 1;
 }
 
+/*** A client: `vt.client(opts)` makes one. Every method but `close` raises on a closed client.
+A failure returns `nil` and the error value (README: Errors); a wrong type raises.
+@type client
+*/
+
+/***
+Closes the client: transfers still running fail with `ConnectionError`, the key is wiped from
+memory, its cache and Redis connections close after writing what they still hold. Closing twice
+is fine; also done by `__close` and `__gc`.
+@function client:close
+*/
 static int client_close(lua_State *L)
 {
     vt_client *c = luaL_checkudata(L, 1, VT_CLIENT_MT);
@@ -282,9 +354,21 @@ static int client_tostring(lua_State *L)
 }
 
 
+/***
+What the limiter knows now, read from the shared state: the state file, or Redis (with
+`quota_state = "redis://..."`, shared by every host).
+@function client:quota_status
+@treturn[1] table `windows` (a list of `{kind, n, per, used, next_slot_in}`), `blocked_until`
+(when the service said the quota is spent), `path` (the shared state file, if any) or `url` (the
+Redis, without its password)
+@treturn[2] nil
+@treturn[2] table the error value (`QuotaStateError`)
+*/
 static int client_quota_status(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
+    if (c->policy.redis_limiter)
+        return vt_client_redis_quota_status(L, c);
     vt_err e;
     if (vt_limiter_push_status(L, c->limiter, vt_now(), &e) != 0)
         return vt_err_return(L, &e);
@@ -325,9 +409,13 @@ static void set_number_field(lua_State *L, const char *key, double value)
     lua_setfield(L, -2, key);
 }
 
-/* c:options(): the client's effective options, every default filled in, without
- * the key (and without a proxy password), so the playbook layers follow the
- * client and a user can see what a client does. */
+/***
+The client's effective options, every default filled in, without the key (and with a proxy's
+or Redis' password as `***`; `cache` as `"sqlite:PATH"`, `"redis://..."` or `false`, `cache_ttl` a
+table of every kind): so the playbook layers follow the client, and a user can see what it does.
+@function client:options
+@treturn table the options, as `vt.client` takes them
+*/
 static int client_options(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -356,11 +444,14 @@ static int client_options(lua_State *L)
         lua_setfield(L, -2, "rate");
     else
         lua_pop(L, 1);
-    if (c->quota_path)
+    if (c->policy.redis_limiter)
+        lua_pushstring(L, vt_redis_limiter_name(c->policy.redis_limiter));
+    else if (c->quota_path)
         lua_pushstring(L, c->quota_path);
     else
         lua_pushboolean(L, 0);
     lua_setfield(L, -2, "quota_state");
+    vt_cache_push_options(L, c->policy.cache);
     set_number_field(L, "max_wait", c->policy.max_wait);
     set_number_field(L, "timeout", c->transport.timeout);
     set_number_field(L, "connect_timeout", c->transport.connect_timeout);
@@ -385,21 +476,19 @@ static int client_options(lua_State *L)
     return 1;
 }
 
-/* c:cache_stats(): what the response cache did, and the API requests this client
- * has sent (each attempt that took a quota slot). */
+/***
+What the response cache did, and the API requests this client has sent.
+@function client:cache_stats
+@treturn table `backend` (`"none"`, `"sqlite"` or `"redis"`), `hits` (look-ups answered from the
+cache), `misses` (ones it had no fresh answer for), `stores` (answers written), `coalesced`
+(look-ups that shared another's request: in this client, or another process's found in flight),
+`errors` (times the cache failed and was skipped), and `requests` (every attempt that took a
+quota slot, retries included)
+*/
 static int client_cache_stats(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
-    static const char *const counters[] = {"hits", "misses", "stores", "coalesced", "errors", NULL};
-    lua_createtable(L, 0, 7);
-    lua_pushliteral(L, "none");
-    lua_setfield(L, -2, "backend");
-    for (int i = 0; counters[i]; i++) {
-        lua_pushinteger(L, 0);
-        lua_setfield(L, -2, counters[i]);
-    }
-    lua_pushinteger(L, (lua_Integer)vt_engine_requests(c->engine));
-    lua_setfield(L, -2, "requests");
+    vt_cache_push_stats(L, c->policy.cache, vt_engine_requests(c->engine));
     return 1;
 }
 

@@ -14,6 +14,7 @@ typedef struct vt_client {
     char *apikey;               /* never printed */
     size_t apikey_len;
     char *base_url;             /* no trailing slash */
+    struct curl_slist *v3_headers, *v2_headers; /* every API request's, shared by its jobs */
     char *quota_path;           /* NULL when kept in memory */
     char api[3];                /* "v3" or "v2" */
     vt_transport transport;
@@ -32,7 +33,8 @@ vt_client *vt_client_check(lua_State *L, int idx);
 vt_job *vt_job_push(lua_State *L);
 /* Prepares a request to the API: method, path under the base URL (already
  * escaped, starting with '/'), an optional query (escaped, without '?').
- * v3 puts the key in x-apikey; v2 jobs get it from vt_client_v2_job. */
+ * v3 jobs share the client's headers (Accept, x-apikey); v2 ones carry the key
+ * in their query or body. */
 void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method,
                        const char *path, const char *query);
 /* Starts the n jobs at stack[first..first+n-1] (those not yet started) and
@@ -68,7 +70,9 @@ bool vt_client_may_yield(lua_State *L, vt_client *c);
 int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext ctx, lua_KFunction then);
 /* Turns a finished job into Lua values: the decoded body (1 value) or nil, err
  * (2 values). Errors carry the service's code where it sent one; the key is
- * scrubbed from every message. */
+ * scrubbed from every message. A look-up (a job with a cache key) answered by
+ * a corrupt cache entry returns -1, pushing nothing: the job is ready to be
+ * awaited again (vt_cache_settle). */
 int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
 /* Same, but returns body.data when it has the shape the call expects (keeping body.meta in
  * it when keep_meta); another answer is InvalidResponse. */
@@ -131,5 +135,18 @@ void vt_collections_register(lua_State *L);
 void vt_v2_register(lua_State *L);
 void vt_await_register(lua_State *L);
 void vt_feed_register(lua_State *L); /* feed.c: c:feed, c:follow */
+
+/* limiter_redis.c: c:quota_status of a client whose quota_state is in Redis. */
+int vt_client_redis_quota_status(lua_State *L, vt_client *c);
+
+/* v2.c: pushes a prepared GET job for v2 endpoint with the string parameters of
+ * the table at params and the key (a look-up for the cache when it is one report). */
+vt_job *vt_client_v2_get(lua_State *L, vt_client *c, const char *endpoint, int params);
+/* cache_v2.c: a v2 report endpoint's call with several resources (file/report by
+ * commas, url/report by newlines) when the client has a cache: the reports it holds
+ * come from it, the others from one request, stored one by one; returns the values
+ * of the call (the list of reports, in the order asked; or nil, err). -1 (pushing
+ * nothing) for any other call. */
+int vt_cache_v2_batch(lua_State *L, vt_client *c, const char *endpoint, int params);
 
 #endif

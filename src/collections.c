@@ -1,5 +1,6 @@
 /* Collections: iterators over relationships, comments and search results
  * (pages fetched by cursor as the loop goes), and the user's quotas. */
+/*** @module vt */
 #include "client.h"
 
 #include <string.h>
@@ -123,14 +124,29 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
 
 #define RELATIONSHIP_MAX 64 /* the service's names are under 40 characters */
 
+/*** @type client */
+
+/***
+An iterator over the objects related to one: pages are fetched by cursor as the loop goes. A
+page that fails **raises** the error value (a `for` loop cannot take `nil, err`), and so does a
+malformed argument, at the call (no request).
+@function client:related
+@tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
+@tparam string id the object's hash, URL, domain or address
+@tparam string relationship e.g. `"communicating_files"`, `"resolutions"`
+@tparam[opt] table opts `limit` (per page, default 10), `max` (objects in all), `cursor` (to go on)
+@treturn function the iterator, giving one object at a time
+@raise on a wrong type or option; the error value `InvalidArgument` for a malformed id or
+relationship name (no request); from the iterator, the error value of a page that failed
+@usage for f in c:related("ip", "1.1.1.1", "communicating_files", {max = 30}) do print(f.id) end
+*/
 static int client_related(lua_State *L)
 {
-    vt_client *c = vt_client_check(L, 1);
+    vt_client_check(L, 1);
     vt_kind kind = vt_kind_check(L, 2, false);
     size_t rlen;
     const char *rel = vt_checkstring(L, 4, &rlen);
     lua_settop(L, 5);
-    (void)c;
     vt_err e;
     bool named = rlen > 0 && rlen <= RELATIONSHIP_MAX;
     for (size_t i = 0; i < rlen && named; i++)
@@ -146,12 +162,21 @@ static int client_related(lua_State *L)
     return push_collection(L, 7, 5, 8);
 }
 
+/***
+An iterator over the comments on an object, as `client:related` iterates.
+@function client:comments
+@tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
+@tparam string id the object's hash, URL, domain or address
+@tparam[opt] table opts `limit`, `max`, `cursor`
+@treturn function the iterator, giving one comment object at a time
+@raise on a wrong type or option; the error value `InvalidArgument` for a malformed id (no
+request); from the iterator, the error value of a page that failed
+*/
 static int client_comments(lua_State *L)
 {
-    vt_client *c = vt_client_check(L, 1);
+    vt_client_check(L, 1);
     vt_kind kind = vt_kind_check(L, 2, false);
     lua_settop(L, 4);
-    (void)c;
     vt_err e;
     if (vt_push_object_path(L, kind, 3, &e) != 0) /* 5 */
         return iterator_fails(L, &e);
@@ -160,6 +185,16 @@ static int client_comments(lua_State *L)
     return push_collection(L, 6, 4, 7);
 }
 
+/***
+An iterator over the results of a search (VirusTotal's intelligence search syntax where the key
+allows it), as `client:related` iterates.
+@function client:search
+@tparam string query the query
+@tparam[opt] table opts `limit`, `max`, `cursor`
+@treturn function the iterator
+@raise on a wrong type or option; the error value `InvalidArgument` for an empty query or one
+holding a NUL (no request); from the iterator, the error value of a page that failed
+*/
 static int client_search(lua_State *L)
 {
     vt_client_check(L, 1);
@@ -178,9 +213,15 @@ static int client_search(lua_State *L)
     return push_collection(L, 4, 3, 5);
 }
 
-/* The user's overall quotas. The service names the user in the path; without
- * a user id the API key is that name (the one place it goes beyond the header,
- * because the service offers no other way). */
+/***
+A user's overall quotas. The service names the user in the path; without a user id the API key
+is that name (the one request where the key leaves the header: the service offers no other way).
+@function client:quotas
+@tparam[opt] string user the user id
+@treturn[1] table the quotas (`api_requests_daily`, ...)
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_quotas(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);

@@ -5,6 +5,8 @@
  * vt.h gives update and final no way to report failure, so a failed OpenSSL
  * call marks the digest failed and final then writes empty strings: an empty
  * digest matches no hash, so the caller's comparison fails safe. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <errno.h>
@@ -174,7 +176,16 @@ static int digest_file(vt_digest *d, const char *path, int64_t *size, vt_err *e)
     return 0;
 }
 
-/* vt.digest(path | {data = s}) -> {md5, sha1, sha256, size} | nil, err */
+/***
+The MD5, SHA-1 and SHA-256 of a file (streamed, never read whole) or of a string.
+@function digest
+@param source a path, or `{data = string}`
+@treturn[1] table `{md5, sha1, sha256, size}` (lower-case hex)
+@treturn[2] nil
+@treturn[2] table the error value (`InvalidArgument` for a missing file, or one that is not a
+regular file: it fails at once)
+@raise on a wrong type or an unknown key
+*/
 static int l_digest(lua_State *L)
 {
     static const char *const keys[] = {"data", NULL};

@@ -1,6 +1,7 @@
 /* Downloads: c:download (and v2 file/download) stream the content to a
  * temporary file beside the destination, follow the storage redirect without
  * the key, verify the digest and rename the file into place. */
+/*** @module vt */
 #include "client.h"
 
 #include <errno.h>
@@ -110,12 +111,13 @@ static int download_verify(lua_State *L, vt_client *c, int base)
     int hops = lua_gettop(L) - (base + 4);
     vt_err e;
     if (vt_job_redirected(j)) {
+        /* follow it ourselves, WITHOUT the key: libcurl would forward custom headers */
         if (hops > MAX_REDIRECTS)
             return vt_fail(L, "InvalidResponse", "too many redirects");
         if (ftruncate(t->fd, 0) != 0 || lseek(t->fd, 0, SEEK_SET) != 0)
             return vt_fail(L, "InvalidArgument", "cannot write '%s': %s", t->path, strerror(errno));
         vt_job *next = vt_job_push(L);
-        if (vt_job_prepare_redirect(L, next, j->head.location, &e) != 0)
+        if (vt_job_prepare_redirect(L, next, j->location, &e) != 0)
             return vt_err_return(L, &e);
         set_file_sink(L, next, t, lua_tointeger(L, base + 2));
         return -1; /* the caller awaits it */
@@ -207,6 +209,20 @@ int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2)
     return vt_client_await_progress(L, c, 1, base + 3, download_progress, base, download_step);
 }
 
+/*** @type client */
+
+/***
+Downloads a file's content (a premium key's right): follows the redirect to the storage host
+itself, without the key, streams into a temporary file beside `dest`, checks the content
+against the hash given, and renames it into place only when it matches: no partial file is left.
+@function client:download
+@tparam string hash the file's MD5, SHA-1 or SHA-256
+@tparam string dest the path to write
+@tparam[opt] table opts `max_bytes` (default 100 MB)
+@treturn[1] table `{path, size, md5, sha1, sha256}`
+@treturn[2] nil
+@treturn[2] table the error value (`DigestMismatch`, `TooLarge`, `NotFoundError`, ...)
+*/
 static int client_download(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);

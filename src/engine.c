@@ -1,33 +1,29 @@
 /* The engine: one curl multi handle driven through epoll, and the life of a job
- * (wait for quota, run, retry transient failures with backoff and jitter, all
- * within the job's deadline). No Lua here: curl's callbacks only touch C data,
- * so no Lua error can ever longjmp through libcurl. */
-#include "vt.h"
+ * (consult the cache, wait for quota, run, retry transient failures with backoff
+ * and jitter, all within the job's deadline). One attempt's transfer is
+ * transfer.c's. No Lua here: curl's callbacks and the answers of Redis only touch
+ * C data, so no Lua error can ever longjmp through libcurl or hiredis.
+ *
+ * Shared requests. A look-up (a job with a cache key) that finds another job of
+ * the engine asking for the same key follows it: it gets a copy of that job's
+ * response when it ends. With a cache backend, a look-up asks the cache first;
+ * without an entry it takes the key's in-flight marker, or, when another
+ * process holds it, looks again now and then (for at most `timeout`) until that
+ * process's answer is stored or its marker is gone. */
+#include "engine.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define DEFAULT_BODY_CAP (64 * 1024 * 1024) /* JSON answers are far smaller */
+#define RECYCLED_BODY_CAP (1024 * 1024) /* a recycled job keeps a body buffer up to this size */
 #define BACKOFF_CAP 30.0
 #define QUOTA_HOLD_DEFAULT 60.0 /* minute quotas are the ones a 429 usually means */
-
-/* epoll data tags: curl's sockets and sources' fds share one epoll set. */
-#define TAG_CURL   1u
-#define TAG_SOURCE 2u
-
-struct vt_engine {
-    CURLM *multi;
-    int epfd;
-    vt_job *jobs;         /* every linked job */
-    unsigned jitter_state;
-    uint64_t requests;    /* API requests sent (attempts that counted against the quota) */
-};
+#define FIRST_POLL 0.02          /* seconds: first look at another process's answer */
+#define MAX_POLL 0.25            /* ... growing by half each time up to this */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -40,13 +36,31 @@ static double jitter(vt_engine *eng)
     return 0.5 + (x % 1000) / 2000.0; /* [0.5, 1.0) */
 }
 
+
+/* Every way a job ends: its followers end with it. */
+static void job_done(vt_job *j)
+{
+    j->state = VT_JOB_DONE;
+    vt_job *f = j->cache.followers;
+    j->cache.followers = NULL;
+    while (f) {
+        vt_job *next = f->cache.next_follower;
+        f->cache.leader = f->cache.next_follower = NULL;
+        vt_transfer_share(j, f);
+        f->cache.hit = j->cache.hit;
+        f->cache.shared = true;
+        f->state = VT_JOB_DONE;
+        vt_cache_counters(j->policy->cache)->coalesced++;
+        f = next;
+    }
+}
+
 static void job_fail(vt_job *j, const vt_err *e)
 {
     j->err = *e;
-    j->state = VT_JOB_DONE;
+    job_done(j);
 }
 
-static uint64_t tag(unsigned kind, int fd) { return ((uint64_t)kind << 32) | (uint32_t)fd; }
 
 /* ------------------------------------------------------- curl callbacks */
 
@@ -54,7 +68,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 {
     vt_engine *eng = userp;
     struct epoll_event ev = {0};
-    ev.data.u64 = tag(TAG_CURL, s);
+    ev.data.u64 = vt_epoll_tag(TAG_CURL, s);
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(eng->epfd, EPOLL_CTL_DEL, s, NULL);
         return 0;
@@ -63,184 +77,6 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (epoll_ctl(eng->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
         epoll_ctl(eng->epfd, EPOLL_CTL_ADD, s, &ev);
     return 0;
-}
-
-/* The sinks take a piece of the body: 0, or -1 with j->err filled. */
-static int sink_memory(vt_job *j, const char *data, size_t n)
-{
-    size_t cap = j->max_bytes > 0 ? (size_t)j->max_bytes : DEFAULT_BODY_CAP;
-    if (j->resp_len + n > cap) {
-        vt_err_set(&j->err, "TooLarge", "response body exceeds %zu bytes", cap);
-        return -1;
-    }
-    if (j->resp_len + n + 1 > j->resp_cap) {
-        size_t want = j->resp_cap ? j->resp_cap : 16384;
-        while (want < j->resp_len + n + 1)
-            want *= 2;
-        char *grown = realloc(j->resp, want);
-        if (!grown) {
-            vt_err_oom(&j->err, "buffering the response");
-            return -1;
-        }
-        j->resp = grown;
-        j->resp_cap = want;
-    }
-    memcpy(j->resp + j->resp_len, data, n);
-    j->resp_len += n;
-    j->resp[j->resp_len] = '\0';
-    return 0;
-}
-
-static int sink_file(vt_job *j, const char *data, size_t n)
-{
-    if (j->max_bytes > 0 && j->resp_total + (int64_t)n > j->max_bytes) {
-        vt_err_set(&j->err, "TooLarge", "download exceeds max_bytes (%lld bytes)", (long long)j->max_bytes);
-        return -1;
-    }
-    if (j->digest)
-        vt_digest_update(j->digest, data, n);
-    while (n > 0) {
-        ssize_t w = write(j->sink_fd, data, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            vt_err_set(&j->err, "ConnectionError", "writing the download failed: %s", strerror(errno));
-            return -1;
-        }
-        data += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
-{
-    vt_job *j = userp;
-    size_t n = size * nmemb;
-    long status = 0;
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-    /* Only a successful body goes to the file or the stream; an error body is
-     * kept in memory so that it can be reported. */
-    bool success = status >= 200 && status < 300;
-    if (j->sink == VT_SINK_STREAM && success) {
-        int took = j->stream.write(j->stream.ud, data, n, &j->err);
-        if (took == VT_STREAM_FULL) {
-            j->paused = true;
-            return CURL_WRITEFUNC_PAUSE;
-        }
-        if (took != VT_STREAM_TOOK)
-            return CURL_WRITEFUNC_ERROR;
-        j->resp_total += (int64_t)n;
-        return n;
-    }
-    bool to_file = j->sink == VT_SINK_FILE && success;
-    if ((to_file ? sink_file(j, data, n) : sink_memory(j, data, n)) != 0)
-        return CURL_WRITEFUNC_ERROR;
-    j->resp_total += (int64_t)n;
-    return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
-{
-    vt_job *j = userp;
-    size_t n = size * nmemb;
-    if (vt_head_line(&j->head, data, n, vt_now(), &j->err) != 0)
-        return 0; /* ends the transfer */
-    return n;
-}
-
-/* Called before each request a transfer sends. libcurl sends a request again, on its own,
- * when a kept-alive connection closes before any answer (the server dropped it as the
- * request arrived): a request beyond the client's retries, and one no quota slot was taken
- * for. That second send is refused here, and the job retries it as its own attempt. */
-static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port, int local_port)
-{
-    vt_job *j = userp;
-    if (j->sends++ == 0)
-        return CURL_PREREQFUNC_OK;
-    j->connection_dropped = true;
-    vt_err_set(&j->err, "ConnectionError", "the connection closed before the service answered");
-    return CURL_PREREQFUNC_ABORT;
-}
-
-/* Progress of a streaming transfer: bytes moved either way. */
-static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
-{
-    vt_job *j = userp;
-    double now = vt_monotonic();
-    if (dlnow + ulnow != j->moved || j->paused) {
-        /* progress, or a pause of our own (a full stream sink waits for its reader, who
-         * may take their time): the clock starts again */
-        j->moved = dlnow + ulnow;
-        j->moved_at = now;
-    } else if (now - j->moved_at > j->transport->timeout) {
-        vt_err_set(&j->err, "Timeout", "nothing sent or received for %gs", j->transport->timeout);
-        return 1; /* ends the transfer */
-    }
-    return 0;
-}
-
-/* Upload body: multipart head, then the source, then the tail. */
-static size_t on_read(char *buf, size_t size, size_t nmemb, void *userp)
-{
-    vt_job *j = userp;
-    size_t cap = size * nmemb, out = 0;
-    int64_t pos = j->sent;
-    int64_t src_end = (int64_t)j->mp_head_len + (j->source ? j->source->size : 0);
-
-    if (pos < (int64_t)j->mp_head_len) {
-        size_t n = j->mp_head_len - (size_t)pos;
-        if (n > cap) n = cap;
-        memcpy(buf, j->mp_head + pos, n);
-        out = n;
-    } else if (pos < src_end) {
-        int fd = -1, events = 0;
-        size_t want = cap;
-        if ((int64_t)want > src_end - pos)
-            want = (size_t)(src_end - pos);
-        if (!j->source->open) { /* a host closed the source (or its session) mid-upload */
-            vt_err_set(&j->err, "InvalidArgument", "the file source was closed during the upload");
-            return CURL_READFUNC_ABORT;
-        }
-        ptrdiff_t r = j->source->cls->read(j->source, buf, want, &fd, &events, &j->err);
-        if (r == VT_SOURCE_AGAIN) {
-            j->src_fd = fd;
-            j->src_events = events;
-            struct epoll_event ev = {0};
-            ev.events = (events & VT_WANT_READ ? EPOLLIN : 0) | (events & VT_WANT_WRITE ? EPOLLOUT : 0);
-            ev.data.u64 = tag(TAG_SOURCE, fd);
-            if (epoll_ctl(j->engine->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
-                epoll_ctl(j->engine->epfd, EPOLL_CTL_MOD, fd, &ev);
-            return CURL_READFUNC_PAUSE;
-        }
-        if (r == VT_SOURCE_ERROR)
-            return CURL_READFUNC_ABORT;
-        if (r == 0) {
-            vt_err_set(&j->err, "InvalidArgument", "the file to upload ended early (%lld of %lld bytes)",
-                       (long long)(pos - (int64_t)j->mp_head_len), (long long)j->source->size);
-            return CURL_READFUNC_ABORT;
-        }
-        out = (size_t)r;
-    } else {
-        size_t off = (size_t)(pos - src_end);
-        size_t n = j->mp_tail_len - off;
-        if (n > cap) n = cap;
-        memcpy(buf, j->mp_tail + off, n);
-        out = n;
-    }
-    j->sent += (int64_t)out;
-    return out;
-}
-
-static int on_seek(void *userp, curl_off_t offset, int origin)
-{
-    vt_job *j = userp;
-    if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK;
-    if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &j->err) != 0))
-        return CURL_SEEKFUNC_FAIL;
-    j->sent = 0;
-    return CURL_SEEKFUNC_OK;
 }
 
 /* ------------------------------------------------------------- engine */
@@ -275,28 +111,76 @@ static void forget_source_fd(vt_job *j)
     }
 }
 
+static void begin(vt_job *j, double mono);
+static void advance(vt_job *j, double mono);
+
+static void stop_following(vt_job *j)
+{
+    vt_job **p = &j->cache.leader->cache.followers;
+    while (*p != j)
+        p = &(*p)->cache.next_follower;
+    *p = j->cache.next_follower;
+    j->cache.leader = j->cache.next_follower = NULL;
+}
+
+static void give_up_marker(vt_job *j)
+{
+    if (j->cache.leased) {
+        vt_cache_release(j->policy->cache, j);
+        j->cache.leased = false;
+    }
+}
+
 static void unlink_job(vt_job *j)
 {
     vt_engine *eng = j->engine;
     if (!eng)
         return;
-    if (j->easy) {
-        curl_multi_remove_handle(eng->multi, j->easy);
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
+    if (j->ticket) {
+        j->ticket->job = NULL;
+        j->ticket = NULL;
     }
+    j->answered = VT_ANSWER_NONE;
+    if (j->cache.leader)
+        stop_following(j);
+    /* A finished look-up whose answer the cache may keep holds its marker until
+     * its caller stores the answer (vt_cache_settle), right after this: others
+     * keep waiting for that answer rather than ask. Any other gives it up now. */
+    bool storable = j->state == VT_JOB_DONE && !j->err.code[0] && (j->status == 200 || j->status == 404);
+    if (!storable)
+        give_up_marker(j);
+    if (j->transfer)
+        vt_transfer_drop(j);
     forget_source_fd(j);
     if (j->prev) j->prev->next = j->next;
     else eng->jobs = j->next;
     if (j->next) j->next->prev = j->prev;
     j->next = j->prev = NULL;
     j->engine = NULL;
+    /* Left before its request ended (its caller went away): its followers start
+     * again, the first to begin leading the others. */
+    vt_job *f = j->cache.followers;
+    j->cache.followers = NULL;
+    double mono = vt_monotonic();
+    while (f) {
+        vt_job *next = f->cache.next_follower;
+        f->cache.leader = f->cache.next_follower = NULL;
+        begin(f, mono);
+        advance(f, mono);
+        f = next;
+    }
 }
 
 void vt_engine_free(vt_engine *eng)
 {
     if (!eng)
         return;
+    for (vt_job *j = eng->jobs; j; j = j->next) {
+        j->cache.followers = j->cache.leader = j->cache.next_follower = NULL; /* all end here */
+        give_up_marker(j);
+    }
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        w->engine = NULL;
     while (eng->jobs) {
         vt_job *j = eng->jobs;
         unlink_job(j);
@@ -306,6 +190,7 @@ void vt_engine_free(vt_engine *eng)
             job_fail(j, &e);
         }
     }
+    vt_transfer_free_idle(eng);
     if (eng->multi)
         curl_multi_cleanup(eng->multi);
     if (eng->epfd >= 0)
@@ -320,16 +205,24 @@ int64_t vt_job_expected_bytes(const vt_job *j)
 {
     long status = 0;
     curl_off_t length = -1;
-    if (!j->easy)
+    if (!j->transfer)
         return -1;
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status >= 300)
         return -1; /* a redirect's or an error's body is not the content */
-    curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     return length;
 }
 
 uint64_t vt_engine_requests(const vt_engine *eng) { return eng->requests; }
+
+int vt_engine_pending(const vt_engine *eng)
+{
+    int pending = 0;
+    for (const vt_job *j = eng->jobs; j; j = j->next)
+        pending += j->state != VT_JOB_DONE;
+    return pending;
+}
 
 /* ---------------------------------------------------------------- jobs */
 
@@ -337,22 +230,38 @@ void vt_job_init(vt_job *j)
 {
     memset(j, 0, sizeof *j);
     j->sink_fd = j->src_fd = -1;
-    vt_head_clear(&j->head);
+    j->retry_after_hdr = -1;
     j->err.retry_after = -1;
 }
 
 void vt_job_reset(vt_job *j)
 {
     vt_job_release(j);
+    free(j->cache.key);
     free(j->url);
     curl_slist_free_all(j->headers);
     free(j->body);
     free(j->mp_head);
     free(j->mp_tail);
     free(j->resp);
+    free(j->content_type);
+    free(j->location);
     if (j->digest)
         vt_digest_free(j->digest);
     vt_job_init(j);
+}
+
+void vt_job_recycle(vt_job *j)
+{
+    char *resp = j->resp;
+    size_t cap = j->resp_cap;
+    j->resp = NULL;
+    vt_job_reset(j);
+    if (cap <= RECYCLED_BODY_CAP) {
+        j->resp = resp;
+        j->resp_cap = cap;
+    } else
+        free(resp);
 }
 
 void vt_job_release(vt_job *j)
@@ -360,98 +269,12 @@ void vt_job_release(vt_job *j)
     unlink_job(j);
 }
 
-static void clear_response(vt_job *j)
-{
-    j->status = 0;
-    j->resp_len = 0;
-    j->resp_total = 0;
-    if (j->resp)
-        j->resp[0] = '\0';
-    vt_head_clear(&j->head);
-    j->sends = 0;
-    j->connection_dropped = false;
-    j->moved = 0;
-    j->moved_at = vt_monotonic();
-    j->curl_errbuf[0] = '\0';
-    memset(&j->err, 0, sizeof j->err);
-    j->err.retry_after = -1;
-    j->sent = 0;
-    j->paused = false;
-}
-
-static CURL *make_easy(vt_job *j, const vt_transport *t)
-{
-    CURL *c = curl_easy_init();
-    if (!c)
-        return NULL;
-    curl_easy_setopt(c, CURLOPT_URL, j->url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, j->curl_errbuf);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, j);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
-    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(c, CURLOPT_PREREQDATA, j);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers);
-    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(t->connect_timeout * 1000));
-    /* Concurrent transfers to a host not yet connected wait to learn whether its
-     * connection multiplexes (HTTP/2) instead of each opening their own. Over TLS
-     * the handshake (ALPN) tells; over plain HTTP only the first answer would, so
-     * a slow one would hold the others back: there they do not wait. */
-    if (strncmp(j->url, "https://", 8) == 0)
-        curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
-    if (j->streaming) {
-        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. The low
-         * speed limit makes libcurl look at the transfer every second, also while nothing
-         * moves; on_progress ends it after `timeout` seconds without a byte either way
-         * (libcurl's own check averages over 5 s: an upload that stopped would wait for
-         * its answer that long beyond `timeout`). */
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t->timeout > 1 ? t->timeout : 1));
-        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(c, CURLOPT_XFERINFODATA, j);
-        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    } else
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
-    if (t->user_agent)
-        curl_easy_setopt(c, CURLOPT_USERAGENT, t->user_agent);
-    if (t->proxy)
-        curl_easy_setopt(c, CURLOPT_PROXY, t->proxy);
-    if (t->cainfo)
-        curl_easy_setopt(c, CURLOPT_CAINFO, t->cainfo);
-    if (t->insecure) {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (j->mp_head) {
-        curl_off_t total = (curl_off_t)(j->mp_head_len + j->mp_tail_len) + (j->source ? j->source->size : 0);
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, j);
-        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(c, CURLOPT_SEEKDATA, j);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, total);
-    } else if (j->body || strcmp(j->method, "POST") == 0) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, j->body ? j->body : "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
-    }
-    if (strcmp(j->method, "GET") != 0 && strcmp(j->method, "POST") != 0)
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, j->method);
-    return c;
-}
-
 static void start_transfer(vt_job *j)
 {
-    clear_response(j);
-    j->easy = make_easy(j, j->transport);
-    if (!j->easy) {
+    j->transfer = vt_transfer_prepare(j);
+    if (!j->transfer) {
         vt_err e;
-        vt_err_set(&e, "ConnectionError", "cannot create a transfer");
+        vt_err_oom(&e, "creating a transfer");
         job_fail(j, &e);
         return;
     }
@@ -459,9 +282,8 @@ static void start_transfer(vt_job *j)
     if (j->counts_quota)
         j->engine->requests++;
     j->state = VT_JOB_RUNNING;
-    if (curl_multi_add_handle(j->engine->multi, j->easy) != CURLM_OK) {
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
+    if (curl_multi_add_handle(j->engine->multi, j->transfer->curl) != CURLM_OK) {
+        vt_transfer_drop(j);
         vt_err e;
         vt_err_set(&e, "ConnectionError", "cannot start a transfer");
         job_fail(j, &e);
@@ -478,14 +300,32 @@ static double curl_timeout(vt_engine *eng)
     return ms < 0 ? -1 : ms / 1000.0;
 }
 
-/* A job whose wake time has come asks the limiter for a slot. */
+/* The quota has no slot for wait seconds: the job sleeps, or fails when that
+ * passes its deadline. */
+static void quota_wait(vt_job *j, double mono, double wait)
+{
+    if (mono + wait > j->deadline) {
+        vt_err e;
+        vt_err_set(&e, "RateLimited", "local quota is spent; the next slot opens in %.1fs, beyond max_wait", wait);
+        e.retry_after = wait;
+        job_fail(j, &e);
+    } else
+        j->wake_at = mono + wait;
+}
+
+/* A job whose wake time has come asks the limiter for a slot (the Redis one
+ * answers later, through vt_job_quota_answer). */
 static void try_quota(vt_job *j, double mono)
 {
     if (!j->url) { /* a timer: its time has come */
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     vt_limiter *lim = j->policy->limiter;
+    if (j->counts_quota && j->policy->redis_limiter) {
+        vt_redis_limiter_acquire(j->policy->redis_limiter, j);
+        return;
+    }
     double wait = 0;
     if (lim && j->counts_quota) {
         vt_err e;
@@ -494,17 +334,131 @@ static void try_quota(vt_job *j, double mono)
             return;
         }
         if (wait > 0) {
-            if (mono + wait > j->deadline) {
-                vt_err_set(&e, "RateLimited",
-                           "local quota is spent; the next slot opens in %.1fs, beyond max_wait", wait);
-                e.retry_after = wait;
-                job_fail(j, &e);
-            } else
-                j->wake_at = mono + wait;
+            quota_wait(j, mono, wait);
             return;
         }
     }
     start_transfer(j);
+}
+
+/* Another job of the engine asking for the same key, whose request j can share. */
+static vt_job *find_leader(vt_job *j)
+{
+    for (vt_job *o = j->engine->jobs; o; o = o->next)
+        if (o != j && o->cache.key && !o->cache.leader && !o->cache.probe && o->state != VT_JOB_IDLE &&
+            o->state != VT_JOB_DONE && strcmp(o->cache.key, j->cache.key) == 0)
+            return o;
+    return NULL;
+}
+
+/* Where a job's life starts (and starts again when the job it followed went away). */
+static void begin(vt_job *j, double mono)
+{
+    vt_cache *cache = j->policy->cache;
+    j->state = VT_JOB_QUOTA;
+    j->wake_at = mono + (j->url ? 0 : j->timer);
+    if (j->external) {
+        j->state = VT_JOB_RUNNING;
+        j->external(j);
+        return;
+    }
+    if (!(j->url || j->cache.probe) || !j->cache.key || !cache)
+        return;
+    vt_job *leader = j->cache.read ? find_leader(j) : NULL;
+    if (leader) {
+        j->state = VT_JOB_FOLLOW;
+        j->cache.leader = leader;
+        j->cache.next_follower = leader->cache.followers;
+        leader->cache.followers = j;
+    } else if (vt_cache_active(cache)) {
+        j->state = VT_JOB_CACHE;
+        j->cache.poll = FIRST_POLL;
+    } else if (j->cache.probe)
+        job_done(j); /* nothing can answer it */
+}
+
+/* The cache answered a fetch. */
+static void on_fetched(vt_job *j, double mono)
+{
+    vt_cache_stats *st = vt_cache_counters(j->policy->cache);
+    switch (j->fetched) {
+    case VT_FETCH_HIT:
+        if (j->cache.wait_until > 0) { /* another process's answer, waited for */
+            j->cache.shared = true;
+            st->coalesced++;
+        } else
+            st->hits++;
+        j->cache.hit = true;
+        job_done(j);
+        return;
+    case VT_FETCH_CORRUPT: /* dropped: ask again, for the marker only */
+        j->cache.skip_entry = true;
+        j->wake_at = mono;
+        return;
+    case VT_FETCH_BUSY:
+        if (j->cache.read) {
+            if (j->cache.wait_until == 0)
+                j->cache.wait_until = mono + j->transport->timeout;
+            if (mono < j->cache.wait_until) {
+                j->wake_at = fmin(mono + j->cache.poll, j->cache.wait_until);
+                j->cache.poll = fmin(j->cache.poll * 1.5, MAX_POLL);
+                return;
+            }
+        }
+        st->misses++; /* waited long enough, or must not wait: asks itself */
+        break;
+    case VT_FETCH_LEASED:
+        j->cache.leased = true;
+        j->cache.refresh_at = mono + VT_LEASE_TTL / 3;
+        st->misses++;
+        break;
+    case VT_FETCH_FREE:
+        st->misses++;
+        break;
+    case VT_FETCH_ERROR:
+        j->cache.failed = true;
+        st->errors++;
+        break;
+    }
+    if (j->cache.probe) { /* a miss: its caller asks the service */
+        job_done(j);
+        return;
+    }
+    j->state = VT_JOB_QUOTA;
+    j->wake_at = mono;
+}
+
+static void on_quota(vt_job *j, double mono)
+{
+    if (j->quota_got > 0)
+        start_transfer(j);
+    else if (j->quota_got < 0)
+        job_done(j); /* err was set with the answer */
+    else
+        quota_wait(j, mono, j->quota_wait);
+}
+
+/* Does what the job can do now: act on an answer, or, when its time has come
+ * and it awaits nothing, ask the cache or the limiter. Loops while answers come
+ * at once (SQLite, a Redis connection that is down). */
+static void advance(vt_job *j, double mono)
+{
+    for (;;) {
+        vt_answer_kind answered = j->answered;
+        j->answered = VT_ANSWER_NONE;
+        if (answered == VT_ANSWER_CACHE)
+            on_fetched(j, mono);
+        else if (answered == VT_ANSWER_QUOTA)
+            on_quota(j, mono);
+        else if (j->ticket || j->wake_at > mono)
+            return;
+        else if (j->state == VT_JOB_CACHE)
+            vt_cache_fetch(j->policy->cache, j);
+        else if (j->state == VT_JOB_QUOTA)
+            try_quota(j, mono);
+        else
+            return;
+    }
 }
 
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p)
@@ -520,8 +474,6 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     eng->jobs = j;
     j->attempts = 0;
     j->deadline = mono + p->max_wait;
-    j->state = VT_JOB_QUOTA;
-    j->wake_at = mono + (j->url ? 0 : j->timer);
     size_t url_len = j->url ? strlen(j->url) : 0;
     if (url_len > VT_URL_MAX) {
         /* libcurl would refuse it as "No URL set" (a ConnectionError, and retried) */
@@ -529,8 +481,47 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
         vt_err_set(&e, "InvalidArgument", "the request URL would be %zu bytes; at most %d are sent", url_len,
                    VT_URL_MAX);
         job_fail(j, &e);
-    } else if (j->url)
-        try_quota(j, mono);
+        return;
+    }
+    begin(j, mono);
+    if (j->url || j->cache.probe) /* a timer ends at a step, even one of 0 s: a coroutine yields once */
+        advance(j, mono);
+}
+
+void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len)
+{
+    j->ticket = NULL;
+    j->fetched = fetched;
+    j->answered = VT_ANSWER_CACHE;
+    if (fetched == VT_FETCH_HIT && vt_job_set_response(j, status, body, len) < 0)
+        j->fetched = VT_FETCH_ERROR;
+}
+
+void vt_job_quota_answer(vt_job *j, int got, double wait, const vt_err *e)
+{
+    j->ticket = NULL;
+    j->quota_got = got;
+    j->quota_wait = wait;
+    if (got < 0)
+        j->err = *e;
+    j->answered = VT_ANSWER_QUOTA;
+}
+
+void vt_job_finish(vt_job *j, const vt_err *e)
+{
+    j->ticket = NULL;
+    if (e)
+        j->err = *e;
+    job_done(j);
+}
+
+void vt_job_refetch(vt_job *j)
+{
+    vt_job_release(j); /* its next answer replaces the response */
+    j->cache.hit = j->cache.shared = j->cache.skip_entry = j->cache.failed = false;
+    j->cache.read = false;
+    j->cache.wait_until = 0;
+    j->state = VT_JOB_IDLE;
 }
 
 /* Seconds to wait before the next attempt, or < 0 when the failure is final. */
@@ -547,87 +538,36 @@ static double retry_delay(vt_job *j, bool *quota_spent)
         bool quota = v2_quota || (s == 429 && j->resp && strstr(j->resp, "QuotaExceededError"));
         if (quota) {
             *quota_spent = true;
-            return j->head.retry_after >= 0 ? j->head.retry_after : QUOTA_HOLD_DEFAULT;
+            return j->retry_after_hdr >= 0 ? j->retry_after_hdr : QUOTA_HOLD_DEFAULT;
         }
         if (s != 429 && s < 500)
             return -1;
     }
-    if (j->head.retry_after >= 0 && !j->err.code[0])
-        return j->head.retry_after;
+    if (j->retry_after_hdr >= 0 && !j->err.code[0])
+        return j->retry_after_hdr;
     if (j->connection_dropped)
         return 0; /* the server is not in trouble: a new connection answers at once */
     double d = j->policy->retry_base * pow(2, j->attempts - 1);
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }
 
-/* Scrubs from msg the password of a proxy URL "[scheme://]user:password@host...":
- * curl quotes a proxy URL it cannot parse whole ("Unsupported proxy syntax in '...'").
- * Found by hand, because such a URL is exactly the one curl's URL parser refuses. */
-static void redact_proxy_password(char *msg, size_t cap, const char *proxy)
-{
-    if (!proxy)
-        return;
-    const char *user = strstr(proxy, "://");
-    user = user ? user + 3 : proxy;
-    const char *end = user + strcspn(user, "/?#"), *at = NULL;
-    for (const char *p = user; p < end; p++)
-        if (*p == '@')
-            at = p; /* the last one: a raw '@' in the password stays inside the span */
-    const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-    if (colon && at > colon + 1)
-        vt_redact(msg, cap, colon + 1, (size_t)(at - colon - 1));
-}
-
-static void describe_curl_failure(vt_job *j, CURLcode rc)
-{
-    if (j->err.code[0])
-        return; /* a callback already said why */
-    const char *code = "ConnectionError";
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-        code = "Timeout";
-    else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
-             rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
-             rc == CURLE_SSL_CIPHER || rc == CURLE_SSL_ISSUER_ERROR ||
-             rc == CURLE_SSL_ENGINE_NOTFOUND || rc == CURLE_SSL_ENGINE_SETFAILED ||
-             rc == CURLE_SSL_ENGINE_INITFAILED || rc == CURLE_SSL_SHUTDOWN_FAILED ||
-             rc == CURLE_SSL_CRL_BADFILE || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
-             rc == CURLE_SSL_INVALIDCERTSTATUS || rc == CURLE_SSL_CLIENTCERT)
-        code = "TLSError";
-    vt_err_set(&j->err, code, "%s", j->curl_errbuf[0] ? j->curl_errbuf : curl_easy_strerror(rc));
-    snprintf(j->err.curl, sizeof j->err.curl, "%s", curl_easy_strerror(rc));
-    /* the proxy curl used: the option, else the variables curl reads */
-    const char *from_env[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
-    if (j->transport->proxy)
-        redact_proxy_password(j->err.message, sizeof j->err.message, j->transport->proxy);
-    else
-        for (size_t i = 0; i < sizeof from_env / sizeof *from_env; i++)
-            redact_proxy_password(j->err.message, sizeof j->err.message, getenv(from_env[i]));
-}
-
 static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 {
     forget_source_fd(j);
-    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
-    long request_bytes = 0;
-    curl_easy_getinfo(j->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
-    j->request_sent = request_bytes > 0;
-    curl_multi_remove_handle(j->engine->multi, j->easy);
-    curl_easy_cleanup(j->easy);
-    j->easy = NULL;
-    if (rc != CURLE_OK)
-        describe_curl_failure(j, rc);
+    vt_transfer_finish(j, rc);
 
     bool quota_spent;
     double delay = retry_delay(j, &quota_spent);
-    if (quota_spent) {
-        j->head.retry_after = delay; /* the hold, told with the error whenever it ends the call */
-        if (j->policy->limiter) {
-            vt_err e;
-            vt_limiter_mark_spent(j->policy->limiter, vt_now(), delay, &e);
-        }
+    if (quota_spent)
+        j->retry_after_hdr = delay; /* the hold, told with the error whenever it ends the call */
+    if (quota_spent && j->policy->redis_limiter)
+        vt_redis_limiter_mark_spent(j->policy->redis_limiter, delay);
+    else if (quota_spent && j->policy->limiter) {
+        vt_err e;
+        vt_limiter_mark_spent(j->policy->limiter, vt_now(), delay, &e);
     }
     if (delay < 0 || j->attempts > j->policy->retries) {
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     if (mono + delay > j->deadline) {
@@ -635,19 +575,19 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
          * a Retry-After the service asked for becomes RateLimited; a failure that
          * ran out of backoff time keeps its own code. Only the first two say when
          * to come back. */
-        if (!quota_spent && j->head.retry_after >= 0 && !j->err.code[0]) {
+        if (!quota_spent && j->retry_after_hdr >= 0 && !j->err.code[0]) {
             vt_err_set(&j->err, "RateLimited", "the service answered HTTP %ld and asks to wait %.0fs, beyond max_wait",
                        j->status, delay);
             j->err.http = j->status;
             j->err.retry_after = delay;
         }
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     if (j->sink == VT_SINK_FILE && j->sink_fd >= 0) {
         /* start the file again */
         if (ftruncate(j->sink_fd, 0) != 0 || lseek(j->sink_fd, 0, SEEK_SET) != 0) {
-            j->state = VT_JOB_DONE;
+            job_done(j);
             return;
         }
         if (j->digest) {
@@ -659,7 +599,7 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
         j->stream.restart(j->stream.ud);
     vt_err rewind_err; /* the failure that called for the retry is the one to report */
     if (j->source && (!j->source->open || j->source->cls->rewind(j->source, &rewind_err) != 0)) {
-        j->state = VT_JOB_DONE;
+        job_done(j);
         return;
     }
     memset(&j->err, 0, sizeof j->err);
@@ -685,26 +625,94 @@ static void read_finished(vt_engine *eng)
 static void resume_source(vt_engine *eng, int fd)
 {
     for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->src_fd == fd && j->easy) {
+        if (j->src_fd == fd && j->transfer) {
             epoll_ctl(eng->epfd, EPOLL_CTL_DEL, fd, NULL);
             j->src_fd = -1;
-            curl_easy_pause(j->easy, CURLPAUSE_CONT);
+            curl_easy_pause(j->transfer->curl, CURLPAUSE_CONT);
         }
 }
 
-/* Seconds until curl or a waiting job needs a step (-1: none). */
+static void sooner(double *soonest, double t)
+{
+    if (t >= 0 && (*soonest < 0 || t < *soonest))
+        *soonest = t;
+}
+
+/* Seconds until curl, a waiting job or a watcher needs a step (-1: none). */
 static double next_due(vt_engine *eng)
 {
     double mono = vt_monotonic(), soonest = -1;
     double ct = curl_timeout(eng);
     if (ct >= 0)
         soonest = mono + ct;
-    for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->state == VT_JOB_QUOTA && (soonest < 0 || j->wake_at < soonest))
-            soonest = j->wake_at;
+    for (vt_job *j = eng->jobs; j; j = j->next) {
+        if (j->answered != VT_ANSWER_NONE)
+            sooner(&soonest, mono);
+        else if (!j->ticket && (j->state == VT_JOB_QUOTA || j->state == VT_JOB_CACHE))
+            sooner(&soonest, j->wake_at);
+        if (j->cache.leased)
+            sooner(&soonest, j->cache.refresh_at);
+    }
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        sooner(&soonest, w->due(w));
     if (soonest < 0)
         return -1;
     return soonest > mono ? soonest - mono : 0;
+}
+
+/* ------------------------------------------------------------ watchers */
+
+void vt_engine_watch(vt_engine *eng, vt_watcher *w)
+{
+    w->engine = eng;
+    w->fd = -1;
+    w->events = 0;
+    w->next = eng->watchers;
+    eng->watchers = w;
+}
+
+void vt_engine_unwatch(vt_watcher *w)
+{
+    vt_engine *eng = w->engine;
+    if (!eng)
+        return;
+    vt_engine_watch_fd(w, -1, 0);
+    vt_watcher **p = &eng->watchers;
+    while (*p != w)
+        p = &(*p)->next;
+    *p = w->next;
+    w->engine = NULL;
+}
+
+void vt_engine_watch_fd(vt_watcher *w, int fd, int events)
+{
+    vt_engine *eng = w->engine;
+    if (!eng)
+        return;
+    if (w->fd >= 0 && (events == 0 || fd != w->fd)) {
+        epoll_ctl(eng->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        w->fd = -1;
+        w->events = 0;
+    }
+    if (events == 0 || fd < 0 || events == w->events)
+        return;
+    struct epoll_event ev = {0};
+    ev.events = (events & VT_WANT_READ ? EPOLLIN : 0) | (events & VT_WANT_WRITE ? EPOLLOUT : 0);
+    ev.data.u64 = vt_epoll_tag(TAG_WATCH, fd);
+    epoll_ctl(eng->epfd, w->fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    w->fd = fd;
+    w->events = events;
+}
+
+static void watcher_io(vt_engine *eng, int fd, uint32_t events)
+{
+    int ready = (events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? VT_WANT_READ : 0) |
+                (events & (EPOLLOUT | EPOLLERR) ? VT_WANT_WRITE : 0);
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        if (w->fd == fd) {
+            w->on_io(w, ready);
+            return;
+        }
 }
 
 double vt_engine_timeout(vt_engine *eng)
@@ -713,16 +721,17 @@ double vt_engine_timeout(vt_engine *eng)
      * call's step): the host must resume that caller now. A streaming job says
      * itself when its caller can go on (lines came, or it ended). */
     for (vt_job *j = eng->jobs; j; j = j->next)
-        if (j->sink == VT_SINK_STREAM ? j->stream.ready(j->stream.ud) : j->state == VT_JOB_DONE)
+        if (j->answered != VT_ANSWER_NONE ||
+            (j->sink == VT_SINK_STREAM ? j->stream.ready(j->stream.ud) : j->state == VT_JOB_DONE))
             return 0;
     return next_due(eng);
 }
 
 void vt_job_resume(vt_job *j)
 {
-    if (j->easy && j->paused) {
+    if (j->transfer && j->paused) {
         j->paused = false; /* first: the held bytes may fill the sink again at once */
-        curl_easy_pause(j->easy, CURLPAUSE_CONT);
+        curl_easy_pause(j->transfer->curl, CURLPAUSE_CONT);
     }
 }
 
@@ -745,6 +754,10 @@ int vt_engine_step(vt_engine *eng, double max_block)
             resume_source(eng, fd);
             continue;
         }
+        if (kind == TAG_WATCH) {
+            watcher_io(eng, fd, evs[i].events);
+            continue;
+        }
         int flags = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                     (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                     (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
@@ -754,10 +767,15 @@ int vt_engine_step(vt_engine *eng, double max_block)
         curl_multi_socket_action(eng->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     read_finished(eng);
     double mono = vt_monotonic();
+    for (vt_watcher *w = eng->watchers; w; w = w->next)
+        w->tick(w, mono);
     int pending = 0;
     for (vt_job *j = eng->jobs; j; j = j->next) {
-        if (j->state == VT_JOB_QUOTA && j->wake_at <= mono)
-            try_quota(j, mono); /* a transfer it starts is kicked by curl's 0 timeout next step */
+        advance(j, mono); /* a transfer it starts is kicked by curl's 0 timeout next step */
+        if (j->cache.leased && j->cache.refresh_at <= mono) {
+            vt_cache_refresh(j->policy->cache, j);
+            j->cache.refresh_at = mono + VT_LEASE_TTL / 3;
+        }
         if (j->state != VT_JOB_DONE)
             pending++;
     }

@@ -1,5 +1,7 @@
 /* The error value of SPEC 3.3: a table {code, message, http, retry_after,
  * curl, analysis_id} whose __tostring gives one readable line. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <stdarg.h>
@@ -134,9 +136,17 @@ static int error_tostring(lua_State *L)
     return 1;
 }
 
-/* vt.error(code, message [, fields]): an error value like the core's own, for
- * Lua code (the playbook layers) that fails the same way the client does. Extra
- * fields (http, retry_after, analysis_id, ... or the caller's own) are copied. */
+/***
+An error value like the core's own, for Lua code that fails the way the client does: its
+`tostring` is one line (`code (HTTP n): message (retry after ...)`).
+@function error
+@tparam string code e.g. `"NotFoundError"`
+@tparam string message what happened
+@tparam[opt] table fields copied into the value (`http`, `retry_after`, `analysis_id`, or the
+caller's own)
+@treturn table the error value
+@raise on an empty code, or a field name that is not a string
+*/
 static int l_error(lua_State *L)
 {
     size_t code_len;

@@ -239,7 +239,7 @@ static void follow_redirect(lua_State *L, vt_client *c, feed_iter *it)
         vt_err_set(&e, "InvalidResponse", "too many redirects for a feed batch");
         feed_raise(L, it, &e, position(it));
     }
-    lua_pushstring(L, it->job.head.location);
+    lua_pushstring(L, it->job.location);
     vt_job_reset(&it->job);
     if (vt_job_prepare_redirect(L, &it->job, lua_tostring(L, -1), &e) != 0)
         feed_raise(L, it, &e, position(it));

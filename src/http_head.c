@@ -1,7 +1,6 @@
-/* The head of an HTTP answer, one header line at a time as libcurl hands them over: the
- * fields the client reads (Content-Type, Location, Retry-After), and where a new response
- * starts (after a 100 Continue or a resent request). Plain C on plain data: the engine calls
- * it from curl's header callback, and the fuzzer calls it directly.
+/* The head of an HTTP answer as libcurl hands it over, a header line at a time: a header's
+ * value, and what a Retry-After says. Plain C on plain data: curl's header callback
+ * (transfer.c) calls it, and the fuzzer calls it directly.
  *
  * Retry-After. A value no process should obey is ignored, so that the caller's default
  * applies (backoff, or the quota hold): it is either delta-seconds (digits, with a decimal
@@ -98,52 +97,17 @@ double vt_retry_after_seconds(const char *value, size_t len, double now)
     return secs > VT_RETRY_AFTER_MAX ? VT_RETRY_AFTER_MAX : secs;
 }
 
-void vt_head_clear(vt_head *h)
-{
-    h->content_type[0] = h->location[0] = '\0';
-    h->retry_after = -1;
-}
-
-/* The value of header `name` (any case) in the raw line, without the surrounding white space
- * and line end; NULL when the line is another header. */
-static const char *header_value(const char *line, size_t len, const char *name, size_t *vlen)
+bool vt_header_value(const char *line, size_t len, const char *name, const char **value, size_t *value_len)
 {
     size_t nl = strlen(name);
     if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return NULL;
+        return false;
     const char *v = line + nl + 1, *end = line + len;
     while (v < end && (*v == ' ' || *v == '\t'))
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
         end--;
-    *vlen = (size_t)(end - v);
-    return v;
-}
-
-/* Copies a header value into a field of cap bytes; false when it does not fit. */
-static bool copy_value(char *out, size_t cap, const char *v, size_t vlen)
-{
-    bool fits = vlen < cap;
-    size_t n = fits ? vlen : cap - 1;
-    memcpy(out, v, n);
-    out[n] = '\0';
-    return fits;
-}
-
-int vt_head_line(vt_head *h, const char *line, size_t len, double now, vt_err *e)
-{
-    size_t vlen;
-    const char *v;
-    if (len > 5 && memcmp(line, "HTTP/", 5) == 0)
-        vt_head_clear(h); /* a new response: what came before was an interim one */
-    else if ((v = header_value(line, len, "Retry-After", &vlen)))
-        h->retry_after = vt_retry_after_seconds(v, vlen, now);
-    else if ((v = header_value(line, len, "Content-Type", &vlen)))
-        copy_value(h->content_type, sizeof h->content_type, v, vlen); /* a longer one is no JSON type */
-    else if ((v = header_value(line, len, "Location", &vlen)) &&
-             !copy_value(h->location, sizeof h->location, v, vlen)) {
-        vt_err_set(e, "InvalidResponse", "redirect location longer than %zu bytes", sizeof h->location - 1);
-        return -1;
-    }
-    return 0;
+    *value = v;
+    *value_len = (size_t)(end - v);
+    return true;
 }

@@ -1,8 +1,12 @@
-/* JSON. Decoding goes through lua-cjson; Debian's lua-cjson 2.1.0 decodes every
- * number as a float on Lua 5.4, so decoded values are walked once and integral
- * numbers become Lua integers (sizes, counts and epoch times must compare as
- * integers). Encoding is our own (below). vt.decode and vt.encode give Lua code
- * the same JSON. */
+/* JSON. Decoding is our own, straight into Lua values: integral numbers become
+ * Lua integers as they are read (sizes, counts and epoch times must compare as
+ * integers; Debian's lua-cjson would hand back floats, to be walked a second
+ * time), fractions stay floats, and strings without escapes go from the input
+ * to Lua without a copy. null is a NULL light userdata, lua-cjson's cjson.null.
+ * Encoding is our own too (below). vt.decode and vt.encode give Lua code the
+ * same JSON. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <math.h>
@@ -10,115 +14,402 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Per-Lua-state cjson instance, kept in the registry under this address. */
-static const char json_key = 0;
-
-void vt_json_open(lua_State *L)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key) != LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_pop(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    /* An instance of our own, so a user's cjson settings never change ours. */
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode_invalid_numbers");
-    lua_pushboolean(L, 0);
-    lua_call(L, 1, 0);
-    lua_remove(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_key);
-}
-
-static void push_cjson_field(lua_State *L, const char *name)
-{
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
-}
+#define MAX_DEPTH 1000 /* nesting, as lua-cjson's decode_max_depth */
 
 void vt_json_push_null(lua_State *L)
 {
-    push_cjson_field(L, "null");
+    lua_pushlightuserdata(L, NULL);
 }
 
 /* ------------------------------------------------------------------ decode */
 
-/* The integer equal to the float at idx, if there is one (lua_numbertointeger
- * checks the range only: 1.5 would become 1). */
-static bool integral(lua_State *L, int idx, lua_Integer *out)
+typedef struct decoder {
+    lua_State *L;
+    const char *text, *p, *end;
+    int depth;
+    const char *why;            /* set on failure, with p where it happened */
+} decoder;
+
+/* The byte at p, or '\0' at the end (the text need not be NUL-terminated:
+ * a feed's line is not). */
+static char at(const decoder *d)
 {
-    lua_Number n = lua_tonumber(L, idx);
-    return n == floor(n) && lua_numbertointeger(n, out);
+    return d->p < d->end ? *d->p : '\0';
 }
 
-/* A number JSON cannot hold back: lua-cjson reads "9e9999" as infinity (its grammar is
- * JSON's; its value is not a double), which nothing could encode again. */
-static void refuse_infinite(lua_State *L, int idx)
+static int fail(decoder *d, const char *why)
 {
-    if (!isfinite(lua_tonumber(L, idx)))
-        luaL_error(L, "a number out of range");
+    d->why = why;
+    return -1;
 }
 
-static void integralise(lua_State *L, int idx)
+static void skip_space(decoder *d)
 {
-    luaL_checkstack(L, 4, "JSON nested too deeply");
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        int t = lua_type(L, -1);
-        if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Integer i;
-            refuse_infinite(L, -1);
-            if (integral(L, -1, &i)) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, i);
-                lua_rawset(L, idx);
+    for (char c = at(d); c == ' ' || c == '\n' || c == '\r' || c == '\t'; c = at(d))
+        d->p++;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            v |= (unsigned)((c | 0x20) - 'a' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned cp)
+{
+    if (cp < 0x80)
+        luaL_addchar(b, (char)cp);
+    else if (cp < 0x800) {
+        luaL_addchar(b, (char)(0xc0 | (cp >> 6)));
+        luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        luaL_addchar(b, (char)(0xe0 | (cp >> 12)));
+        luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+    } else {
+        luaL_addchar(b, (char)(0xf0 | (cp >> 18)));
+        luaL_addchar(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+        luaL_addchar(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        luaL_addchar(b, (char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+/* The rest of a string with escapes, from p (just after the opening quote):
+ * unescaped into a Lua buffer. Raw control characters pass, as lua-cjson lets
+ * them; a NUL byte (the end of the text, or inside it) does not. */
+static int escaped_string(decoder *d)
+{
+    luaL_Buffer b;
+    luaL_buffinit(d->L, &b);
+    const char *run = d->p;
+    for (;;) {
+        char c = at(d);
+        if (c == '"') {
+            luaL_addlstring(&b, run, (size_t)(d->p - run));
+            d->p++;
+            luaL_pushresult(&b);
+            return 0;
+        }
+        if (c == '\0')
+            return fail(d, d->p >= d->end ? "unterminated string" : "NUL byte in a string");
+        if (c != '\\') {
+            d->p++;
+            continue;
+        }
+        luaL_addlstring(&b, run, (size_t)(d->p - run));
+        char e = d->end - d->p > 1 ? d->p[1] : '\0';
+        d->p += 2;
+        switch (e) {
+        case '"': case '\\': case '/': luaL_addchar(&b, e); break;
+        case 'b': luaL_addchar(&b, '\b'); break;
+        case 'f': luaL_addchar(&b, '\f'); break;
+        case 'n': luaL_addchar(&b, '\n'); break;
+        case 'r': luaL_addchar(&b, '\r'); break;
+        case 't': luaL_addchar(&b, '\t'); break;
+        case 'u': {
+            unsigned cp, low;
+            if (d->end - d->p < 4 || hex4(d->p, &cp) != 0)
+                return fail(d, "invalid \\u escape");
+            d->p += 4;
+            if (cp >= 0xdc00 && cp <= 0xdfff)
+                return fail(d, "lone low surrogate in a \\u escape");
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (d->end - d->p < 6 || d->p[0] != '\\' || d->p[1] != 'u' || hex4(d->p + 2, &low) != 0 ||
+                    low < 0xdc00 || low > 0xdfff)
+                    return fail(d, "high surrogate without its low half in a \\u escape");
+                d->p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
             }
-        } else if (t == LUA_TTABLE)
-            integralise(L, -1);
-        lua_pop(L, 1);
+            add_utf8(&b, cp);
+            break;
+        }
+        default:
+            d->p -= 2;
+            return fail(d, "invalid escape");
+        }
+        run = d->p;
     }
 }
 
-static int decode_protected(lua_State *L)
+/* A string, from its opening quote: pushed straight from the text when it has
+ * no escape. */
+static int string_value(decoder *d)
 {
-    /* [decode, text] */
-    lua_call(L, 1, 1);
-    if (lua_type(L, -1) == LUA_TTABLE)
-        integralise(L, -1);
-    else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    const char *s = ++d->p;
+    const char *quote = memchr(s, '"', (size_t)(d->end - s));
+    size_t len = quote ? (size_t)(quote - s) : 0;
+    if (!quote || memchr(s, '\\', len) || memchr(s, '\0', len))
+        return escaped_string(d);
+    lua_pushlstring(d->L, s, len);
+    d->p = quote + 1;
+    return 0;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A number by JSON's grammar. Up to 18 digits without fraction or exponent are
+ * an integer at once; anything else goes through Lua's own conversion (exact
+ * 64-bit integers, floats with the locale handled), and a float that is
+ * integral and fits becomes an integer. */
+static int number_value(decoder *d)
+{
+    const char *s = d->p;
+    bool neg = at(d) == '-';
+    if (neg)
+        d->p++;
+    const char *digits = d->p;
+    if (at(d) == '0')
+        d->p++;
+    else if (is_digit(at(d)))
+        while (is_digit(at(d)))
+            d->p++;
+    else
+        return fail(d, "invalid number");
+    bool integer = true;
+    if (at(d) == '.') {
+        integer = false;
+        d->p++;
+        if (!is_digit(at(d)))
+            return fail(d, "invalid number");
+        while (is_digit(at(d)))
+            d->p++;
+    }
+    if (at(d) == 'e' || at(d) == 'E') {
+        integer = false;
+        d->p++;
+        if (at(d) == '+' || at(d) == '-')
+            d->p++;
+        if (!is_digit(at(d)))
+            return fail(d, "invalid number");
+        while (is_digit(at(d)))
+            d->p++;
+    }
+    if (is_digit(at(d)))
+        return fail(d, "invalid number (leading zero)");
+    if (integer && d->p - digits <= 18) {
+        lua_Integer v = 0;
+        for (const char *q = digits; q < d->p; q++)
+            v = v * 10 + (*q - '0');
+        lua_pushinteger(d->L, neg ? -v : v);
+        return 0;
+    }
+    char small[64];
+    size_t len = (size_t)(d->p - s);
+    const char *token = small;
+    if (len < sizeof small) {
+        memcpy(small, s, len);
+        small[len] = '\0';
+    } else
+        token = lua_pushlstring(d->L, s, len); /* NUL-terminated by Lua */
+    size_t used = lua_stringtonumber(d->L, token);
+    if (token != small)
+        lua_remove(d->L, -2);
+    if (used == 0)
+        return fail(d, "invalid number");
+    if (!lua_isinteger(d->L, -1)) {
+        lua_Number n = lua_tonumber(d->L, -1);
         lua_Integer i;
-        refuse_infinite(L, -1);
-        if (integral(L, -1, &i))
-            lua_pushinteger(L, i), lua_remove(L, -2);
+        if (n == floor(n) && lua_numbertointeger(n, &i)) {
+            lua_pop(d->L, 1);
+            lua_pushinteger(d->L, i);
+        }
     }
-    return 1;
+    return 0;
 }
 
-/* Decodes text and pushes the value; on failure pushes nothing and copies
- * cjson's reason into why. */
-static bool json_decode(lua_State *L, const char *text, size_t len, char *why, size_t why_cap)
+static int literal(decoder *d, const char *word, size_t len)
 {
-    lua_pushcfunction(L, decode_protected);
-    push_cjson_field(L, "decode");
-    lua_pushlstring(L, text, len);
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-        const char *m = lua_tostring(L, -1);
-        snprintf(why, why_cap, "%s", m ? m : "unknown error");
-        lua_pop(L, 1);
-        return false;
+    if ((size_t)(d->end - d->p) < len || memcmp(d->p, word, len) != 0)
+        return fail(d, "invalid value");
+    d->p += len;
+    return 0;
+}
+
+static int value(decoder *d);
+
+/* Containers are built at their end, at their full size: their members wait on
+ * the Lua stack (an object's as key, value pairs), so no table grows and
+ * rehashes member by member. A long one moves its members into its table every
+ * FLUSH_AT values, so the stack stays small. */
+#define FLUSH_AT 4096
+
+/* Opens an object or array at p: one level deeper, nil pushed in the place of
+ * its table (made when its members are known). */
+static int open_container(decoder *d)
+{
+    if (++d->depth > MAX_DEPTH || !lua_checkstack(d->L, 4))
+        return fail(d, "nested too deeply");
+    lua_pushnil(d->L);
+    d->p++;
+    skip_space(d);
+    return 0;
+}
+
+/* Moves the members above the container's slot (at index slot; `pairs` for an
+ * object) into its table, made first at their number; returns how many moved. */
+static lua_Integer flush(lua_State *L, int slot, bool pairs, lua_Integer done)
+{
+    int top = lua_gettop(L);
+    lua_Integer n = pairs ? (top - slot) / 2 : top - slot;
+    if (lua_isnil(L, slot)) {
+        lua_createtable(L, pairs ? 0 : (int)n, pairs ? (int)n : 0);
+        lua_replace(L, slot);
     }
-    return true;
+    for (int i = slot + 1; i <= top; i += pairs ? 2 : 1) {
+        lua_pushvalue(L, i);
+        if (pairs) { /* in order: a repeated key keeps its last value */
+            lua_pushvalue(L, i + 1);
+            lua_rawset(L, slot);
+        } else
+            lua_rawseti(L, slot, done + (i - slot));
+    }
+    lua_settop(L, slot);
+    return n;
+}
+
+/* After a member (or at the start): 1 when the container ends here (closed
+ * with `close`), 0 when a ',' says another member follows, -1 otherwise. */
+static int next_member(decoder *d, char close, const char *expected)
+{
+    skip_space(d);
+    if (at(d) == close) {
+        d->p++;
+        d->depth--;
+        return 1;
+    }
+    if (at(d) != ',')
+        return fail(d, expected);
+    d->p++;
+    skip_space(d);
+    return 0;
+}
+
+/* A member's place: room on the stack, the container's members moved into its
+ * table when FLUSH_AT wait. */
+static int make_room(decoder *d, int slot, bool pairs, lua_Integer *done)
+{
+    if (lua_gettop(d->L) - slot >= FLUSH_AT)
+        *done += flush(d->L, slot, pairs, *done);
+    if (!lua_checkstack(d->L, 4))
+        return fail(d, "too many members");
+    return 0;
+}
+
+static int object_value(decoder *d)
+{
+    if (open_container(d) != 0)
+        return -1;
+    int slot = lua_gettop(d->L);
+    lua_Integer done = 0;
+    int end = at(d) == '}' ? next_member(d, '}', NULL) : 0;
+    while (end == 0) {
+        if (make_room(d, slot, true, &done) != 0)
+            return -1;
+        if (at(d) != '"')
+            return fail(d, "expected a string key");
+        if (string_value(d) != 0)
+            return -1;
+        skip_space(d);
+        if (at(d) != ':')
+            return fail(d, "expected ':'");
+        d->p++;
+        skip_space(d);
+        if (value(d) != 0)
+            return -1;
+        end = next_member(d, '}', "expected ',' or '}'");
+    }
+    if (end < 0)
+        return -1;
+    flush(d->L, slot, true, done);
+    return 0;
+}
+
+static int array_value(decoder *d)
+{
+    if (open_container(d) != 0)
+        return -1;
+    int slot = lua_gettop(d->L);
+    lua_Integer done = 0;
+    int end = at(d) == ']' ? next_member(d, ']', NULL) : 0;
+    while (end == 0) {
+        if (make_room(d, slot, false, &done) != 0)
+            return -1;
+        if (value(d) != 0)
+            return -1;
+        end = next_member(d, ']', "expected ',' or ']'");
+    }
+    if (end < 0)
+        return -1;
+    flush(d->L, slot, false, done);
+    return 0;
+}
+
+static int value(decoder *d)
+{
+    switch (at(d)) {
+    case '{': return object_value(d);
+    case '[': return array_value(d);
+    case '"': return string_value(d);
+    case 't':
+        if (literal(d, "true", 4) != 0)
+            return -1;
+        lua_pushboolean(d->L, 1);
+        return 0;
+    case 'f':
+        if (literal(d, "false", 5) != 0)
+            return -1;
+        lua_pushboolean(d->L, 0);
+        return 0;
+    case 'n':
+        if (literal(d, "null", 4) != 0)
+            return -1;
+        vt_json_push_null(d->L);
+        return 0;
+    case '\0':
+        return fail(d, d->p >= d->end ? "unexpected end" : "NUL byte");
+    default:
+        if (at(d) == '-' || is_digit(at(d)))
+            return number_value(d);
+        return fail(d, "invalid value");
+    }
+}
+
+/* Decodes text[0..len) and pushes the value; on failure
+ * pushes nothing and writes why and where into why. */
+static int json_decode(lua_State *L, const char *text, size_t len, char *why, size_t why_cap)
+{
+    decoder d = {L, text, text, text + len, 0, NULL};
+    int top = lua_gettop(L);
+    skip_space(&d);
+    if (value(&d) == 0) {
+        skip_space(&d);
+        if (d.p == d.end)
+            return 0;
+        fail(&d, "text after the value");
+    }
+    lua_settop(L, top);
+    snprintf(why, why_cap, "%s at byte %zu", d.why, (size_t)(d.p - text) + 1);
+    return -1;
 }
 
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e)
 {
-    char why[256];
-    if (json_decode(L, text, len, why, sizeof why))
+    char why[96];
+    if (json_decode(L, text, len, why, sizeof why) == 0)
         return 0;
     vt_err_set(e, "InvalidResponse", "response is not valid JSON (%s)", why);
     return -1;
@@ -131,7 +422,6 @@ int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e)
  * back to the same double; integers as integers. */
 
 #define VT_JSONBUF_MT "vt.jsonbuf"
-#define MAX_DEPTH 1000
 
 typedef struct jbuf {
     char *p;
@@ -202,8 +492,14 @@ static void jb_number(lua_State *L, jbuf *b, int idx)
         n = snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
     else {
         double d = lua_tonumber(L, idx);
-        if (!isfinite(d))
-            luaL_error(L, "vt.encode: cannot encode %s", isnan(d) ? "NaN" : "an infinite number");
+        if (isnan(d))
+            luaL_error(L, "vt.encode: cannot encode NaN");
+        if (isinf(d)) {
+            /* what decode makes of a number beyond a double ("1e400"), written back as one:
+             * JSON has no infinity, but its grammar has numbers that read as it */
+            jb_add(L, b, d > 0 ? "1e999" : "-1e999", d > 0 ? 5 : 6);
+            return;
+        }
         for (int digits = 15;; digits++) { /* the shortest text that reads back the same */
             n = snprintf(text, sizeof text, "%.*g", digits, d);
             if (digits == 17 || strtod(text, NULL) == d)
@@ -300,16 +596,12 @@ static void jb_value(lua_State *L, jbuf *b, int idx, int depth)
     case LUA_TTABLE:
         jb_table(L, b, idx, depth);
         return;
-    case LUA_TLIGHTUSERDATA: {
-        vt_json_push_null(L);
-        bool is_null = lua_rawequal(L, -1, idx);
-        lua_pop(L, 1);
-        if (is_null) {
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { /* vt.null */
             jb_add(L, b, "null", 4);
             return;
         }
         break;
-    }
     default:
         break;
     }
@@ -333,18 +625,36 @@ void vt_json_encode(lua_State *L, int idx)
 
 /* ---------------------------------------------------------- vt.decode/encode */
 
-/* vt.decode(text) -> value | nil, err: JSON with integers kept and null as vt.null. */
+/***
+Decodes JSON as the client decodes the service's answers: integral numbers as integers (every
+64-bit integer exact), fractions as floats, null as `vt.null`, the last of repeated keys kept, at
+most 1000 levels of nesting.
+@function decode
+@tparam string text the JSON text
+@return[1] the value
+@treturn[2] nil
+@treturn[2] table the error value (`InvalidArgument`, saying what is wrong and at which byte)
+@raise when `text` is not a string
+*/
 static int l_decode(lua_State *L)
 {
     size_t len;
     const char *text = vt_checkstring(L, 1, &len);
-    char why[256];
-    if (json_decode(L, text, len, why, sizeof why))
+    char why[96];
+    if (json_decode(L, text, len, why, sizeof why) == 0)
         return 1;
     return vt_fail(L, "InvalidArgument", "not valid JSON (%s)", why);
 }
 
-/* vt.encode(value) -> text; a value JSON cannot hold (a function, NaN, ...) raises. */
+/***
+Encodes a value as JSON: integers as integers, floats with the fewest digits that read back the
+same, `vt.null` as null; a table with keys 1..n is an array, any other (the empty one too) an
+object.
+@function encode
+@param value a table, string, number, boolean, nil or `vt.null`
+@treturn string the JSON text
+@raise on a value JSON cannot hold (a function, NaN, a table nested deeper than 1000)
+*/
 static int l_encode(lua_State *L)
 {
     luaL_checkany(L, 1);

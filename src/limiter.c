@@ -290,7 +290,7 @@ static int state_record(lim_state *s, double now)
     return 0;
 }
 
-static int make_parents(char *path)
+int vt_make_parents(char *path)
 {
     for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
         *slash = '\0';
@@ -312,7 +312,7 @@ static int make_parents(char *path)
 
 static int open_lock_file(vt_limiter *l)
 {
-    if (make_parents(l->lock_path) < 0)
+    if (vt_make_parents(l->lock_path) < 0)
         return -1;
     l->lock_fd = open(l->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     return l->lock_fd < 0 ? -1 : 0;
@@ -525,11 +525,6 @@ int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e)
     return end_update(l, extend, e);
 }
 
-typedef struct win_summary {
-    int64_t used;
-    double next_slot_in;
-} win_summary;
-
 static void push_seconds(lua_State *L, double s)
 {
     if (s == floor(s) && fabs(s) < 9007199254740992.0)
@@ -538,14 +533,44 @@ static void push_seconds(lua_State *L, double s)
         lua_pushnumber(L, s);
 }
 
+void vt_limiter_push_table(lua_State *L, const vt_window *w, size_t count, const vt_window_status *st,
+                           double blocked_until, const char *where_field, const char *where)
+{
+    static const char *const kind_names[] = {"sliding", "day", "month"};
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, kind_names[w[i].kind]);
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, (lua_Integer)w[i].n);
+        lua_setfield(L, -2, "n");
+        push_seconds(L, w[i].per);
+        lua_setfield(L, -2, "per");
+        lua_pushinteger(L, (lua_Integer)st[i].used);
+        lua_setfield(L, -2, "used");
+        lua_pushnumber(L, st[i].next_slot_in);
+        lua_setfield(L, -2, "next_slot_in");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "windows");
+    if (blocked_until > 0) {
+        lua_pushnumber(L, blocked_until);
+        lua_setfield(L, -2, "blocked_until");
+    }
+    if (where) {
+        lua_pushstring(L, where);
+        lua_setfield(L, -2, where_field);
+    }
+}
+
 /* Pushes the status table and returns 0, or pushes nothing and returns -1
  * with e filled. */
 int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
 {
-    static const char *const kind_names[] = {"sliding", "day", "month"};
     /* Lua-owned scratch, made before locking: a memory error raised here
      * leaves no lock held and nothing to free. */
-    win_summary *sum = lua_newuserdatauv(L, (l->count ? l->count : 1) * sizeof *sum, 0);
+    vt_window_status *sum = lua_newuserdatauv(L, (l->count ? l->count : 1) * sizeof *sum, 0);
     int scratch = lua_gettop(L);
     if (begin_update(l, now, e) < 0) {
         lua_pop(L, 1);
@@ -556,35 +581,9 @@ int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e)
         sum[i].used = ws ? ws->used : 0;
         sum[i].next_slot_in = window_wait(&l->win[i], ws, now);
     }
-    bool blocked = state_blocked(&l->st);
-    double blocked_until = l->st.blocked_until;
+    double blocked_until = state_blocked(&l->st) ? l->st.blocked_until : 0;
     end_update(l, false, e);
-
-    lua_createtable(L, 0, 3);
-    lua_createtable(L, (int)l->count, 0);
-    for (size_t i = 0; i < l->count; i++) {
-        lua_createtable(L, 0, 5);
-        lua_pushstring(L, kind_names[l->win[i].kind]);
-        lua_setfield(L, -2, "kind");
-        lua_pushinteger(L, (lua_Integer)l->win[i].n);
-        lua_setfield(L, -2, "n");
-        push_seconds(L, l->win[i].per);
-        lua_setfield(L, -2, "per");
-        lua_pushinteger(L, (lua_Integer)sum[i].used);
-        lua_setfield(L, -2, "used");
-        lua_pushnumber(L, sum[i].next_slot_in);
-        lua_setfield(L, -2, "next_slot_in");
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(L, -2, "windows");
-    if (blocked) {
-        lua_pushnumber(L, blocked_until);
-        lua_setfield(L, -2, "blocked_until");
-    }
-    if (l->path) {
-        lua_pushstring(L, l->path);
-        lua_setfield(L, -2, "path");
-    }
+    vt_limiter_push_table(L, l->win, l->count, sum, blocked_until, "path", l->path);
     lua_remove(L, scratch);
     return 0;
 }

@@ -4,6 +4,8 @@
  * into it, and understands internationalised names in UTF-8 and in punycode.
  *
  * The list is loaded on first use, once per Lua state, and freed with it. */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <string.h>
@@ -25,8 +27,15 @@ static int psl_holder_gc(lua_State *L)
     return 0;
 }
 
-/* vt.registered_domain(name) -> "example.co.uk" | nil (a public suffix itself,
- * an IP address, or not a host name). */
+/***
+The registered domain of a host name by the public suffix list (libpsl): `"example.co.uk"` for
+`"www.example.co.uk"`. Internationalised names work in UTF-8 or punycode.
+@function registered_domain
+@tparam string name the host name
+@treturn[1] string the registered domain, lower-cased
+@return[2] nil for a public suffix itself, an IP address, or what is not a host name
+@raise when `name` is not a string
+*/
 static int l_registered_domain(lua_State *L)
 {
     size_t len;

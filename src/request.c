@@ -1,5 +1,6 @@
 /* Requests: how a call becomes a job (the job userdata, the URL, the key's header, query
  * strings, form bodies, extra headers) and c:request, the raw v3 request. */
+/*** @module vt */
 #include "client.h"
 
 #include <ctype.h>
@@ -83,7 +84,7 @@ static int job_gc(lua_State *L)
 
 vt_job *vt_job_push(lua_State *L)
 {
-    vt_job *j = lua_newuserdatauv(L, sizeof *j, 1);
+    vt_job *j = lua_newuserdatauv(L, sizeof *j, 0);
     vt_job_init(j);
     luaL_setmetatable(L, VT_JOB_MT);
     return j;
@@ -101,28 +102,28 @@ void vt_client_prepare(lua_State *L, vt_client *c, vt_job *j, const char *method
 {
     snprintf(j->method, sizeof j->method, "%s", method);
     bool v2 = strncmp(path, "/vtapi/v2/", 10) == 0;
-    lua_pushfstring(L, "%s%s%s%s%s", c->base_url, v2 ? "" : "/api/v3", path,
-                    query && *query ? "?" : "", query ? query : "");
-    j->url = vt_dup(L, lua_tostring(L, -1));
-    lua_pop(L, 1);
+    const char *prefix = v2 ? "" : "/api/v3";
+    size_t bl = strlen(c->base_url), pl = strlen(prefix), rl = strlen(path), ql = query ? strlen(query) : 0;
+    char *url = malloc(bl + pl + rl + ql + 2);
+    if (!url)
+        vt_raise_oom(L, "building a request");
+    char *p = url;
+    memcpy(p, c->base_url, bl), p += bl;
+    memcpy(p, prefix, pl), p += pl;
+    memcpy(p, path, rl), p += rl;
+    if (ql)
+        *p++ = '?', memcpy(p, query, ql), p += ql;
+    *p = '\0';
+    free(j->url);
+    j->url = url;
     j->counts_quota = true;
     j->v2 = v2;
-    /* each list node belongs to the job at once: a raise below leaks nothing */
-    if (!(j->headers = curl_slist_append(NULL, "Accept: application/json")))
-        vt_raise_oom(L, "building a request");
-    if (!v2) {
-        lua_pushfstring(L, "x-apikey: %s", c->apikey);
-        struct curl_slist *h = curl_slist_append(j->headers, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        if (!h)
-            vt_raise_oom(L, "building a request");
-        j->headers = h;
-    }
+    j->shared_headers = v2 ? c->v2_headers : c->v3_headers;
 }
 
 bool vt_job_redirected(const vt_job *j)
 {
-    return !j->err.code[0] && j->status >= 301 && j->status <= 308 && j->head.location[0];
+    return !j->err.code[0] && j->status >= 301 && j->status <= 308 && j->location;
 }
 
 int vt_job_prepare_redirect(lua_State *L, vt_job *to, const char *location, vt_err *e)
@@ -144,12 +145,21 @@ vt_job *vt_job_push_timer(lua_State *L, double secs)
     j->timer = secs;
     return j;
 }
-void vt_job_add_header(lua_State *L, vt_job *j, const char *line)
+/* The job's own list starts as a copy of the shared one: each node belongs to
+ * the job as soon as it is appended, so a raise halfway leaks nothing. */
+static void append_header(lua_State *L, vt_job *j, const char *line)
 {
     struct curl_slist *h = curl_slist_append(j->headers, line);
     if (!h)
         vt_raise_oom(L, "building a request");
     j->headers = h;
+}
+
+void vt_job_add_header(lua_State *L, vt_job *j, const char *line)
+{
+    for (const struct curl_slist *s = j->headers ? NULL : j->shared_headers; s; s = s->next)
+        append_header(L, j, s->data);
+    append_header(L, j, line);
 }
 
 char *vt_dup_lua(lua_State *L, int idx, size_t *len)
@@ -268,6 +278,21 @@ int vt_check_api_path(const char *path, size_t len, vt_err *e)
     return 0;
 }
 
+/*** @type client */
+
+/***
+Any v3 request, for what the typed methods do not cover.
+@function client:request
+@tparam string method `"GET"`, `"POST"`, `"PUT"`, `"PATCH"` or `"DELETE"`
+@tparam string path under `/api/v3`, starting with `/`
+@tparam[opt] table opts `query` (a table), `form` (a table, sent urlencoded) or `json` (any
+value, sent as JSON), `headers` (a table; `x-apikey` is refused)
+@treturn[1] table the decoded body (`true` for an empty one)
+@treturn[1] integer the HTTP status
+@treturn[2] nil
+@treturn[2] table the error value
+@raise on a wrong method, option or header
+*/
 static int client_request(lua_State *L)
 {
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};

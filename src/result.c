@@ -4,14 +4,8 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 /* ----------------------------------------------------- results and errors */
-
-static bool is_json(const vt_job *j)
-{
-    return strncasecmp(j->head.content_type, "application/json", 16) == 0;
-}
 
 /* Copies text into out with the key replaced BEFORE any cut: a key straddling
  * the cut would otherwise survive in part. Non-printable bytes become spaces. */
@@ -72,15 +66,15 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
     if (j->err.code[0]) {
         *e = j->err;
     } else if (j->status >= 200 && j->status < 300 && !(j->v2 && j->status == 204)) {
-        if (j->sink == VT_SINK_FILE || is_json(j) || j->resp_len == 0)
+        if (j->sink == VT_SINK_FILE || j->json || j->resp_len == 0)
             return false;
         vt_err_set(e, "InvalidResponse", "expected JSON from %s, got '%s' (HTTP %ld)",
-                   j->v2 ? "v2" : "v3", j->head.content_type[0] ? j->head.content_type : "no Content-Type", j->status);
+                   j->v2 ? "v2" : "v3", j->content_type ? j->content_type : "no Content-Type", j->status);
         e->http = j->status;
     } else if (j->status >= 300 && j->status < 400) {
         /* API calls follow no redirect: the key would go along (downloads follow their own) */
         vt_err_set(e, "InvalidResponse", "the service answered with a redirect (HTTP %ld) to '%.300s', "
-                   "which an API call does not follow", j->status, j->head.location[0] ? j->head.location : "nowhere");
+                   "which an API call does not follow", j->status, j->location ? j->location : "nowhere");
         e->http = j->status;
     } else if (j->v2 && j->status == 204) {
         vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
@@ -88,7 +82,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
     } else {
         char excerpt[161];
         vt_err_set(e, code_for_status(j->status), "HTTP %ld", j->status);
-        if (is_json(j) && j->resp_len > 0) {
+        if (j->json && j->resp_len > 0) {
             vt_err jerr;
             int top = lua_gettop(L);
             if (vt_json_decode(L, j->resp, j->resp_len, &jerr) == 0 && lua_istable(L, -1) &&
@@ -107,15 +101,15 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
         }
         e->http = j->status;
     }
-    if (!j->err.code[0] && j->head.retry_after >= 0 && e->http >= 400)
-        e->retry_after = j->head.retry_after;
-    if (j->v2 && j->status == 204 && j->head.retry_after >= 0)
-        e->retry_after = j->head.retry_after;
+    if (!j->err.code[0] && j->retry_after_hdr >= 0 && e->http >= 400)
+        e->retry_after = j->retry_after_hdr;
+    if (j->v2 && j->status == 204 && j->retry_after_hdr >= 0)
+        e->retry_after = j->retry_after_hdr;
     vt_redact(e->message, sizeof e->message, c->apikey, c->apikey_len);
     return true;
 }
 
-int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
+static int job_result(lua_State *L, vt_client *c, vt_job *j)
 {
     vt_err e;
     if (vt_client_job_error(L, c, j, &e))
@@ -131,10 +125,19 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
     return 1;
 }
 
+int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
+{
+    int n = job_result(L, c, j);
+    if (j->cache.key && !vt_cache_settle(L, c->policy.cache, j, n, c->apikey, c->apikey_len))
+        return -1;
+    return n;
+}
+
 int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, vt_shape shape, bool keep_meta)
 {
-    if (vt_client_result(L, c, j) == 2)
-        return 2;
+    int n = vt_client_result(L, c, j);
+    if (n != 1)
+        return n;
     vt_err e;
     if (j->resp_len == 0)
         vt_err_set(&e, "InvalidResponse", "the answer is empty (HTTP %ld) where data was expected", j->status);

@@ -23,6 +23,8 @@
  * used during vt.sftp() only; they are never copied into the session, never
  * formatted into a message, and never shown by tostring.
  */
+
+/*** @module vt */
 #include "sftp.h"
 
 #include <errno.h>
@@ -135,47 +137,6 @@ static void session_release(sftp_session *s)
         close(s->fd);
         s->fd = -1;
     }
-}
-
-/* sess:open(path) -> source | nil, err */
-static int session_lua_open(lua_State *L)
-{
-    return vt_sftp_session_open(L, check_open_session(L, 1));
-}
-
-static int session_lua_close(lua_State *L)
-{
-    session_release(check_session(L, 1));
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int session_tostring(lua_State *L)
-{
-    sftp_session *s = check_session(L, 1);
-    lua_pushfstring(L, "vt.sftp.session (%s@%s:%d, %s%s)", s->user, s->host, s->port, s->ssh ? "open" : "closed",
-                    s->insecure ? ", host key NOT verified" : "");
-    return 1;
-}
-
-/* Fields: host, port, user, insecure, closed; then the methods. */
-static int session_index(lua_State *L)
-{
-    sftp_session *s = check_session(L, 1);
-    const char *key = luaL_checkstring(L, 2);
-    if (strcmp(key, "host") == 0)
-        lua_pushstring(L, s->host);
-    else if (strcmp(key, "port") == 0)
-        lua_pushinteger(L, s->port);
-    else if (strcmp(key, "user") == 0)
-        lua_pushstring(L, s->user);
-    else if (strcmp(key, "insecure") == 0)
-        lua_pushboolean(L, s->insecure);
-    else if (strcmp(key, "closed") == 0)
-        lua_pushboolean(L, s->ssh == NULL);
-    else
-        lua_rawget(L, lua_upvalueindex(1));
-    return 1;
 }
 
 /* -------------------------------------------------------------- connecting */
@@ -315,7 +276,24 @@ static const char *const sftp_options[] = {"host",       "port",        "user",
                                            "known_hosts", "insecure_host_key", "timeout",
                                            NULL};
 
-/* vt.sftp(opts) -> session | nil, err */
+/***
+Opens an SSH session for reading remote files (libssh2, never blocking the client's engine):
+the host key is checked against `known_hosts` before any secret is sent (unknown:
+`HostKeyUnknown` with the key's `SHA256:` fingerprint; changed or revoked: `HostKeyChanged`),
+then the login tries the private key, the password and keyboard-interactive, as the server offers.
+The password and passphrase are used during this call only and never shown.
+@function sftp
+@tparam table opts `host` (`"host"`, `"host:port"`, `"[v6]:port"`), `port` (22), `user`,
+`password`, `private_key` (a path; `~` expanded), `passphrase`, `known_hosts` (default
+`~/.ssh/known_hosts`), `insecure_host_key` (skip the check), `timeout` (seconds, 30)
+@treturn[1] sftp_session the session
+@treturn[2] nil
+@treturn[2] table the error value (`HostKeyUnknown`, `HostKeyChanged`, `AuthenticationFailed`,
+`ConnectionError`, `Timeout`, `InvalidArgument`)
+@raise on a missing `host` or `user`, an unknown option or a wrong type
+@usage local sess = assert(vt.sftp{host = "files.example:2222", user = "ir", private_key = "~/.ssh/id_ed25519"})
+local d = assert(c:scan_file(assert(sess:open("/srv/quarantine/invoke.exe"))))
+*/
 static int vt_sftp(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -453,6 +431,71 @@ fail:
         libssh2_knownhost_free(revoked);
     session_release(s);
     return vt_err_return(L, &e);
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+/*** An SFTP session, made by `vt.sftp`. Fields: `host`, `port`, `user`, `insecure` (the host key
+was not checked), `closed`.
+@type sftp_session
+*/
+
+/***
+Opens a remote file as an upload source, on its own SFTP channel of the session (servers limit
+channels per connection: OpenSSH's MaxSessions is 10 by default, so close the sources you are
+done with).
+@function sftp_session:open
+@tparam string path the remote path
+@treturn[1] source the file, for `client:scan_file`
+@treturn[2] nil
+@treturn[2] table the error value (`NotFound`, `PermissionDenied`, `RemoteFileError`, `Timeout`,
+`ConnectionError`)
+@raise on a closed session, or when `path` is not a string
+*/
+static int session_lua_open(lua_State *L)
+{
+    return vt_sftp_session_open(L, check_open_session(L, 1));
+}
+
+/***
+Closes the session and every source opened on it (an upload still reading from one then fails).
+Closing twice is fine; also done by `__close` and `__gc`.
+@function sftp_session:close
+@treturn boolean `true`
+*/
+static int session_lua_close(lua_State *L)
+{
+    session_release(check_session(L, 1));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int session_tostring(lua_State *L)
+{
+    sftp_session *s = check_session(L, 1);
+    lua_pushfstring(L, "vt.sftp.session (%s@%s:%d, %s%s)", s->user, s->host, s->port, s->ssh ? "open" : "closed",
+                    s->insecure ? ", host key NOT verified" : "");
+    return 1;
+}
+
+/* Fields: host, port, user, insecure, closed; then the methods. */
+static int session_index(lua_State *L)
+{
+    sftp_session *s = check_session(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "host") == 0)
+        lua_pushstring(L, s->host);
+    else if (strcmp(key, "port") == 0)
+        lua_pushinteger(L, s->port);
+    else if (strcmp(key, "user") == 0)
+        lua_pushstring(L, s->user);
+    else if (strcmp(key, "insecure") == 0)
+        lua_pushboolean(L, s->insecure);
+    else if (strcmp(key, "closed") == 0)
+        lua_pushboolean(L, s->ssh == NULL);
+    else
+        lua_rawget(L, lua_upvalueindex(1));
+    return 1;
 }
 
 /* ------------------------------------------------------------ registration */

@@ -16,6 +16,8 @@
  * Built without libsmbclient (VT_HAVE_SMB undefined), vt.smb_open checks
  * its arguments the same way and fails with code Unsupported.
  */
+
+/*** @module vt */
 #include "vt.h"
 
 #include <errno.h>
@@ -434,7 +436,22 @@ static int source_acquire(smb_source *src, int port, double timeout, vt_err *e)
     return 0;
 }
 
-/* vt.smb_open(path, opts) -> source | nil, err */
+/***
+Opens a file on a Windows share as an upload source, with libsmbclient (loaded on first use).
+Its reads block until the server answers (libsmbclient has no other way), bounded by `timeout`.
+The password is kept only while the source is open and never shown.
+@function smb_open
+@tparam string path `\\server\share\dir\file`, `//server/share/...` or
+`smb://server[:port]/share/...` (no credentials in it)
+@tparam[opt] table opts `user` (`"CORP\\analyst"` names the domain too), `password`, `domain`,
+`port`, `timeout` (seconds, 30)
+@treturn[1] source the file, for `client:scan_file`
+@treturn[2] nil
+@treturn[2] table the error value (`NotFound`, `PermissionDenied`, `AuthenticationFailed`,
+`ConnectionError`, `RemoteFileError`, `InvalidArgument`; `Unsupported` in a build without
+libsmbclient)
+@raise on an unknown option or a wrong type
+*/
 static int vt_smb(lua_State *L)
 {
     size_t len;

@@ -1,5 +1,6 @@
 /* Submissions: c:scan_file (multipart uploads streamed from a source, through
  * an upload URL above 32 MB), c:scan_url and c:reanalyse. */
+/*** @module vt */
 #include "client.h"
 
 #include <stdio.h>
@@ -174,6 +175,21 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
     return vt_client_await_data_progress(L, c, VT_SHAPE_OBJECT, 6, vt_upload_progress);
 }
 
+/*** @type client */
+
+/***
+Uploads a file for analysis, streamed from its source (never read whole): over 32 MB through
+`GET /files/upload_url` (a URL on `base_url`'s origin only), over 650 MB refused before any
+request.
+@function client:scan_file
+@param file a path, `{data = string, name = string}`, or an open remote file (`sess:open`,
+`vt.smb_open`)
+@tparam[opt] table opts `password` (of an archive)
+@treturn[1] table the analysis descriptor (`type = "analysis"`, `id`): give its id to `client:wait`
+@treturn[2] nil
+@treturn[2] table the error value (`TooLarge`, `InvalidArgument` for a missing file, ...)
+@raise on a wrong type or option
+*/
 static int client_scan_file(lua_State *L)
 {
     static const char *const keys[] = {"password", "progress", NULL};
@@ -210,6 +226,14 @@ int vt_push_submit_url(lua_State *L, int idx, vt_err *e)
     return vt_push_url(L, u, len, e);
 }
 
+/***
+Submits a URL for analysis (refanged first).
+@function client:scan_url
+@tparam string url the URL
+@treturn[1] table the analysis descriptor
+@treturn[2] nil
+@treturn[2] table the error value (`InvalidArgument` for a malformed URL: no request)
+*/
 static int client_scan_url(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -227,6 +251,15 @@ static int client_scan_url(lua_State *L)
     return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
 }
 
+/***
+Asks for a new analysis of an object VirusTotal knows.
+@function client:reanalyse
+@tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
+@tparam string id the object's hash, URL, domain or address
+@treturn[1] table the analysis descriptor
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_reanalyse(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);

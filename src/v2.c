@@ -1,5 +1,6 @@
 /* Legacy v2: c:v2(endpoint, params) and its typed helpers (v2_file_report,
  * ...). The key goes as the apikey field; response_code becomes errors. */
+/*** @module vt */
 #include "client.h"
 
 #include <ctype.h>
@@ -28,7 +29,10 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
     vt_client *c = vt_client_check(L, 1);
     vt_job *j = lua_touserdata(L, -1);
     vt_err e;
-    if (vt_client_result(L, c, j) == 2)
+    int n = vt_client_result(L, c, j);
+    if (n < 0) /* a corrupt cache entry: asked again */
+        return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
+    if (n == 2)
         return 2;
     if (vt_check_v2_reports(L, -1, &e) != 0) {
         e.http = j->status;
@@ -55,6 +59,50 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
 /* What c:v2's file/download takes besides hash and dest: the options of c:download. */
 static const char *const v2_file_options[] = {"max_bytes", "progress", NULL};
 
+/* Pushes the path and the query of a request to v2 endpoint `ep`: the string
+ * parameters of the table at params_idx (file/scan's file and progress left out)
+ * and the key. */
+static void push_v2_target(lua_State *L, vt_client *c, const v2_endpoint *ep, int params_idx)
+{
+    lua_newtable(L); /* the string fields, with the key */
+    int fields = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, params_idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "v2: parameter names must be strings");
+        if (ep->style == V2_POST_FILE &&
+            (strcmp(lua_tostring(L, -2), "file") == 0 || strcmp(lua_tostring(L, -2), "progress") == 0)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int t = lua_type(L, -1);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            luaL_error(L, "v2: parameter '%s' must be a string or number", lua_tostring(L, -2));
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_tostring(L, -1);
+        lua_settable(L, fields);
+    }
+    lua_pushstring(L, c->apikey);
+    lua_setfield(L, fields, "apikey");
+    lua_pushfstring(L, "/vtapi/v2/%s", ep->name);
+    vt_push_query(L, fields);
+    lua_remove(L, fields);
+}
+
+vt_job *vt_client_v2_get(lua_State *L, vt_client *c, const char *endpoint, int params)
+{
+    const v2_endpoint ep = {endpoint, V2_GET};
+    params = lua_absindex(L, params);
+    push_v2_target(L, c, &ep, params);
+    vt_job *j = vt_job_push(L);
+    vt_client_prepare(L, c, j, "GET", lua_tostring(L, -3), lua_tostring(L, -2));
+    vt_cache_key_v2(L, c->policy.cache, j, endpoint, params);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return j;
+}
+
 /* Runs v2 endpoint `ep` with the string parameters of the table at params_idx
  * (for file/scan, params.file is a source and params.progress a progress function; for
  * file/download, hash, dest, max_bytes and progress). */
@@ -71,31 +119,15 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
         }
         return vt_client_download(L, c, lua_gettop(L) - 2, true);
     }
-    lua_newtable(L); /* the string fields, with the key */
-    int fields = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, params_idx)) {
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return luaL_error(L, "v2: parameter names must be strings");
-        if (ep->style == V2_POST_FILE &&
-            (strcmp(lua_tostring(L, -2), "file") == 0 || strcmp(lua_tostring(L, -2), "progress") == 0)) {
-            lua_pop(L, 1);
-            continue;
-        }
-        int t = lua_type(L, -1);
-        if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            return luaL_error(L, "v2: parameter '%s' must be a string or number", lua_tostring(L, -2));
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_tostring(L, -1);
-        lua_settable(L, fields);
+    if (ep->style == V2_GET) {
+        int n = vt_cache_v2_batch(L, c, ep->name, params_idx); /* several reports, some cached */
+        if (n >= 0)
+            return n;
+        vt_client_v2_get(L, c, ep->name, params_idx);
+        return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
     }
-    lua_pushstring(L, c->apikey);
-    lua_setfield(L, fields, "apikey");
-    lua_pushfstring(L, "/vtapi/v2/%s", ep->name);
-    int path = lua_gettop(L);
-    vt_push_query(L, fields);
-    int query = lua_gettop(L);
+    push_v2_target(L, c, ep, params_idx);
+    int query = lua_gettop(L), path = query - 1;
     vt_source *src = NULL;
     int progress = 0;
     if (ep->style == V2_POST_FILE) {
@@ -111,9 +143,7 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
                            src->name, (long long)src->size);
     }
     vt_job *j = vt_job_push(L);
-    if (ep->style == V2_GET) {
-        vt_client_prepare(L, c, j, "GET", lua_tostring(L, path), lua_tostring(L, query));
-    } else if (ep->style == V2_POST_FORM) {
+    if (ep->style == V2_POST_FORM) {
         vt_client_prepare(L, c, j, "POST", lua_tostring(L, path), NULL);
         vt_job_set_form(L, j, query);
     } else {
@@ -124,9 +154,9 @@ static int v2_call(lua_State *L, vt_client *c, const v2_endpoint *ep, int params
     return vt_client_await_progress(L, c, 1, progress, vt_upload_progress, 0, v2_done);
 }
 
-static const v2_endpoint *v2_find(lua_State *L, int idx)
+/* The endpoint of that name (raises for an unknown one). */
+static const v2_endpoint *v2_named(lua_State *L, const char *name)
 {
-    const char *name = vt_checkstring(L, idx, NULL);
     for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
         if (strcmp(ep->name, name) == 0)
             return ep;
@@ -135,10 +165,27 @@ static const v2_endpoint *v2_find(lua_State *L, int idx)
     return NULL;
 }
 
+/*** @type client */
+
+/***
+Any legacy v2 endpoint, the key sent as the `apikey` field. HTTP 204 becomes
+`QuotaExceededError` (and marks the shared limiter's window spent); `response_code` 0 becomes
+`NotFoundError`, -2 `NotAvailableYet`, -1 `InvalidArgument`.
+@function client:v2
+@tparam string endpoint `"file/report"` (also a comma-separated batch of resources, answered with a
+list), `"file/scan"`, `"file/rescan"`, `"file/download"`, `"url/report"`, `"url/scan"`,
+`"domain/report"` or `"ip-address/report"`
+@tparam table params the endpoint's parameters (strings or numbers; for `file/scan`, `file` is a
+source as `client:scan_file` takes it; for `file/download`, `hash`, `dest`, `max_bytes`)
+@treturn[1] table the v2 body
+@treturn[2] nil
+@treturn[2] table the error value
+@raise on an unknown endpoint or a wrong parameter type
+*/
 static int client_v2(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
-    const v2_endpoint *ep = v2_find(L, 2);
+    const v2_endpoint *ep = v2_named(L, vt_checkstring(L, 2, NULL));
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
     return v2_call(L, c, ep, 3);
@@ -162,10 +209,7 @@ static int v2_typed(lua_State *L, const char *endpoint, const char *param, vt_ki
         lua_setfield(L, -3, "scan");
     }
     lua_settop(L, 4);
-    for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
-        if (strcmp(ep->name, endpoint) == 0)
-            return v2_call(L, c, ep, 4);
-    return luaL_error(L, "internal: no v2 endpoint %s", endpoint);
+    return v2_call(L, c, v2_named(L, endpoint), 4);
 }
 
 /* A resource for file/report and file/rescan: a hash, or a v2 scan id "<sha256>-<epoch>". */
@@ -184,19 +228,78 @@ static int v2_resource(lua_State *L, const char *endpoint)
     lua_newtable(L);
     lua_pushlstring(L, r, len);
     lua_setfield(L, -2, "resource");
-    for (const v2_endpoint *ep = v2_endpoints; ep->name; ep++)
-        if (strcmp(ep->name, endpoint) == 0)
-            return v2_call(L, c, ep, -1);
-    return 0;
+    return v2_call(L, c, v2_named(L, endpoint), -1);
 }
 
+/***
+A v2 file report (`file/report`), the resource checked first (no request for a malformed one).
+@function client:v2_file_report
+@tparam string resource an MD5, SHA-1 or SHA-256, or a v2 scan id `<sha256>-<epoch>`
+@treturn[1] table the report (`positives`, `total`, `scans`, ...)
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_file_report(lua_State *L) { return v2_resource(L, "file/report"); }
+
+/***
+Asks v2 for a new analysis of a known file (`file/rescan`).
+@function client:v2_file_rescan
+@tparam string resource a hash or a v2 scan id
+@treturn[1] table the v2 body (`scan_id`, ...)
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_file_rescan(lua_State *L) { return v2_resource(L, "file/rescan"); }
+
+/***
+A v2 URL report (`url/report`).
+@function client:v2_url_report
+@tparam string url the URL (refanged first)
+@tparam[opt] table opts `scan` (boolean: submit the URL when it is unknown)
+@treturn[1] table the report
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_url_report(lua_State *L) { return v2_typed(L, "url/report", "resource", VT_KIND_URL); }
+
+/***
+Submits a URL to v2 (`url/scan`).
+@function client:v2_url_scan
+@tparam string url the URL
+@treturn[1] table the v2 body (`scan_id`, ...)
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_url_scan(lua_State *L) { return v2_typed(L, "url/scan", "url", VT_KIND_URL); }
+
+/***
+A v2 domain report (`domain/report`).
+@function client:v2_domain_report
+@tparam string domain the domain
+@treturn[1] table the report
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_domain_report(lua_State *L) { return v2_typed(L, "domain/report", "domain", VT_KIND_DOMAIN); }
+
+/***
+A v2 IP address report (`ip-address/report`).
+@function client:v2_ip_report
+@tparam string ip the address
+@treturn[1] table the report
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_ip_report(lua_State *L) { return v2_typed(L, "ip-address/report", "ip", VT_KIND_IP); }
 
+/***
+Uploads a file to v2 (`file/scan`), at most 32 MB.
+@function client:v2_file_scan
+@param file a path, `{data = string, name = string}` or an open remote file
+@treturn[1] table the v2 body (`scan_id`, `sha256`, ...)
+@treturn[2] nil
+@treturn[2] table the error value (`TooLarge` over 32 MB, before any request)
+*/
 static int client_v2_file_scan(lua_State *L)
 {
     static const char *const keys[] = {"progress", NULL};
@@ -212,6 +315,16 @@ static int client_v2_file_scan(lua_State *L)
     return v2_call(L, c, &v2_endpoints[1], 4);
 }
 
+/***
+Downloads a file's content through v2 (`file/download`), as `client:download` does.
+@function client:v2_file_download
+@tparam string hash the file's hash
+@tparam string dest the path to write
+@tparam[opt] table opts `max_bytes`
+@treturn[1] table `{path, size, md5, sha1, sha256}`
+@treturn[2] nil
+@treturn[2] table the error value
+*/
 static int client_v2_file_download(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);

@@ -183,7 +183,6 @@ LUALIB_API int luaopen_vt(lua_State *L)
     lua_setfield(L, -2, "_VERSION");
     lua_pushcfunction(L, vt_versions);
     lua_setfield(L, -2, "versions");
-    vt_json_open(L);
     /*** JSON's null in decoded objects (the value of lua-cjson's `cjson.null`).
     @field null
     */

@@ -7,21 +7,29 @@
  *                 vt.normalize, and the indicator checks of every call (kinds, ids, paths)
  *   psl.c         vt.registered_domain (libpsl)
  *   object.c      the metatable of v3 objects: one-line tostring, attributes read as fields
- *   json.c        lua-cjson decode with integral numbers handed back as integers; encode;
+ *   json.c        JSON decoded straight into Lua values (integers kept) and encoded;
  *                 vt.decode, vt.encode
  *   shape.c       what a successful answer must look like, call by call
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
- *   engine.c      curl multi engine on epoll: jobs, transfers, timers, retries
- *   http_head.c   an answer's head, line by line: Content-Type, Location, Retry-After
+ *   limiter_redis.c  the same windows in Redis, for many hosts (quota_state = "redis://...")
+ *   engine.c      curl multi engine on epoll: the life of jobs (cache, shared requests, quota,
+ *                 timers, retries)
+ *   transfer.c    one attempt's transfer: its pooled curl handle, body callbacks, response
+ *   http_head.c   an answer's head: header lines, Retry-After
  *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
  *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
+ *   cache.c       the response cache: options, keys, entries, what is stored, c:cache_stats
+ *   cache_sqlite.c, cache_redis.c  its two backends
+ *   cache_v2.c    v2 report batches through the cache
+ *   redis.c       a Redis connection driven by the engine (hiredis' asynchronous API)
  *   client.c      vt.client: options, the handle, c:options, c:quota_status, c:cache_stats
  *   request.c     a call becomes a job: URL, key header, query, form, headers; c:request
  *   await.c       awaiting jobs (blocking, or yielding from a coroutine); c:pollfd/events/timeout/step
  *   result.c      a finished job becomes Lua values: the decoded body, or nil and an error
- *   lookups.c     v3 object look-ups: c:file, c:url, c:domain, c:ip, c:analysis, c:batch
+ *   lookups.c     v3 object look-ups: c:file ... c:analysis, and many through a few job
+ *                 slots: c:batch, c:each (completion order); c:pending
  *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
  *   contribute.c  c:add_comment, c:vote: what a user adds to an object
  *   wait.c        c:wait (poll an analysis), c:sleep
@@ -34,8 +42,10 @@
  *   sftp_auth.c   logging in over SSH (key, password, keyboard-interactive)
  *   known_hosts.c the server's host key checked against known_hosts
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
- * Private headers: client.h (the client files, client.c to v2.c above), sftp.h (the SFTP
- * files), limiter.h (limiter.c and limiter_file.c).
+ * Private headers: client.h (the client files, client.c to v2.c above, limiter_redis.c
+ * and cache_v2.c), sftp.h (the SFTP files), limiter.h (limiter.c and limiter_file.c),
+ * engine.h (engine.c and transfer.c), cache.h (cache.c and its backends), redis.h
+ * (redis.c and its users).
  *
  * Conventions. A function that can fail returns 0 on success and -1 with its vt_err
  * filled; one that creates something returns it, or NULL with the vt_err filled. A
@@ -177,15 +187,14 @@ void vt_digest_open(lua_State *L);
 
 /* -------------------------------------------------------------------- json */
 
-/* Decodes JSON text and pushes the value, with every integral number as a Lua
- * integer. Returns 0, or -1 with e filled (InvalidResponse), pushing nothing.
- * Never raises for bad input. */
+/* Decodes JSON text[0..len) and pushes the value, with every integral number as a Lua integer and
+ * null as vt.null. Returns 0, or -1 with e filled (InvalidResponse), pushing
+ * nothing. Never raises for bad input. */
 int vt_json_decode(lua_State *L, const char *text, size_t len, vt_err *e);
 /* Encodes the value at idx; pushes the string. Raises on unencodable values. */
 void vt_json_encode(lua_State *L, int idx);
-/* Pushes the null sentinel (cjson.null). */
+/* Pushes the null sentinel: a NULL light userdata (equal to lua-cjson's cjson.null). */
 void vt_json_push_null(lua_State *L);
-void vt_json_open(lua_State *L); /* loads cjson once per Lua state */
 void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
 
 /* ------------------------------------------------------------------- shape */
@@ -228,6 +237,10 @@ typedef struct vt_window {
 } vt_window;
 
 typedef struct vt_limiter vt_limiter;
+typedef struct vt_redis_limiter vt_redis_limiter; /* limiter_redis.c */
+typedef struct vt_cache vt_cache;                 /* cache.c */
+typedef struct vt_engine vt_engine;
+typedef struct vt_job vt_job;
 
 /* state_path NULL keeps the windows in this process only. Returns NULL and fills e
  * when the state file cannot be opened or created. */
@@ -243,6 +256,24 @@ int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e);
 /* Pushes {windows = {{n=, per=, kind=, used=, next_slot_in=}, ...}, blocked_until=}.
  * Returns 0, or -1 with e filled (pushing nothing). */
 int vt_limiter_push_status(lua_State *L, vt_limiter *l, double now, vt_err *e);
+/* The table of c:quota_status, from each window's status (blocked_until 0: no hold;
+ * where: the state's place, set as field where_field when not NULL). */
+typedef struct vt_window_status {
+    int64_t used;
+    double next_slot_in;
+} vt_window_status;
+void vt_limiter_push_table(lua_State *L, const vt_window *w, size_t count, const vt_window_status *st,
+                           double blocked_until, const char *where_field, const char *where);
+
+/* limiter_redis.c: the same windows in Redis (quota_state = "redis://..."), one atomic
+ * script per decision, Redis' clock for every host. Acquire answers the job through
+ * vt_job_quota_answer (QuotaStateError when Redis fails: fail closed). */
+vt_redis_limiter *vt_redis_limiter_new(vt_engine *eng, const char *url, const vt_window *w, size_t count,
+                                       const char *apikey, size_t apikey_len, double timeout, vt_err *e);
+void vt_redis_limiter_free(vt_redis_limiter *l);
+void vt_redis_limiter_acquire(vt_redis_limiter *l, vt_job *j);
+void vt_redis_limiter_mark_spent(vt_redis_limiter *l, double hold);
+const char *vt_redis_limiter_name(const vt_redis_limiter *l); /* its URL, no password */
 
 /* ------------------------------------------------------------ upload sources */
 
@@ -308,7 +339,6 @@ int vt_wait_fd(int fd, int events, double deadline);
  * for quota, runs, and on a transient failure waits and runs again, all within
  * its deadline. Jobs live in Lua userdata (the caller keeps them on its stack),
  * so a Lua error anywhere leaves nothing unowned; the engine only links them. */
-typedef struct vt_engine vt_engine;
 
 typedef struct vt_transport {
     double timeout, connect_timeout;   /* seconds */
@@ -321,25 +351,22 @@ typedef struct vt_retry_policy {
     double retry_base;  /* seconds: the first backoff step, doubled each retry */
     double max_wait;    /* seconds a job may spend waiting (quota + backoff) */
     vt_limiter *limiter;/* NULL = no local quota */
+    vt_redis_limiter *redis_limiter; /* quota_state = "redis://...": asked instead of limiter */
+    vt_cache *cache;    /* look-ups consult it before the quota; NULL: none, nor shared requests */
 } vt_retry_policy;
 
-/* http_head.c: what the client reads from an answer's head, a header line at a time. */
+/* http_head.c: what the client reads from an answer's head. */
 #define VT_RETRY_AFTER_MAX 86400.0 /* a day: a longer Retry-After would hold every process */
-typedef struct vt_head {
-    char content_type[128];
-    char location[8192];         /* a longer redirect fails the job (InvalidResponse) */
-    double retry_after;          /* seconds, at most VT_RETRY_AFTER_MAX; < 0: absent or unusable */
-} vt_head;
-void vt_head_clear(vt_head *h);
-/* Reads one header line as curl hands it over (with its line end); a status line starts a
- * new response. 0, or -1 with e filled (a Location too long to keep). now: the wall clock,
- * for a Retry-After given as a date. */
-int vt_head_line(vt_head *h, const char *line, size_t len, double now, vt_err *e);
+/* The value of header `name` (any case) in one header line as curl hands it over (with its
+ * line end), without the white space around it; false when the line is another header. */
+bool vt_header_value(const char *line, size_t len, const char *name, const char **value, size_t *value_len);
 /* A Retry-After value in seconds from now: delta-seconds or an IMF-fixdate, capped at
  * VT_RETRY_AFTER_MAX; -1 for anything else (inf, 1e308, negative, other date forms). */
 double vt_retry_after_seconds(const char *value, size_t len, double now);
 
-typedef enum { VT_JOB_IDLE, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
+/* IDLE -> [CACHE: the cache, or another process's request] -> [QUOTA] -> RUNNING -> DONE;
+ * FOLLOW: shares the request of another job of this engine (its leader). */
+typedef enum { VT_JOB_IDLE, VT_JOB_CACHE, VT_JOB_FOLLOW, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
 typedef enum { VT_SINK_MEMORY, VT_SINK_FILE, VT_SINK_STREAM } vt_sink_kind;
 
 /* VT_SINK_STREAM: a successful response body handed over as it arrives, to code
@@ -363,12 +390,52 @@ typedef struct vt_stream_sink {
  * libcurl any URL over 8 MB. A job with a longer one fails with InvalidArgument, unsent. */
 #define VT_URL_MAX 16384
 
-typedef struct vt_job vt_job;
+typedef struct vt_easy vt_easy; /* a curl transfer handle, kept by the engine for reuse */
+/* Nothing here is large: a batch holds one job per slot, and every look-up
+ * makes one; what only some answers need (a redirect's location, a
+ * Content-Type that is not JSON) is allocated when they come. */
+
+/* An answer a job waits for from outside the engine (a Redis reply): the module
+ * that asked keeps the ticket and answers only while ticket->job is set; the
+ * engine clears it when the job goes away first. */
+typedef struct vt_ticket {
+    vt_job *job;
+} vt_ticket;
+
+/* What the cache and the sharing of requests know of a look-up (cache.c sets
+ * key, kind, read and max_age; the engine the rest). */
+typedef struct vt_job_cache {
+    char *key;            /* owned; NULL: not a look-up that a cache or a shared request may answer */
+    int kind;             /* vt_cache_kind: TTL and checks of the entry */
+    double max_age;       /* seconds an entry may have; < 0: the client's cache_ttl */
+    bool read;            /* may be answered by an entry or another's request (max_age != 0) */
+    bool hit;             /* the response is an entry of the cache */
+    bool shared;          /* the response is another job's (this process or another) */
+    bool leased;          /* holds the key's in-flight marker (other processes wait for us) */
+    bool failed;          /* the backend failed for this job: nothing to store */
+    bool skip_entry;      /* the entry read was corrupt: ask for the marker only */
+    bool probe;           /* answered by an entry or another job's request only, never sent (no url) */
+    char token[48];       /* owner of the marker */
+    double refresh_at;    /* monotonic: when the marker is refreshed next */
+    double wait_until;    /* monotonic: end of a wait for another process's answer (0: none) */
+    double poll;          /* seconds until the next look at another process's answer */
+    vt_job *leader;       /* FOLLOW: the job whose request this one shares */
+    vt_job *followers;    /* the jobs sharing this one's request, through next_follower */
+    vt_job *next_follower;
+} vt_job_cache;
+
+/* Answers the engine takes from the cache or the Redis limiter. */
+typedef enum { VT_ANSWER_NONE, VT_ANSWER_CACHE, VT_ANSWER_QUOTA } vt_answer_kind;
+/* A cache's answer to a fetch: a fresh entry; no entry and the in-flight marker
+ * is ours (LEASED) or no marker was asked (FREE); another process is asking
+ * (BUSY); the entry was corrupt and is dropped (CORRUPT); the backend failed. */
+typedef enum { VT_FETCH_HIT, VT_FETCH_LEASED, VT_FETCH_FREE, VT_FETCH_BUSY, VT_FETCH_CORRUPT, VT_FETCH_ERROR } vt_fetch;
 struct vt_job {
     /* request, set before vt_job_submit */
     char method[8];
     char *url;                   /* owned */
-    struct curl_slist *headers;  /* owned */
+    struct curl_slist *headers;  /* owned; NULL: shared_headers */
+    const struct curl_slist *shared_headers; /* the client's, not owned */
     char *body; size_t body_len; /* owned; sent as is */
     /* streamed multipart upload: head + source + tail (all owned but source) */
     char *mp_head, *mp_tail; size_t mp_head_len, mp_tail_len;
@@ -390,8 +457,20 @@ struct vt_job {
     long status;
     char *resp; size_t resp_len, resp_cap;
     int64_t resp_total;          /* bytes received (file sink too) */
-    vt_head head;                /* Content-Type, Location, Retry-After */
+    bool json;                   /* the body is application/json */
+    char *content_type;          /* owned; the Content-Type when it is not JSON, for messages */
+    char *location;              /* owned; where a 3xx answer points (absolute) */
+    double retry_after_hdr;      /* < 0: absent */
     vt_err err;                  /* code[0] != 0 when the job failed */
+    /* the response cache and shared requests */
+    vt_job_cache cache;
+    /* a job answered from outside (no url, no timer): starts it; the module calls vt_job_finish */
+    void (*external)(vt_job *j);
+    vt_ticket *ticket;           /* an answer outstanding (awaited), or NULL */
+    vt_answer_kind answered;     /* an answer arrived, for the engine to act on */
+    vt_fetch fetched;            /* VT_ANSWER_CACHE */
+    int quota_got;               /* VT_ANSWER_QUOTA: 1 slot taken, 0 wait quota_wait, -1 failed (err) */
+    double quota_wait;
     /* bookkeeping */
     vt_job_state state;
     int attempts;
@@ -403,18 +482,19 @@ struct vt_job {
     int64_t moved;               /* streaming: bytes moved either way, last seen at moved_at */
     double moved_at;             /* monotonic */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
-    void *easy;                  /* CURL * */
+    vt_easy *transfer;           /* while a transfer runs (its curl handle: transfer->curl) */
     vt_engine *engine;
     const vt_transport *transport; /* the client's; valid while linked */
     const vt_retry_policy *policy;
     vt_job *next, *prev;
-    char curl_errbuf[256];
 };
 
 vt_engine *vt_engine_new(vt_err *e);
 void vt_engine_free(vt_engine *eng);          /* detaches (fails) every linked job */
 void vt_job_init(vt_job *j);                   /* zero + defaults; call once on fresh memory */
 void vt_job_reset(vt_job *j);                  /* frees owned request/response data, keeps memory */
+/* Like vt_job_reset, but keeps the body buffer (up to 1 MB) for the job's next request. */
+void vt_job_recycle(vt_job *j);
 /* Links the job and starts its life (quota wait first). The job must stay at
  * this address until it is done or released. */
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p);
@@ -429,6 +509,8 @@ void vt_job_resume(vt_job *j);
  * number of jobs not yet done. */
 int vt_engine_step(vt_engine *eng, double max_block);
 int vt_engine_fd(vt_engine *eng);
+/* Linked jobs not yet done (requests, timers, quota waits). */
+int vt_engine_pending(const vt_engine *eng);
 /* API requests the engine has sent (each attempt that took a quota slot counts). */
 uint64_t vt_engine_requests(const vt_engine *eng);
 /* The body length a running job's successful (2xx) answer announced, or -1 (not known yet, no
@@ -437,6 +519,79 @@ int64_t vt_job_expected_bytes(const vt_job *j);
 /* Seconds until the engine needs a step even without I/O (-1 = no timer). */
 double vt_engine_timeout(vt_engine *eng);
 
+/* Answers for a job, from the modules it waits on (C data only: they may come
+ * from inside a Redis callback). The engine acts on them at its next step, or
+ * at once when they come during vt_job_submit or a step. */
+void vt_job_cache_answer(vt_job *j, vt_fetch fetched, long status, const char *body, size_t len);
+void vt_job_quota_answer(vt_job *j, int got, double wait, const vt_err *e);
+/* Gives a job that is not linked a JSON response (a stored answer); 0, or -1 when
+ * out of memory (the job then has none). */
+int vt_job_set_response(vt_job *j, long status, const char *body, size_t len);
+/* An external job is done: e NULL when it succeeded (its data in resp). */
+void vt_job_finish(vt_job *j, const vt_err *e);
+/* Makes a finished look-up whose cache entry proved corrupt ready to be sent again, never
+ * answered from the cache (the caller submits or awaits it again). */
+void vt_job_refetch(vt_job *j);
+
+/* Something else the engine drives beside curl (a Redis connection): an fd of its own
+ * watched for the events it asks, a time it wants a tick at, and work each step. */
+typedef struct vt_watcher vt_watcher;
+struct vt_watcher {
+    void (*on_io)(vt_watcher *w, int ready); /* VT_WANT_READ / VT_WANT_WRITE that are ready */
+    double (*due)(vt_watcher *w);            /* monotonic time of the next tick needed, or -1 */
+    void (*tick)(vt_watcher *w, double mono);/* each step, after the I/O */
+    int fd, events;                          /* set by vt_engine_watch_fd; fd -1: none */
+    vt_engine *engine;                       /* NULL once the engine is freed */
+    vt_watcher *next;
+};
+void vt_engine_watch(vt_engine *eng, vt_watcher *w);
+void vt_engine_unwatch(vt_watcher *w);
+/* Watches fd for events (VT_WANT_READ | VT_WANT_WRITE; 0 stops watching it). */
+void vt_engine_watch_fd(vt_watcher *w, int fd, int events);
+
+/* ------------------------------------------------------------------- cache */
+
+/* The cache as the engine sees it (cache.c). Counters live in the cache; a
+ * client without a backend has a cache of backend "none", which shares requests. */
+typedef struct vt_cache_stats {
+    uint64_t hits, misses, stores, coalesced, errors;
+} vt_cache_stats;
+vt_cache_stats *vt_cache_counters(vt_cache *c);
+bool vt_cache_active(const vt_cache *c); /* a backend (SQLite, Redis) is configured */
+/* Asks the backend for j's key (the entry unless j->cache.skip_entry or !read, and,
+ * unless j is a probe, the in-flight marker); it answers through vt_job_cache_answer,
+ * maybe before returning. */
+void vt_cache_fetch(vt_cache *c, vt_job *j);
+void vt_cache_refresh(vt_cache *c, vt_job *j); /* keeps j's marker alive */
+void vt_cache_release(vt_cache *c, vt_job *j); /* gives j's marker up */
+/* Seconds a marker lives without refresh; its holder refreshes it thrice as often. */
+#define VT_LEASE_TTL 3.0
+
+/* The client's side of the cache (cache.c). vt_cache_open reads the options cache,
+ * cache_ttl and cache_max_bytes of the table at opts (raising naming a wrong one);
+ * a Redis cache connects through eng, waiting at most timeout for Redis. */
+vt_cache *vt_cache_open(lua_State *L, int opts, const char *base_url, vt_engine *eng, double timeout);
+void vt_cache_free(vt_cache *c);
+/* opts.max_age of the options table at idx (nil, or no max_age: -1, the client's TTL);
+ * raises when it is not a number of seconds. */
+double vt_cache_max_age(lua_State *L, int idx);
+/* Makes j (a prepared GET) a look-up of kind at path ("/files/<id>", ...) that the
+ * cache and shared requests may answer; max_age as from vt_cache_max_age. */
+void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double max_age);
+/* Same for a v2 report (file/report, url/report, domain/report, ip-address/report)
+ * of the parameter table at params; other endpoints, batches and url/report with
+ * scan are not look-ups (j stays as it is). */
+void vt_cache_key_v2(lua_State *L, vt_cache *c, vt_job *j, const char *endpoint, int params);
+/* After a look-up's answer was turned into Lua values (nresults: the value, or nil
+ * and the error, at the top): stores a fresh answer the cache keeps (never one
+ * holding apikey) and gives up the job's marker. Returns false when the answer was
+ * an entry that proves corrupt: it is dropped and j is ready to be sent again
+ * (vt_job_refetch; the values are popped). */
+bool vt_cache_settle(lua_State *L, vt_cache *c, vt_job *j, int nresults, const char *apikey, size_t apikey_len);
+/* Sets cache, cache_ttl and cache_max_bytes in the table at the top (c:options). */
+void vt_cache_push_options(lua_State *L, vt_cache *c);
+/* Pushes c:cache_stats(): backend, the counters, and the requests the engine sent. */
+void vt_cache_push_stats(lua_State *L, vt_cache *c, uint64_t requests);
 /* ------------------------------------------------------------------- feeds */
 
 /* A line splitter: bytes in, complete lines out, the unfinished last line kept
@@ -497,6 +652,10 @@ void vt_smb_open(lua_State *L);  /* smb.c: registers vt.smb_open */
 
 double vt_now(void);        /* wall clock, seconds since the epoch (limiter) */
 double vt_monotonic(void);  /* monotonic seconds (timeouts, backoff) */
+
+/* mkdir -p of the directories above path (limiter.c), new ones private to the
+ * user (0700); path is restored. Returns 0, or -1 with errno. */
+int vt_make_parents(char *path);
 
 /* A string argument, strictly: numbers are not converted (a wrong type raises). */
 const char *vt_checkstring(lua_State *L, int idx, size_t *len);

@@ -1,5 +1,6 @@
 /* Waiting: c:wait polls an analysis until it completes, c:sleep pauses; both
  * yield in coroutine mode like any call. */
+/*** @module vt */
 #include "client.h"
 
 #include <stdio.h>
@@ -12,8 +13,14 @@ static int sleep_done(lua_State *L, int status, lua_KContext ctx)
     return 0;
 }
 
-/* Pauses the calling code for secs; in coroutine mode it yields like any call,
- * so a playbook's pause between polls never blocks its host. */
+/*** @type client */
+
+/***
+Pauses the caller; in coroutine mode it yields like any call, so a playbook's pause never blocks
+its host.
+@function client:sleep
+@tparam number seconds from 0 to 86400
+*/
 static int client_sleep(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
@@ -97,6 +104,17 @@ static int wait_step(lua_State *L, int status, lua_KContext phase)
     }
 }
 
+/***
+Polls an analysis until it is completed, never sleeping after its last try.
+@function client:wait
+@tparam string id the analysis id
+@tparam[opt] table opts `interval` and `timeout` (seconds; defaults: the client's `poll_interval`
+and `poll_timeout`), `progress` (called as `progress(status, elapsed)` after each poll)
+@treturn[1] table the completed analysis object, with its `meta`
+@treturn[2] nil
+@treturn[2] table the error value; on `Timeout` it carries `analysis_id`, so a later call (or
+process) can go on
+*/
 static int client_wait(lua_State *L)
 {
     static const char *const keys[] = {"interval", "timeout", "progress", NULL};

@@ -4,11 +4,13 @@
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev
-            libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev libpsl-dev libidn2-dev libbz2-dev)
+            libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev libpsl-dev libidn2-dev libbz2-dev
+            libsqlite3-dev libhiredis-dev)
 # the fake VirusTotal (python3), its helper (curl), the SSH and SMB servers of the specs,
-# the TLS + HTTP/2 front (nginx-light, its throw-away CA by openssl) and the forward proxy
+# the TLS + HTTP/2 front (nginx-light, its throw-away CA by openssl), the forward proxy,
+# the Redis of the cache and limiter specs and the sqlite3 shell (a cache locked by another process)
 test_pkgs=("${build_pkgs[@]}" lua-busted python3 curl openssh-server openssh-client samba smbclient procps lua-cqueues lua-luv publicsuffix
-           nginx-light tinyproxy openssl)
+           nginx-light tinyproxy openssl redis-server sqlite3)
 # luarocks: the release rock stage; lua-ldoc and lua-markdown (its Markdown): the API reference
 # clang and libclang-rt-14-dev: the fuzz targets (libFuzzer)
 ci_pkgs=("${test_pkgs[@]}" valgrind clang libclang-rt-14-dev lua-check git luarocks lua-ldoc lua-markdown)

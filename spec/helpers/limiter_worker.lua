@@ -2,7 +2,7 @@
 -- quota state file, the way concurrent SOAR action runs do.
 --
 --   lua5.4 spec/helpers/limiter_worker.lua lookups <base_url> <state> <count> <hash>
---     <count> look-ups under rate {5 per 2 s}; prints "ok" or "fail <code> <message>" for each.
+--     <count> look-ups under rate {5 per 1 s}; prints "ok" or "fail <code> <message>" for each.
 --   lua5.4 spec/helpers/limiter_worker.lua hammer <state>
 --     takes limiter slots as fast as it can, until killed: every look-up goes to a
 --     closed port and fails at once, after its slot was recorded. Prints "1" per slot
@@ -16,7 +16,7 @@ local mode = arg[1]
 
 if mode == "lookups" then
   local base_url, state, count, hash = arg[2], arg[3], tonumber(arg[4]), arg[5]
-  local c = vt.client{apikey = "test-key", base_url = base_url, rate = {{n = 5, per = 2}},
+  local c = vt.client{apikey = "test-key", base_url = base_url, rate = {{n = 5, per = 1}},
                       quota_state = state, max_wait = 30}
   for _ = 1, count do
     local obj, err = c:file(hash)

@@ -19,4 +19,24 @@ function requests.count(list, pattern)
     return n
 end
 
+--- The most requests the server was serving at once, from the arrival time and duration it
+-- logged for each (`srv:log()` entries).
+function requests.most_at_once(log)
+    local events = {}
+    for _, e in ipairs(log) do
+        events[#events + 1] = { e.mono, 1 }
+        events[#events + 1] = { e.mono + e.duration, -1 }
+    end
+    table.sort(events, function(a, b)
+        if a[1] == b[1] then return a[2] < b[2] end -- an end before a start at the same instant
+        return a[1] < b[1]
+    end)
+    local now, most = 0, 0
+    for _, ev in ipairs(events) do
+        now = now + ev[2]
+        most = math.max(most, now)
+    end
+    return most
+end
+
 return requests

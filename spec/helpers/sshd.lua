@@ -13,13 +13,27 @@
 --    /var/lib/vt-test-accounts/vtsftp (useradd, chpasswd);
 --  * sshd's privilege separation wants /run/sshd, which it creates;
 --  * UsePAM yes, because OpenSSH offers keyboard-interactive on Linux only
---    through PAM.
+--    through PAM. sshd runs through a symlink named vt-test-sshd, so PAM uses
+--    the service of that name (sshd takes its program name), written to
+--    /etc/pam.d/vt-test-sshd: pam_unix without its 2 s delay after a failed
+--    password, which would cost every spec of a refused login seconds.
 -- Debian packages: openssh-server (sshd), openssh-client (ssh-keygen).
 local proc = require "helpers.remote_proc"
 
 local M = {}
 
 M.user = "vtsftp"
+
+local PAM_SERVICE = "vt-test-sshd"
+local PAM_CONFIG = table.concat({
+  "# The private sshd of vt's specs (spec/helpers/sshd.lua): Debian's sshd stack, failures not delayed.",
+  "auth [success=1 default=ignore] pam_unix.so nullok nodelay",
+  "auth requisite pam_deny.so",
+  "auth required pam_permit.so",
+  "@include common-account",
+  "@include common-session",
+  "",
+}, "\n")
 
 function M.usable()
   if not proc.is_root() then return false, "sshd specs need root (a test account and sshd's privilege separation)" end
@@ -44,6 +58,11 @@ function M.start(opts)
   local dir = proc.tmpdir("sshd")
   local password = proc.test_account(M.user)
   proc.sh("mkdir -p /run/sshd && chmod 755 /run/sshd")
+  if proc.read("/etc/pam.d/" .. PAM_SERVICE) ~= PAM_CONFIG then
+    proc.write("/etc/pam.d/" .. PAM_SERVICE, PAM_CONFIG, "644")
+  end
+  local program = dir .. "/" .. PAM_SERVICE
+  proc.sh(("ln -s /usr/sbin/sshd %s"):format(proc.q(program)))
 
   local host_ed25519 = keygen(dir .. "/host_ed25519", "ed25519")
   local host_ecdsa = keygen(dir .. "/host_ecdsa", "ecdsa")
@@ -82,7 +101,7 @@ function M.start(opts)
       "Subsystem sftp internal-sftp",
       "",
     }, "\n"))
-    return proc.spawn("/usr/sbin/sshd -D -e -f " .. proc.q(config), log)
+    return proc.spawn(proc.q(program) .. " -D -e -f " .. proc.q(config), log)
   end, log)
 
   local name = ("[127.0.0.1]:%d"):format(port)

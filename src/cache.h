@@ -1,0 +1,49 @@
+/* The response cache's parts: cache.c (options, keys, entries, what is stored,
+ * the counters) and its backends, cache_sqlite.c and cache_redis.c.
+ *
+ * An entry is one answer of the service, stored under its key (the scope, a
+ * digest of base_url, then the object's path) and found by its aliases too (a
+ * file's three hashes, a URL's ids). Its bytes are a frame (below) that a
+ * reader checks before trusting them. Beside the entries, a backend keeps the
+ * in-flight markers: who is asking the service for a key right now. */
+#ifndef VT_CACHE_H
+#define VT_CACHE_H
+
+#include "vt.h"
+
+/* TTL classes: the kinds of vt_kind, then the negative answers. */
+enum { VT_TTL_NOT_FOUND = VT_KIND_ANALYSIS + 1, VT_TTL_COUNT };
+
+typedef struct vt_cache_backend {
+    const char *name; /* "sqlite" or "redis" */
+    /* Answers j through vt_cache_answer: the entry of j->cache.key when want_entry
+     * and it is younger than max_age (seconds; max_age_negative for a negative
+     * one), else the key's in-flight marker for token (taken when free or held
+     * by nobody alive); token NULL: no marker (VT_FETCH_FREE). */
+    void (*fetch)(void *be, vt_cache *c, vt_job *j, bool want_entry, double max_age, double max_age_negative,
+                  const char *token);
+    /* Stores the frame under key and its aliases for ttl seconds, and gives up
+     * the marker of token (when not NULL). Failures count in c's errors. */
+    void (*store)(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+                  const char *frame, size_t len, bool negative, double ttl, const char *token);
+    void (*refresh)(void *be, vt_cache *c, const char *key, const char *token);
+    void (*release)(void *be, vt_cache *c, const char *key, const char *token);
+    void (*drop)(void *be, vt_cache *c, const char *key); /* the entry found by key (or alias) */
+    void (*free)(void *be);
+} vt_cache_backend;
+
+/* A backend's answer to fetch. frame/len/name: a fresh entry (VT_FETCH_HIT) and the
+ * key it is stored under; the cache checks it, and drops a corrupt one. */
+void vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name);
+
+/* cache_sqlite.c: the backend on the file at path (created 0600 in a 0700
+ * directory when missing); opened on first use. NULL when out of memory. */
+void *vt_cache_sqlite_new(const char *path, int64_t max_bytes);
+extern const vt_cache_backend vt_cache_sqlite;
+
+/* cache_redis.c: the backend on a Redis connection (redis.h) it takes over. */
+typedef struct vt_redis vt_redis;
+void *vt_cache_redis_new(vt_redis *r, vt_cache *c);
+extern const vt_cache_backend vt_cache_redis;
+
+#endif
