@@ -271,7 +271,18 @@ end
 for what, opts in pairs { ["concurrency 0"] = { concurrency = 0 }, ["concurrency '8'"] = { concurrency = "8" },
                           ["an unknown option"] = { parallel = 2 } } do
   row("c:batch, " .. what, function(c) return c:batch({ { "file", EXE } }, opts) end, { raises = "." })
+  row("c:each, " .. what, function(c) return c:each({ { "file", EXE } }, opts) end, { raises = "." })
 end
+for what, list in pairs { ["a string"] = "x", ["an item not a table"] = { "x" },
+                          ["an unknown kind"] = { { "bogus", EXE } }, ["a number for a hash"] = { { "file", 42 } } } do
+  row("c:each, " .. what, function(c) return c:each(list) end, { raises = "." })
+end
+row("c:each, malformed members fail alone", function(c)
+  for _, ok, err in c:each { { "file", "nothash" }, { "domain", "localhost" }, { "ip", "1.2.3" } } do
+    if ok or err.code ~= "InvalidArgument" then return true end
+  end
+  return nil, vt.error("InvalidArgument", "all three refused")
+end)
 row("c:batch, malformed members fail alone", function(c)
   local r = c:batch { { "file", "nothash" }, { "domain", "localhost" }, { "ip", "1.2.3" } }
   for i = 1, 3 do

@@ -131,6 +131,15 @@ local calls = {
       return nil, r[1].err
     end,
     check = function(v) is_object(v, "file", EXE) end },
+  { name = "c:each", at = v3("/files/" .. EXE), shape = "object", others_ok = 1, others_fail = 1,
+    run = function(c)
+      local got = {}
+      for i, ok, v in c:each { { "file", EXE }, { "domain", DOMAIN } } do got[i] = { ok = ok, v = v } end
+      assert.is_true(got[2].ok, tostring(got[2].v)) -- the other member is not touched by the fault
+      if got[1].ok then return got[1].v end
+      return nil, got[1].v
+    end,
+    check = function(v) is_object(v, "file", EXE) end },
   { name = "c:add_comment", at = v3("/files/" .. EXE .. "/comments", "POST"), shape = "object", unsafe = true,
     run = function(c) return c:add_comment("file", EXE, "seen in the #matrix") end,
     check = function(v) is_object(v, "comment") assert.equal("seen in the #matrix", v.attributes.text) end },
