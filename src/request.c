@@ -281,16 +281,20 @@ int vt_check_api_path(const char *path, size_t len, vt_err *e)
 /*** @type client */
 
 /***
-Any v3 request, for what the typed methods do not cover.
+Any v3 request, for what the typed methods do not cover. It is raw: the decoded body comes back
+as the service sent it, whatever its shape (the typed methods refuse a body that is not what they
+ask for).
 @function client:request
 @tparam string method `"GET"`, `"POST"`, `"PUT"`, `"PATCH"` or `"DELETE"`
-@tparam string path under `/api/v3`, starting with `/`
+@tparam string path under `/api/v3`, starting with `/`; a path whose dot segments climb out of
+`/api/v3`, as sent or percent-decoded, is `InvalidArgument` (the key would go along)
 @tparam[opt] table opts `query` (a table), `form` (a table, sent urlencoded) or `json` (any
 value, sent as JSON), `headers` (a table; `x-apikey` is refused)
 @treturn[1] table the decoded body (`true` for an empty one)
 @treturn[1] integer the HTTP status
 @treturn[2] nil
-@treturn[2] table the error value
+@treturn[2] table the error value (`InvalidArgument` for a bad path: no request; a redirect is
+`InvalidResponse`)
 @raise on a wrong method, option or header
 */
 static int client_request(lua_State *L)
