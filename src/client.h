@@ -96,9 +96,9 @@ char *vt_dup(lua_State *L, const char *s);
 void vt_job_add_header(lua_State *L, vt_job *j, const char *line);
 /* A malloc'd copy of the Lua string at idx (its length in *len when len is not NULL). */
 char *vt_dup_lua(lua_State *L, int idx, size_t *len);
-/* c:request's path: '/'-first, one line of visible characters, not /vtapi/, and under
- * /api/v3 however a server reads it (percent-decoded, repeatedly; a backslash for '/'; dot segments
- * resolved). 0, or -1 with e filled (InvalidArgument). */
+/* c:request's path: '/'-first, one line of visible characters (also once percent-decoded), not
+ * /vtapi/, and under /api/v3 however a server reads it (percent-decoded, repeatedly; a backslash
+ * for '/'; dot segments resolved). 0, or -1 with e filled (InvalidArgument). */
 int vt_check_api_path(const char *path, size_t len, vt_err *e);
 /* The job answered a redirect (3xx with a Location) that the caller follows itself. */
 bool vt_job_redirected(const vt_job *j);

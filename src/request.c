@@ -263,13 +263,20 @@ int vt_check_api_path(const char *path, size_t len, vt_err *e)
         return -1;
     }
     memcpy(d, path, n);
-    bool out = false;
-    for (int round = 0; round < 4 && !out; round++) {
+    bool out = false, control = false;
+    for (int round = 0; round < 4 && !out && !control; round++) {
         out = climbs_out(d, n);
         if (!percent_decode(d, &n))
             break;
+        /* an encoded NUL or control: a server in C may end the path there ("/..%00x") */
+        for (size_t i = 0; i < n && !control; i++)
+            control = (unsigned char)d[i] < ' ' || d[i] == 127;
     }
     free(d);
+    if (control) {
+        vt_err_set(e, "InvalidArgument", "the path '%.*s' holds an encoded NUL or control character", shown, path);
+        return -1;
+    }
     if (out) {
         vt_err_set(e, "InvalidArgument", "the path '%.*s' leaves /api/v3 (its dot segments climb above it)", shown,
                    path);
