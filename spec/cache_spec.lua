@@ -168,6 +168,28 @@ describe("the response cache on SQLite", function()
     c:close()
   end)
 
+  it("forgets what it kept of an object once an analysis of it completes", function()
+    local c = client()
+    local content = "uploaded once " .. tests
+    local sha256 = vt.digest({ data = content }).sha256
+    assert.equal("NotFoundError", select(2, c:file(sha256)).code) -- kept as a negative entry
+    local url = "http://stale-" .. tests .. ".example.com/"
+    assert(c:url(url) == nil)
+    local sent = requests(srv, 0)
+    local d = assert(c:scan_file { data = content, name = "x.bin" })
+    assert(c:wait(d.id, { interval = 0 }))
+    assert(c:wait(assert(c:scan_url(url)).id, { interval = 0 }))
+    -- the negative entries no longer answer: both are asked for, found, and kept again
+    local since = requests(srv, 0)
+    assert.equal(sha256, assert(c:file(sha256)).id)
+    assert.truthy(assert(c:url(url)).id)
+    assert.equal(since + 2, requests(srv, 0))
+    assert(c:file(sha256))
+    assert.equal(since + 2, requests(srv, 0))
+    assert.is_true(since > sent)
+    c:close()
+  end)
+
   it("asks the service when max_age says so, and stores the fresh answer", function()
     local c = client()
     assert(c:domain("github.com"))
@@ -281,6 +303,38 @@ describe("the response cache on SQLite", function()
     c:close()
   end)
 
+  it("goes on when a corrupt entry cannot be dropped (the database fails while the entry is read)", function()
+    local c = client()
+    assert(c:domain("github.com"))
+    -- a damaged frame, and a DELETE that fails (as SQLITE_IOERR or SQLITE_FULL would)
+    sql("UPDATE vt_entries SET frame = zeroblob(40);" ..
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON vt_entries BEGIN SELECT RAISE(ABORT, 'refused'); END;")
+    local errors = c:cache_stats().errors
+    assert.equal("github.com", assert(c:domain("github.com")).id)
+    assert.equal("github.com", assert(c:domain("github.com")).id)
+    assert.equal(3, requests(srv, 0))
+    local st = c:cache_stats()
+    assert.equal(0, st.hits)
+    assert.is_true(st.errors > errors)
+    c:close()
+  end)
+
+  it("counts its bytes again when the total it keeps proves wrong, instead of evicting forever", function()
+    local c = client { cache_max_bytes = 400000 }
+    assert(c:domain("github.com"))
+    c:close()
+    sql("UPDATE vt_totals SET bytes = 1000000000")
+    -- in a worker: a store that never ends must fail this spec, not hang it
+    local job = { client = { apikey = KEY, base_url = srv.url, quota_state = false, cache = "sqlite:" .. cache_path,
+                             cache_max_bytes = 400000 },
+                  lookups = { { "ip", "8.8.8.8" }, { "ip", "8.8.8.8" }, { "ip", "8.8.8.8" } } }
+    local out = sh("timeout 20 " .. workers.command(job))
+    assert.matches("^ok 8%.8%.8%.8\nok 8%.8%.8%.8\nok 8%.8%.8%.8\nstats ", out)
+    -- the first store emptied the cache, then counted 0 bytes: the second one was kept
+    assert.equal(2, requests(srv, 0, "8.8.8.8"))
+    assert.equal(sql("SELECT sum(size) FROM vt_entries"), sql("SELECT bytes FROM vt_totals"))
+  end)
+
   it("goes on without a cache that fails, and counts it", function()
     -- not a database
     local junk = tmpdir .. "/junk.sqlite"
@@ -331,6 +385,34 @@ describe("the response cache on SQLite", function()
     local total = tonumber(sql("SELECT sum(size) FROM vt_entries"):match("%d+"))
     assert.is_true(total <= 60000, total)
     assert.equal(tostring(total), sql("SELECT bytes FROM vt_totals"):match("%d+"))
+    c:close()
+  end)
+
+  it("gives its in-flight marker up when it keeps nothing, or when the look-up is left untaken", function()
+    local c = client { cache_max_bytes = 4096 } -- an entry over a quarter of that is not kept
+    assert(c:domain("github.com"))
+    assert.equal(0, c:cache_stats().stores)
+    assert.equal("", sql("SELECT key FROM vt_leases"))
+    c:close()
+    -- a loop left while another look-up had finished, its result not taken
+    c = client()
+    local taken = 0
+    for _ in c:each({ { "ip", "8.8.8.8" }, { "ip", "1.1.1.1" } }, { concurrency = 2 }) do
+      taken = taken + 1
+      while c:pending() > 0 do c:step(0.1) end
+      if taken == 1 then break end
+    end
+    assert.equal(2, requests(srv, 1))
+    assert.equal("", sql("SELECT key FROM vt_leases"))
+    c:close()
+    -- a call in a coroutine closed after its look-up had finished
+    c = client { yield = true }
+    local co = coroutine.create(function() return c:ip("9.9.9.9") end)
+    assert(coroutine.resume(co))
+    while c:pending() > 0 do c:step(0.1) end
+    assert(coroutine.close(co))
+    assert.equal(4, requests(srv, 0))
+    assert.equal("", sql("SELECT key FROM vt_leases"))
     c:close()
   end)
 
@@ -497,6 +579,44 @@ describe("the response cache on SQLite", function()
       assert.is_nil(bytes and bytes:find(KEY, 1, true), path)
     end
     assert.truthy(read(cache_path):find("v2/file/report", 1, true))
+  end)
+
+  it("keeps v2 reports with allinfo apart from plain ones", function()
+    local c = client { api = "v2" }
+    local EXE = "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c"
+    for _ = 1, 2 do
+      assert(c:v2("file/report", { resource = EXE }))
+      assert(c:v2("file/report", { resource = EXE, allinfo = "1" }))
+      assert(c:v2("file/report", { resource = EXE, allinfo = 1 })) -- the same parameter
+    end
+    local log = srv:log()
+    assert.equal(2, #log)
+    assert.is_nil(log[1].query:find("allinfo", 1, true))
+    assert.truthy(log[2].query:find("allinfo=1", 1, true))
+    -- a batch with allinfo: what the allinfo entries hold comes from them, and the rest is kept so
+    assert(c:v2("file/report", { resource = DOC_MD5 .. "," .. EXE, allinfo = "1" }))
+    local asked = srv:log()[3].query
+    assert.truthy(asked:find("allinfo=1", 1, true) and asked:find(DOC_MD5, 1, true), asked)
+    assert.is_nil(asked:find(EXE, 1, true), asked)
+    assert(c:v2("file/report", { resource = DOC, allinfo = "true" }))
+    assert.equal(3, requests(srv, 0))
+    assert(c:v2("file/report", { resource = DOC }))
+    assert.equal(4, requests(srv, 0))
+    -- a parameter the key cannot tell apart: no look-up
+    for _ = 1, 2 do assert(c:v2("file/report", { resource = EXE, other = "x" })) end
+    assert.equal(6, requests(srv, 0))
+    c:close()
+  end)
+
+  it("never lets a v2 URL report asked by scan id answer for the URL", function()
+    local c = client { api = "v2" }
+    local first = assert(c:v2("url/scan", { url = URL })).scan_id
+    assert.equal(first, assert(c:v2("url/report", { resource = first })).scan_id) -- that one scan's report
+    system.sleep(1.1) -- a scan id holds the second of its scan
+    local second = assert(c:v2("url/scan", { url = URL })).scan_id
+    assert.are_not.equal(first, second)
+    assert.equal(second, assert(c:v2("url/report", { resource = URL })).scan_id)
+    c:close()
   end)
 
   it("never writes the API key into the cache file", function()

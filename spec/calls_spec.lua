@@ -199,6 +199,32 @@ describe("downloads", function()
     assert.same({ "out.bin", "out2.bin" }, ls(dir))
   end)
 
+  it("fails with OutOfMemory when a retried download cannot start its digest again", function()
+    local shim, why = require("helpers.preload").build("digest_oom", dir)
+    if not shim then
+      pending(why)
+      return
+    end
+    local child = dir .. "/download_child.lua"
+    files.write(child, [[
+local vt = require "vt"
+local c = vt.client { apikey = arg[1], base_url = arg[2], quota_state = false, retry_base = 0.01 }
+local got, err = c:download(arg[3], arg[4])
+print(got and "ok" or ("error " .. err.code))
+]])
+    local info = srv:register_file(("retried-"):rep(5000))
+    srv:fault { type = "cut", listener = "storage" } -- the first transfer ends short: a retry
+    local q = files.quote
+    local p = io.popen(("LD_PRELOAD=%s LUA_CPATH_5_4=%s lua5.4 %s %s %s %s %s 2>&1"):format(
+      q(require("helpers.preload").value(shim)), q(package.cpath), q(child), q(srv.key), q(srv.url),
+      info.sha256, q(dir .. "/retried.bin")))
+    local out = p:read("a")
+    p:close()
+    assert.equal("error OutOfMemory\n", out)
+    assert.equal(1, #srv:log { listener = "storage" }) -- the retry failed before its request
+    assert.is_false(exists(dir .. "/retried.bin"))
+  end)
+
   it("leaves no file when the content does not match", function()
     local info = srv:register_file("genuine content")
     srv:fault { type = "tamper" }

@@ -255,6 +255,25 @@ describe("vt.core.input", function()
             "x.new: option 'api' is \"v3\" but the client speaks \"v2\" (the client's api decides)")
     end)
 
+    it("makes a layer's own client with the response cache on, unless told otherwise", function()
+        local own = input.client("x.new", { apikey = "k", base_url = "http://127.0.0.1:9", api = "v2" })
+        local o = own:options()
+        assert.same({ "v2", "http://127.0.0.1:9" }, { o.api, o.base_url })
+        assert.matches("^sqlite:.*/vt/cache%.sqlite$", o.cache)
+        assert.is_false(input.client("x.new", { apikey = "k", cache = false }):options().cache)
+        assert.equal("sqlite:/tmp/x.sqlite", input.client("x.new", { apikey = "k", cache = "sqlite:/tmp/x.sqlite" })
+            :options().cache)
+        local given = vt.client { apikey = "k", quota_state = false }
+        assert.equal(given, input.client("x.new", { client = given, api = "v3" }))
+        assert.has_error(function() input.client("x.new", { client = given, cache = true }) end,
+            "x.new: give 'client' or 'cache', not both")
+        -- both layers take the client options
+        for _, new in ipairs { require("vt.soar").new, require("vt.actions").new } do
+            assert.is_table(new { apikey = "k", base_url = "http://127.0.0.1:9", cache = false,
+                requests_per_minute = 4 })
+        end
+    end)
+
     it("cleans indicators by vt.normalize: one definition of a hash, URL, domain and IP", function()
         assert.equal(HASH, input.hash("  " .. HASH:upper() .. "\t"))
         assert.equal("192.168.1.20", input.ip("192.168.1[.]20"))

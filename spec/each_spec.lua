@@ -108,6 +108,30 @@ describe("long lists", function()
     assert.equal(0, #srv:log())
   end)
 
+  it("c:each and c:batch raise on an item the list changed to a wrong shape after the start", function()
+    local list = domains(6)
+    local taken = 0
+    assert.has_error(function()
+      for _ in c:each(list, { concurrency = 1 }) do
+        taken = taken + 1
+        list[4] = 42 -- the loop's body spoils an item not yet started
+      end
+    end, "each: item 4 must be a table {kind, value}")
+    assert.equal(2, taken) -- item 3 finished; taking it starts item 4, which raises
+    assert.equal(0, c:pending())
+    -- in coroutine mode another coroutine may change the list while a batch waits
+    local cy = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, yield = true }
+    local loop = require("vt.loop").new(cy)
+    list = domains(4)
+    local task = loop:spawn(function() return cy:batch(list, { concurrency = 1 }) end)
+    loop:spawn(function() list[3] = { "domain" } end)
+    loop:run()
+    cy:close()
+    assert.is_false(task.ok)
+    assert.matches("batch: item 3: the value must be a string %(got nil%)", tostring(task.error))
+    assert.equal(3 + 2, #srv:log()) -- each started items 1 to 3; the batch 1 and 2
+  end)
+
   it("a break out of c:each releases the requests in flight", function()
     srv:fault { type = "slow", delay = 0.2, count = -1 }
     local taken = 0

@@ -66,7 +66,8 @@ end
 -- nil and the error when it is no whole bzip2 stream.
 local function feed_lines(data)
   local path = temp_file(data)
-  local out = sh("python3 -c 'import bz2, sys; sys.stdout.write(bz2.decompress(open(sys.argv[1], \"rb\").read()).decode())' " ..
+  local script = "import bz2, sys; sys.stdout.write(bz2.decompress(open(sys.argv[1], 'rb').read()).decode())"
+  local out = sh("python3 -c " .. shell_quote(script) .. " " ..
                  shell_quote(path) .. " 2>&1; echo \" exit=$?\"")
   local text, status = out:match("^(.-) exit=(%d+)$")
   if status ~= "0" then return nil, text end
@@ -740,11 +741,13 @@ describe("fake VirusTotal server", function()
       local many = {}
       for i = 1, 26 do many[i] = ("%064x"):format(i) end
       srv:set_key("premium-key", true)
-      local premium = decode(v2("POST", "file/report", {apikey = "premium-key", resource = table.concat(many, ",", 1, 25)}))
+      local premium = decode(v2("POST", "file/report",
+        {apikey = "premium-key", resource = table.concat(many, ",", 1, 25)}))
       assert.same({25, many[25]}, {#premium, premium[25].resource})
       assert.equal(403, v2("POST", "file/report", {apikey = "premium-key", resource = table.concat(many, ",")}).status)
       srv:set_key("premium-key", false)
-      assert.equal(403, v2("POST", "file/report", {apikey = "premium-key", resource = table.concat(many, ",", 1, 5)}).status)
+      assert.equal(403, v2("POST", "file/report",
+        {apikey = "premium-key", resource = table.concat(many, ",", 1, 5)}).status)
       srv:reset()
       assert.equal(403, v2("POST", "file/report", {apikey = "premium-key", resource = WIN32_SHA256}).status)
       local started = fake.start{premium_keys = {"paid"}}
@@ -1062,7 +1065,8 @@ describe("fake VirusTotal server", function()
       assert.same({302, ""}, {redirect.status, redirect.body})
       assert.equal(1, redirect.headers.location:find(srv.storage_url .. "/feeds/files/" .. LATEST .. "?sig=", 1, true))
       local blob = http("GET", redirect.headers.location)
-      assert.same({200, "application/octet-stream", "BZh"}, {blob.status, blob.headers["content-type"], blob.body:sub(1, 3)})
+      assert.same({200, "application/octet-stream", "BZh"},
+        {blob.status, blob.headers["content-type"], blob.body:sub(1, 3)})
       local lines = assert(feed_lines(blob.body))
       assert.equal(50, #lines)
       local first = cjson.decode(lines[1])
@@ -1072,7 +1076,8 @@ describe("fake VirusTotal server", function()
         local obj = cjson.decode(line)
         assert.same({"file", 64}, {obj.type, #obj.id})
         assert.truthy(obj.attributes.last_analysis_stats and obj.attributes.sha256 == obj.id)
-        assert.truthy(obj.context_attributes.download_url:find(srv.url .. "/api/v3/feeds/files/" .. obj.id .. "/download", 1, true))
+        local download = srv.url .. "/api/v3/feeds/files/" .. obj.id .. "/download"
+        assert.truthy(obj.context_attributes.download_url:find(download, 1, true))
       end
       local stored = srv:log{listener = "storage"}
       assert.same({1, cjson.null}, {#stored, stored[1].key})

@@ -250,6 +250,16 @@ describe("feeds", function()
     assert.matches("longer than 200 bytes", err.message)
   end)
 
+  it("refuses a max_line over 1 GiB (lines are queued with 32-bit lengths), naming the option", function()
+    assert.has_error(function() c:feed("files", M0, { max_line = 2 ^ 32 + 16 }) end,
+                     "feed: option 'max_line' must be at most 1073741824 bytes (1 GiB)")
+    assert.has_error(function() c:follow("files", { max_line = 1024 * 1024 * 1024 + 1 }) end,
+                     "follow: option 'max_line' must be at most 1073741824 bytes (1 GiB)")
+    local it = assert(c:feed("files", M0, { max_line = 1024 * 1024 * 1024 }))
+    assert.is_function(it)
+    assert.equal(0, #srv:log()) -- the refused ones asked nothing
+  end)
+
   it("goes on after the objects already handed out when a cut transfer is retried", function()
     srv:feeds { count = 400 } -- several bzip2 blocks: the first ones come before the cut
     local good = drain(assert(c:feed("urls", M0)))

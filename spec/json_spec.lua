@@ -106,3 +106,23 @@ describe("JSON decoding", function()
     assert.is_true(n > 10)
   end)
 end)
+
+describe("JSON numbers under a locale with a decimal comma", function()
+  local host = os.setlocale(nil, "numeric")
+  local comma = os.setlocale("de_DE.UTF-8", "numeric")
+  os.setlocale(host, "numeric")
+  if not comma then
+    pending("the de_DE.UTF-8 locale is not generated here (tools/deps.sh test makes it)")
+    return
+  end
+  before_each(function() os.setlocale("de_DE.UTF-8", "numeric") end)
+  after_each(function() os.setlocale(host, "numeric") end)
+
+  it("still reads and writes JSON's decimal point", function()
+    assert.equal("0,5", tostring(0.5)) -- the host's conventions are in force
+    assert.equal("[0.5,-2.25,1e+300]", vt.encode({ 0.5, -2.25, 1e300 }))
+    local v = assert(vt.decode('{"a": 0.5, "b": 2.5e-1, "c": [7, 0.' .. ("1"):rep(250) .. ']}'))
+    assert.same({ 0.5, 0.25, 7 }, { v.a, v.b, v.c[1] })
+    assert.is_true(math.abs(v.c[2] - 1 / 9) < 1e-15)
+  end)
+end)

@@ -9,6 +9,7 @@ local vtloop = require "vt.loop"
 local system = require "system"
 local files = require "helpers.files"
 local workers = require "helpers.workers"
+local preload = require "helpers.preload"
 
 local KEY = ("k-%08x%08x%08x"):format(math.random(0, 0x7fffffff), math.random(0, 0x7fffffff), os.time())
 local PASSWORD = "pw-" .. math.random(100000, 999999)
@@ -69,6 +70,74 @@ describe("Redis", function()
     assert.is_nil(tostring(a):find(PASSWORD, 1, true))
     a:close()
     b:close()
+  end)
+
+  it("drops an entry that proves corrupt and asks the service", function()
+    local c = client { cache = r.url, retries = 0 }
+    assert(c:domain("github.com"))
+    local entry = r:cli("KEYS", "vt:e:*"):match("[^\n]+")
+    r:cli("HSET", entry, "f", "VTC1 damaged") -- its frame
+    srv:fault { type = "status", status = 503 } -- the answer is not kept: what remains is what the drop left
+    assert.equal("TransientError", select(2, c:domain("github.com")).code)
+    assert.equal("0", r:cli("EXISTS", entry):match("%d"))
+    assert.equal(2, requests(srv, 0))
+    c:close()
+  end)
+
+  it("resolves a host name off the host loop (an address not at all), and then connects to it", function()
+    local shim, no_shim = preload.build("slow_resolver", tmpdir)
+    if not shim then
+      pending(no_shim)
+      return
+    end
+    local log = tmpdir .. "/resolver.log"
+    local since
+    -- runs resolve_worker.lua; returns the log's lines, the first line of each text, the exit status
+    local function run(url, close_early)
+      os.remove(log)
+      since = #srv:log()
+      local ok = os.execute(worker_command(
+        { client = { apikey = KEY, base_url = srv.url, quota_state = false, yield = true, cache = url,
+                     connect_timeout = 10 }, close_early = close_early },
+        { LD_PRELOAD = preload.value(shim), VT_SPEC_RESOLVER_LOG = log,
+          VT_SPEC_RESOLVER_SLOW = "slow-redis.test" },
+        "spec/helpers/resolve_worker.lua"))
+      local lines, at = {}, {}
+      for line in assert(io.lines(log)) do
+        lines[#lines + 1] = line
+        at[line] = at[line] or #lines
+      end
+      return lines, at, ok
+    end
+    local function stats(lines) return vt.decode(lines[#lines]:match("^stats (.*)")) end
+    local function check_looked_up(lines, at)
+      assert.truthy(at["ok github.com"], table.concat(lines, "\n"))
+      assert.equal(1, #srv:log() - since) -- the second look-up was a hit
+      local st = stats(lines)
+      assert.same({ 1, 1, 1, 0 }, { st.misses, st.stores, st.hits, st.errors })
+    end
+    local slow_url = (r.url:gsub("127%.0%.0%.1", "slow-redis.test"))
+    -- a name (resolved as localhost, slowly): the look-up waited for it without blocking the loop
+    local lines, at = run(slow_url)
+    assert.truthy(at["start slow-redis.test"], table.concat(lines, "\n"))
+    assert.is_true(at["yielded"] < at["end slow-redis.test"], table.concat(lines, "\n"))
+    check_looked_up(lines, at)
+    -- an address: no name is resolved
+    r:cli("FLUSHALL")
+    lines, at = run(r.url)
+    for _, line in ipairs(lines) do assert.is_nil(line:match("^start .*[^%d.]"), line) end
+    check_looked_up(lines, at)
+    -- a name that is unknown: the look-up goes on without the cache
+    lines, at = run((r.url:gsub("127%.0%.0%.1", "nowhere.invalid")))
+    assert.truthy(at["ok github.com"], table.concat(lines, "\n"))
+    assert.equal(2, #srv:log() - since)
+    assert.is_true(stats(lines).errors >= 1)
+    -- the client closed while its resolution goes on: the resolver's thread ends alone
+    local ok
+    lines, at, ok = run(slow_url, true)
+    assert.is_true(ok, table.concat(lines, "\n"))
+    assert.is_true(at["yielded"] < at["end slow-redis.test"] and at["end slow-redis.test"] < at["exit"],
+                   table.concat(lines, "\n"))
   end)
 
   it("works in coroutine mode and from a host loop", function()

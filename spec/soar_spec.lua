@@ -1007,7 +1007,9 @@ describe("soar.new", function()
       assert.has_error(function() soar.new { client = c, v2_batch = n } end)
     end
     assert.is_table(soar.new { client = c, api = "v3", v2_batch = 25 })
-    assert.has_error(function() soar.new {} end, "soar.new: option 'client' is required")
+    if not os.getenv("VT_API_KEY") then -- with neither a client nor a key, the client it makes says why
+      assert.has_error(function() soar.new {} end, "vt.client: option 'apikey' is required (or set VT_API_KEY)")
+    end
     local tools = soar.new { client = c }
     local names = { "ping", "scan_hash", "scan_url", "scan_ip", "get_domain_report", "upload_and_scan_files" }
     for _, name in ipairs(names) do

@@ -303,6 +303,23 @@ describe("transport", function()
       assert.is_nil(log[2].headers["proxy-authorization"]) -- the proxy keeps them to itself
     end)
 
+    it("hides a password holding '/', '?', '#' or '@' unencoded, in c:options() and in messages", function()
+      for _, password in ipairs { "se/" .. PROXY_PASSWORD, "se#" .. PROXY_PASSWORD, "se?" .. PROXY_PASSWORD,
+                                  "p/w?x#y@" .. PROXY_PASSWORD } do
+        for _, scheme in ipairs { "http://", "" } do
+          local c = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, retries = 0,
+                                proxy = scheme .. PROXY_USER .. ":" .. password .. "@127.0.0.1:1" }
+          assert.equal(scheme .. PROXY_USER .. ":***@127.0.0.1:1", c:options().proxy)
+          local obj, err = c:domain("github.com")
+          assert.is_nil(obj)
+          assert.matches("Unsupported proxy syntax", err.message) -- curl quotes the URL it cannot parse
+          assert_hidden(err, c)
+          c:close()
+        end
+      end
+      assert.same({}, srv:log())
+    end)
+
     it("never shows the proxy password", function()
       local failures = {
         -- tinyproxy answers 401 to a wrong password: for plain HTTP, an answer

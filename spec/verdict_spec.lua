@@ -584,7 +584,6 @@ end)
 -- suspicious (6, 8). The fake serves no communicating_files for URLs (400).
 describe("vt.verdict related files through a client", function()
   local srv, c
-  local URL = "https://www.dropbox.com/s/qmi112rc4ns75eb/Confidential_123.xls?dl=1"
   local HAIKU_BASE = { "not popular enough: average rank 505632.7 > 10000",
     "below the thresholds: 0 malicious (threshold 10), 0 malicious or suspicious (threshold 5) of 94 engines" }
 

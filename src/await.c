@@ -41,11 +41,21 @@ static void release_jobs(lua_State *L, int first, int n)
         vt_job_release(lua_touserdata(L, first + i));
 }
 
+/* The await is over and its caller takes the results next: the slot's close leaves the jobs be. */
+static void await_done(await_state *st)
+{
+    for (int i = 0; i < st->n; i++)
+        vt_job_release(st->jobs[i]);
+    st->n = 0;
+}
+
+/* The slot's close: after await_done, or for a call abandoned (an error, coroutine.close),
+ * whose jobs are abandoned. */
 static int await_close(lua_State *L)
 {
     await_state *st = luaL_checkudata(L, 1, VT_AWAIT_MT);
     for (int i = 0; i < st->n; i++)
-        vt_job_release(st->jobs[i]);
+        vt_job_abandon(st->jobs[i]);
     st->n = 0;
     if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) /* a watched await's timer */
         vt_job_release(lua_touserdata(L, -1));
@@ -91,7 +101,7 @@ static int await_continue(lua_State *L, int at)
             if (st->n == 0 || jobs_done(L, st->first, st->n)) {
                 lua_KFunction then = st->then;
                 lua_KContext ctx = st->ctx;
-                release_jobs(L, st->first, st->n);
+                await_done(st);
                 lua_settop(L, at - 1); /* closes the slot too */
                 return then(L, LUA_OK, ctx);
             }
@@ -221,7 +231,8 @@ static int watch_continue(lua_State *L, int at, bool reported)
         if (done) {
             lua_KFunction then = st->then;
             lua_KContext ctx = st->ctx;
-            lua_settop(L, at - 1); /* closes the slot: the job and the timer are released */
+            await_done(st);
+            lua_settop(L, at - 1); /* closes the slot: the timer is released */
             return then(L, LUA_OK, ctx);
         }
         if (!yielding)

@@ -159,16 +159,14 @@ void vt_cache_release(vt_cache *c, vt_job *j)
     c->ops->release(c->be, c, j->cache.key, j->cache.token);
 }
 
-void vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name)
+bool vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name)
 {
     long status = 0;
     const char *body = NULL;
     size_t body_len = 0;
-    if (fetched == VT_FETCH_HIT && !frame_open(frame, len, name, &status, &body, &body_len)) {
-        c->ops->drop(c->be, c, name);
-        fetched = VT_FETCH_CORRUPT;
-    }
-    vt_job_cache_answer(j, fetched, status, body, body_len);
+    bool corrupt = fetched == VT_FETCH_HIT && !frame_open(frame, len, name, &status, &body, &body_len);
+    vt_job_cache_answer(j, corrupt ? VT_FETCH_CORRUPT : fetched, status, body, body_len);
+    return corrupt;
 }
 
 /* ---------------------------------------------------------------- options */
@@ -405,31 +403,82 @@ void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double
     set_key(c, j, kind, path, strlen(path), max_age);
 }
 
+/* The v2 reports a look-up may be: each names its object by one parameter. */
+static const struct {
+    const char *endpoint, *param;
+    vt_kind kind;
+} v2_reports[] = {{"file/report", "resource", VT_KIND_FILE},
+                  {"url/report", "resource", VT_KIND_URL},
+                  {"domain/report", "domain", VT_KIND_DOMAIN},
+                  {"ip-address/report", "ip", VT_KIND_IP}};
+
+/* The variants of a v2 report, by the parameters that change its body. */
+static const char *const v2_variants[] = {"", "+allinfo"};
+
+/* The variant the parameters at params ask for (besides the resource, named param),
+ * or NULL when they make the request no look-up: a URL report that may submit (scan),
+ * any parameter the variants do not tell apart. */
+static const char *v2_variant(lua_State *L, int params, const char *param)
+{
+    const char *variant = v2_variants[0];
+    lua_pushnil(L);
+    while (lua_next(L, params)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        const char *value = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : "";
+        lua_pop(L, 1);
+        if (strcmp(name, param) == 0 || strcmp(name, "apikey") == 0 || (strcmp(name, "scan") == 0 && strcmp(value, "0") == 0))
+            continue;
+        if (strcmp(name, "allinfo") == 0 && (strcmp(value, "1") == 0 || strcmp(value, "true") == 0)) {
+            variant = v2_variants[1];
+            continue;
+        }
+        lua_pop(L, 1);
+        return NULL;
+    }
+    return variant;
+}
+
+/* A v2 scan id, "<sha256>-<epoch>": the report of one scan. */
+static bool is_scan_id(const char *s, size_t len)
+{
+    size_t hex = strspn(s, "0123456789abcdefABCDEF");
+    return hex == 64 && hex + 1 < len && s[hex] == '-' && strspn(s + hex + 1, "0123456789") == len - hex - 1;
+}
+
+bool vt_cache_push_v2_path(lua_State *L, const char *endpoint, int params, int idx)
+{
+    idx = lua_absindex(L, idx);
+    params = lua_absindex(L, params);
+    for (size_t i = 0; i < sizeof v2_reports / sizeof *v2_reports; i++) {
+        if (strcmp(endpoint, v2_reports[i].endpoint) != 0)
+            continue;
+        size_t len;
+        const char *resource = lua_tolstring(L, idx, &len);
+        const char *variant = v2_variant(L, params, v2_reports[i].param);
+        vt_err e;
+        if (!variant || is_scan_id(resource, len) || vt_push_object_id(L, v2_reports[i].kind, idx, &e) != 0)
+            return false;
+        lua_pushfstring(L, "v2/%s%s/%s", endpoint, variant, lua_tostring(L, -1));
+        lua_remove(L, -2);
+        return true;
+    }
+    return false;
+}
+
 void vt_cache_key_v2(lua_State *L, vt_cache *c, vt_job *j, const char *endpoint, int params)
 {
-    static const struct {
-        const char *endpoint, *param;
-        vt_kind kind;
-    } reports[] = {{"file/report", "resource", VT_KIND_FILE},
-                   {"url/report", "resource", VT_KIND_URL},
-                   {"domain/report", "domain", VT_KIND_DOMAIN},
-                   {"ip-address/report", "ip", VT_KIND_IP}};
     params = lua_absindex(L, params);
-    for (size_t i = 0; i < sizeof reports / sizeof *reports; i++) {
-        if (strcmp(endpoint, reports[i].endpoint) != 0)
+    for (size_t i = 0; i < sizeof v2_reports / sizeof *v2_reports; i++) {
+        if (strcmp(endpoint, v2_reports[i].endpoint) != 0)
             continue;
         int top = lua_gettop(L);
-        vt_err e;
-        /* a batch (several resources), a scan id or a URL report that may submit is no look-up */
-        lua_getfield(L, params, "scan");
-        bool scan = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "0") != 0;
-        if (!scan && lua_getfield(L, params, reports[i].param) == LUA_TSTRING &&
-            !strpbrk(lua_tostring(L, -1), reports[i].kind == VT_KIND_URL ? "\n" : ",") &&
-            vt_push_object_id(L, reports[i].kind, -1, &e) == 0) {
-            lua_pushfstring(L, "v2/%s/%s", endpoint, lua_tostring(L, -1));
+        /* a batch (several resources) is no look-up */
+        if (lua_getfield(L, params, v2_reports[i].param) == LUA_TSTRING &&
+            !strpbrk(lua_tostring(L, -1), v2_reports[i].kind == VT_KIND_URL ? "\n" : ",") &&
+            vt_cache_push_v2_path(L, endpoint, params, -1)) {
             size_t len;
             const char *path = lua_tolstring(L, -1, &len);
-            set_key(c, j, reports[i].kind, path, len, -1);
+            set_key(c, j, v2_reports[i].kind, path, len, -1);
         }
         lua_settop(L, top);
         return;
@@ -496,9 +545,12 @@ static void add_url_alias(lua_State *L, vt_cache *c, int list_idx, int idx, cons
 static void answer_keys(lua_State *L, vt_cache *c, vt_job *j, int obj, int list_idx)
 {
     char h[3][65];
-    const char *prefix = j->v2 ? NULL : j->cache.kind == VT_KIND_FILE ? "/files/" : "/urls/";
-    if (j->v2)
-        prefix = j->cache.kind == VT_KIND_FILE ? "v2/file/report/" : "v2/url/report/";
+    const char *prefix = j->cache.kind == VT_KIND_FILE ? "/files/" : "/urls/";
+    if (j->v2) { /* the key's path up to its id: the report's variant too */
+        const char *path = strchr(j->cache.key, ':') + 1;
+        lua_pushlstring(L, path, (size_t)(strrchr(path, '/') + 1 - path));
+        prefix = lua_tostring(L, -1);
+    }
     if (j->cache.kind == VT_KIND_FILE) {
         int attrs = obj;
         if (!j->v2) {
@@ -535,6 +587,8 @@ static void answer_keys(lua_State *L, vt_cache *c, vt_job *j, int obj, int list_
         lua_pop(L, 1);
     else
         lua_rawseti(L, list_idx, n + 1);
+    if (j->v2)
+        lua_pop(L, 1); /* the prefix */
 }
 
 /* Whether the answer at the top is what j asked for: the decoded body (v3
@@ -584,7 +638,8 @@ static bool analysis_completed(lua_State *L, int data)
     return done;
 }
 
-/* Stores the answer (obj: data or the v2 report), giving the marker up with it. */
+/* Stores the answer (obj: data or the v2 report), giving the marker up with it when
+ * the backend keeps it (vt_cache_settle releases it otherwise). */
 static void store(lua_State *L, vt_cache *c, vt_job *j, int obj, bool negative)
 {
     lua_newtable(L);
@@ -609,13 +664,65 @@ static void store(lua_State *L, vt_cache *c, vt_job *j, int obj, bool negative)
     double ttl = c->ttl[negative ? VT_TTL_NOT_FOUND : j->cache.kind];
     if (!frame)
         c->stats.errors++;
-    else if (ttl > 0) {
-        c->ops->store(c->be, c, key, aliases, n_aliases, frame, len, negative, ttl,
-                      j->cache.leased ? j->cache.token : NULL);
+    else if (ttl > 0 &&
+             c->ops->store(c->be, c, key, aliases, n_aliases, frame, len, negative, ttl,
+                           j->cache.leased ? j->cache.token : NULL))
         j->cache.leased = false; /* the store gave the marker up */
-    }
     free(frame);
     lua_settop(L, list - 1);
+}
+
+/* Drops the entry "<scope>:<prefix><id>" (any of its keys names it). */
+static void drop_key(lua_State *L, vt_cache *c, const char *prefix, const char *id)
+{
+    lua_pushfstring(L, "%s:%s%s", c->scope, prefix, id);
+    c->ops->drop(c->be, c, lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+/* A completed analysis makes what was kept of its object stale: the object's last
+ * analysis changed, and a "not found" no longer holds (another worker would upload
+ * or submit it again). body is the analysis' decoded answer, with its meta. */
+static void drop_analysed(lua_State *L, vt_cache *c, int body)
+{
+    int top = lua_gettop(L);
+    if (lua_getfield(L, body, "meta") != LUA_TTABLE) {
+        lua_settop(L, top);
+        return;
+    }
+    int meta = lua_gettop(L);
+    char h[65];
+    if (lua_getfield(L, meta, "file_info") == LUA_TTABLE) {
+        static const char *const names[] = {"sha256", "sha1", "md5"};
+        for (int i = 0; i < 3; i++)
+            if (hash_field(L, lua_gettop(L), names[i], h)) {
+                drop_key(L, c, "/files/", h);
+                for (size_t v = 0; v < sizeof v2_variants / sizeof *v2_variants; v++) {
+                    lua_pushfstring(L, "v2/file/report%s/", v2_variants[v]);
+                    drop_key(L, c, lua_tostring(L, -1), h);
+                    lua_pop(L, 1);
+                }
+            }
+    }
+    if (lua_getfield(L, meta, "url_info") == LUA_TTABLE) {
+        int info = lua_gettop(L);
+        if (hash_field(L, info, "id", h))
+            drop_key(L, c, "/urls/", h);
+        lua_newtable(L);
+        int ids = lua_gettop(L);
+        add_url_alias(L, c, ids, info, "url", "/urls/");
+        for (size_t v = 0; v < sizeof v2_variants / sizeof *v2_variants; v++) {
+            lua_pushfstring(L, "v2/url/report%s/", v2_variants[v]);
+            add_url_alias(L, c, ids, info, "url", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, ids); i++) {
+            lua_rawgeti(L, ids, i);
+            c->ops->drop(c->be, c, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, top);
 }
 
 bool vt_cache_settle(lua_State *L, vt_cache *c, vt_job *j, int nresults, const char *apikey, size_t apikey_len)
@@ -641,8 +748,11 @@ bool vt_cache_settle(lua_State *L, vt_cache *c, vt_job *j, int nresults, const c
     bool keep = ok && !j->cache.shared && !j->cache.failed && c->ops && j->resp_len > 0 &&
                 !(j->cache.kind == VT_KIND_ANALYSIS && !negative && !analysis_completed(L, obj)) &&
                 !memmem(j->resp, j->resp_len, apikey, apikey_len);
-    if (keep)
+    if (keep) {
         store(L, c, j, obj, negative);
+        if (j->cache.kind == VT_KIND_ANALYSIS && !negative)
+            drop_analysed(L, c, top);
+    }
     if (j->cache.leased) { /* nothing stored: others ask themselves */
         vt_cache_release(c, j);
         j->cache.leased = false;

@@ -23,8 +23,10 @@ typedef struct vt_cache_backend {
     void (*fetch)(void *be, vt_cache *c, vt_job *j, bool want_entry, double max_age, double max_age_negative,
                   const char *token);
     /* Stores the frame under key and its aliases for ttl seconds, and gives up
-     * the marker of token (when not NULL). Failures count in c's errors. */
-    void (*store)(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+     * the marker of token (when not NULL) with it. Failures count in c's errors.
+     * Returns false when the marker may still be held (the entry was skipped, or
+     * the store failed): the cache then releases it. */
+    bool (*store)(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
                   const char *frame, size_t len, bool negative, double ttl, const char *token);
     void (*refresh)(void *be, vt_cache *c, const char *key, const char *token);
     void (*release)(void *be, vt_cache *c, const char *key, const char *token);
@@ -33,8 +35,10 @@ typedef struct vt_cache_backend {
 } vt_cache_backend;
 
 /* A backend's answer to fetch. frame/len/name: a fresh entry (VT_FETCH_HIT) and the
- * key it is stored under; the cache checks it, and drops a corrupt one. */
-void vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name);
+ * key it is stored under; the cache checks it (the job keeps a copy of the body).
+ * True when the entry is corrupt: the backend drops it, once done with the frame
+ * (a drop may end the read that holds it). */
+bool vt_cache_answer(vt_cache *c, vt_job *j, vt_fetch fetched, const char *frame, size_t len, const char *name);
 
 /* cache_sqlite.c: the backend on the file at path (created 0600 in a 0700
  * directory when missing); opened on first use. NULL when out of memory. */

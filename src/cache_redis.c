@@ -82,6 +82,7 @@ typedef struct fetch_ticket {
     vt_ticket ticket;          /* first: the engine clears ticket.job */
     vt_redis_call call;
     vt_cache *cache;
+    redis_cache *rc;
 } fetch_ticket;
 
 /* ------------------------------------------------------------------ calls */
@@ -162,6 +163,8 @@ static void ms(char out[32], double seconds)
 
 /* ------------------------------------------------------------- operations */
 
+static void redis_drop(void *be, vt_cache *c, const char *key);
+
 static void on_fetch(vt_redis_call *call, const redisReply *reply, const char *why)
 {
     fetch_ticket *t = (fetch_ticket *)((char *)call - offsetof(fetch_ticket, call));
@@ -172,10 +175,11 @@ static void on_fetch(vt_redis_call *call, const redisReply *reply, const char *w
             vt_cache_answer(t->cache, j, VT_FETCH_ERROR, NULL, 0, NULL);
         else if (reply->element[0]->integer == 1 && reply->elements == 3 &&
                  reply->element[1]->type == REDIS_REPLY_STRING && reply->element[2]->type == REDIS_REPLY_STRING &&
-                 strncmp(reply->element[2]->str, ENTRY, strlen(ENTRY)) == 0)
-            vt_cache_answer(t->cache, j, VT_FETCH_HIT, reply->element[1]->str, reply->element[1]->len,
-                            reply->element[2]->str + strlen(ENTRY));
-        else {
+                 strncmp(reply->element[2]->str, ENTRY, strlen(ENTRY)) == 0) {
+            const char *name = reply->element[2]->str + strlen(ENTRY);
+            if (vt_cache_answer(t->cache, j, VT_FETCH_HIT, reply->element[1]->str, reply->element[1]->len, name))
+                redis_drop(t->rc, t->cache, name);
+        } else {
             long long answer = reply->element[0]->integer;
             vt_cache_answer(t->cache, j, answer == 2 ? VT_FETCH_LEASED : answer == 3 ? VT_FETCH_BUSY : VT_FETCH_FREE,
                             NULL, 0, NULL);
@@ -195,6 +199,7 @@ static void redis_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, doubl
     }
     t->call.done = on_fetch;
     t->cache = c;
+    t->rc = rc;
     t->ticket.job = j;
     char age[32], age_negative[32], ttl[32];
     ms(age, max_age);
@@ -210,7 +215,7 @@ static void redis_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, doubl
     }
 }
 
-static void redis_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+static bool redis_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
                         const char *frame, size_t len, bool negative, double ttl, const char *token)
 {
     redis_cache *rc = be;
@@ -223,10 +228,12 @@ static void redis_store(void *be, vt_cache *c, const char *key, const char *cons
     ms(ttl_ms, ttl);
     const char *args[] = {frame, negative ? "1" : "0", ttl_ms, token ? token : ""};
     const size_t lens[] = {len, 1, strlen(ttl_ms), token ? strlen(token) : 0};
-    if (eval(rc, &rc->store_done, store_script, nkeys, prefixes, keys, 4, args, lens) < 0)
+    if (eval(rc, &rc->store_done, store_script, nkeys, prefixes, keys, 4, args, lens) < 0) {
         vt_cache_counters(c)->errors++;
-    else
-        vt_cache_counters(c)->stores++; /* taken back if Redis refuses it */
+        return false;
+    }
+    vt_cache_counters(c)->stores++; /* taken back if Redis refuses it */
+    return true; /* the script gives the marker up with the entry */
 }
 
 static void marker_call(redis_cache *rc, vt_cache *c, const char *script, const char *key, const char *token,

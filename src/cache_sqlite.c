@@ -54,7 +54,7 @@ static const char schema[] =
 
 enum {
     S_FIND, S_TOUCH, S_LEASE_GET, S_LEASE_PUT, S_LEASE_REFRESH, S_LEASE_DEL, S_KEY_ENTRY, S_DEL_NAME,
-    S_INSERT, S_KEY_PUT, S_DEL_ORPHAN, S_DEL_EXPIRED, S_TOTAL, S_EVICT, S_DROP, S_COUNT
+    S_INSERT, S_KEY_PUT, S_DEL_ORPHAN, S_DEL_EXPIRED, S_TOTAL, S_EVICT, S_RECOUNT, S_DROP, S_COUNT
 };
 
 static const char *const statements[S_COUNT] = {
@@ -74,6 +74,7 @@ static const char *const statements[S_COUNT] = {
     [S_DEL_EXPIRED] = "DELETE FROM vt_entries WHERE id IN (SELECT id FROM vt_entries WHERE expires <= ?1 LIMIT 32)",
     [S_TOTAL] = "SELECT bytes FROM vt_totals WHERE id = 1",
     [S_EVICT] = "DELETE FROM vt_entries WHERE id = (SELECT id FROM vt_entries ORDER BY used LIMIT 1)",
+    [S_RECOUNT] = "UPDATE vt_totals SET bytes = (SELECT coalesce(sum(size), 0) FROM vt_entries) WHERE id = 1",
     [S_DROP] = "DELETE FROM vt_entries WHERE id = (SELECT entry FROM vt_keys WHERE key = ?1)",
 };
 
@@ -213,9 +214,12 @@ static int find(sqlite_cache *s, const char *key, double now, double max_age, do
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+static void sqlite_drop(void *be, vt_cache *c, const char *key);
+
 /* Answers j with the entry S_FIND stands on (the cache checks its frame, straight
- * from SQLite's row: no copy), then marks it used, at most once a second and never
- * waiting for a lock: with a writer elsewhere it waits for the next hit. */
+ * from SQLite's row: no copy), then drops it when corrupt (after the read is over:
+ * a failing drop closes the database), else marks it used, at most once a second
+ * and never waiting for a lock: with a writer elsewhere it waits for the next hit. */
 static void answer_row(sqlite_cache *s, vt_cache *c, vt_job *j, double now)
 {
     sqlite3_stmt *st = s->st[S_FIND];
@@ -223,9 +227,11 @@ static void answer_row(sqlite_cache *s, vt_cache *c, vt_job *j, double now)
     double used = sqlite3_column_double(st, 3);
     const void *frame = sqlite3_column_blob(st, 4);
     size_t len = (size_t)sqlite3_column_bytes(st, 4);
-    vt_cache_answer(c, j, VT_FETCH_HIT, frame, len, (const char *)sqlite3_column_text(st, 0));
+    bool corrupt = vt_cache_answer(c, j, VT_FETCH_HIT, frame, len, (const char *)sqlite3_column_text(st, 0));
     sqlite3_reset(st);
-    if (now - used > TOUCH_EVERY) {
+    if (corrupt)
+        sqlite_drop(s, c, j->cache.key); /* the key asked for names the entry found */
+    else if (now - used > TOUCH_EVERY) {
         sqlite3_busy_timeout(s->db, 0);
         st = stmt(s, S_TOUCH);
         sqlite3_bind_int64(st, 1, id);
@@ -259,7 +265,8 @@ static void sqlite_fetch(void *be, vt_cache *c, vt_job *j, bool want_entry, doub
     found = want_entry ? find(s, j->cache.key, now, max_age, max_age_negative) : 0;
     if (found > 0) {
         answer_row(s, c, j, now);
-        exec(s, "COMMIT");
+        if (s->db) /* a failed drop closed it, the transaction rolled back */
+            exec(s, "COMMIT");
         return;
     }
     if (found < 0)
@@ -303,7 +310,8 @@ static int drop_orphans(sqlite_cache *s, const sqlite3_int64 *ids, size_t n)
     return 0;
 }
 
-/* Expired entries go, then the least recently used ones while the total is over the cap. */
+/* Expired entries go, then the least recently used ones while the total is over the
+ * cap. With none left the total was wrong (the file was edited): it is counted again. */
 static int make_room(sqlite_cache *s, double now)
 {
     sqlite3_stmt *st = stmt(s, S_DEL_EXPIRED);
@@ -322,16 +330,18 @@ static int make_room(sqlite_cache *s, double now)
             return 0;
         if (run(stmt(s, S_EVICT)) < 0)
             return -1;
+        if (sqlite3_changes(s->db) == 0)
+            return run(stmt(s, S_RECOUNT));
     }
 }
 
-static void sqlite_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
+static bool sqlite_store(void *be, vt_cache *c, const char *key, const char *const *aliases, size_t n_aliases,
                          const char *frame, size_t len, bool negative, double ttl, const char *token)
 {
     sqlite_cache *s = be;
     double now = vt_now();
     if ((int64_t)len > s->max_bytes / 4)
-        return; /* would push out a quarter of the cache at once */
+        return false; /* would push out a quarter of the cache at once */
     if (open_db(s) < 0 || exec(s, "BEGIN IMMEDIATE") < 0)
         goto fail;
     const char *keys[1 + 4];
@@ -381,9 +391,10 @@ static void sqlite_store(void *be, vt_cache *c, const char *key, const char *con
     if (make_room(s, now) < 0 || exec(s, "COMMIT") < 0)
         goto fail;
     vt_cache_counters(c)->stores++;
-    return;
+    return true;
 fail:
     failed(s, c);
+    return false;
 }
 
 /* Runs one statement on (key, token[, expiry]) as its own transaction. */

@@ -205,11 +205,9 @@ int vt_cache_v2_batch(lua_State *L, vt_client *c, const char *endpoint, int para
         lua_pushlstring(L, r, tl);
         lua_setfield(L, -2, "raw");
         lua_pushlstring(L, r, tl);
-        vt_err e;
-        if (vt_push_object_id(L, batches[which].kind, -1, &e) == 0) {
-            lua_pushfstring(L, "v2/%s/%s", endpoint, lua_tostring(L, -1));
+        if (vt_cache_push_v2_path(L, endpoint, params, -1)) {
             lua_pushvalue(L, -1);
-            lua_setfield(L, -5, "key");
+            lua_setfield(L, -4, "key");
             lua_pushvalue(L, -1);
             if (lua_rawget(L, base + PROBES) == LUA_TNIL) {
                 lua_pop(L, 1);
@@ -222,7 +220,6 @@ int vt_cache_v2_batch(lua_State *L, vt_client *c, const char *endpoint, int para
                 lua_rawseti(L, base + ORDER, (lua_Integer)lua_rawlen(L, base + ORDER) + 1);
             } else
                 lua_pop(L, 2);
-            lua_pop(L, 1);
         }
         lua_pop(L, 1);
         lua_rawseti(L, base + ITEMS, (lua_Integer)lua_rawlen(L, base + ITEMS) + 1);

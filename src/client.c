@@ -171,6 +171,8 @@ static void client_release(vt_client *c)
     c->v3_headers = c->v2_headers = NULL;
     free(c->base_url);
     free(c->quota_path);
+    if (c->transport.proxy)
+        explicit_bzero(c->transport.proxy, strlen(c->transport.proxy)); /* may hold a password */
     free(c->transport.proxy);
     free(c->transport.cainfo);
     free(c->transport.user_agent);
@@ -330,9 +332,12 @@ A failure returns `nil` and the error value (README: Errors); a wrong type raise
 */
 
 /***
-Closes the client: transfers still running fail with `ConnectionError`, the key is wiped from
-memory, its cache and Redis connections close after writing what they still hold. Closing twice
-is fine; also done by `__close` and `__gc`.
+Closes the client: transfers still running fail with `ConnectionError`, its cache and Redis
+connections close after writing what they still hold. The client's own copies of the key (its
+string and the v3 `x-apikey` header) and of the proxy and Redis passwords are overwritten before
+they are freed; copies in Lua strings (the options table, the v2 parameters and header strings
+made for requests) are not: Lua's collector frees them in its time, as it does any string.
+Closing twice is fine; also done by `__close` and `__gc`.
 @function client:close
 */
 static int client_close(lua_State *L)
@@ -375,20 +380,19 @@ static int client_quota_status(lua_State *L)
     return 1;
 }
 
-/* Pushes a proxy URL with the password of its user part replaced by "***". */
+/* Pushes a proxy URL with its password replaced by "***". */
 static void push_redacted_proxy(lua_State *L, const char *proxy)
 {
-    const char *auth = strstr(proxy, "://");
-    auth = auth ? auth + 3 : proxy;
-    size_t authority = strcspn(auth, "/?#");
-    const char *at = memrchr(auth, '@', authority);
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (!colon) {
+    size_t len;
+    const char *password = vt_proxy_password(proxy, &len);
+    if (!password) {
         lua_pushstring(L, proxy);
         return;
     }
-    lua_pushfstring(L, "%s***%s", lua_pushlstring(L, proxy, (size_t)(colon + 1 - proxy)), at);
-    lua_remove(L, -2);
+    lua_pushlstring(L, proxy, (size_t)(password - proxy));
+    lua_pushliteral(L, "***");
+    lua_pushstring(L, password + len);
+    lua_concat(L, 3);
 }
 
 static void set_string_field(lua_State *L, const char *key, const char *value)

@@ -269,6 +269,12 @@ void vt_job_release(vt_job *j)
     unlink_job(j);
 }
 
+void vt_job_abandon(vt_job *j)
+{
+    unlink_job(j);
+    give_up_marker(j);
+}
+
 static void start_transfer(vt_job *j)
 {
     j->transfer = vt_transfer_prepare(j);
@@ -592,7 +598,11 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
         }
         if (j->digest) {
             vt_digest_free(j->digest);
-            j->digest = vt_digest_new();
+            if (!(j->digest = vt_digest_new())) {
+                vt_err_oom(&j->err, "restarting the download's digest");
+                job_done(j);
+                return;
+            }
         }
     }
     if (j->sink == VT_SINK_STREAM)

@@ -19,6 +19,21 @@ void vt_err_set(vt_err *e, const char *code, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The user info runs from after "scheme://" (or the start) to the string's last '@':
+ * a password may hold '/', '?', '#' or '@' unencoded, and a proxy URL has no path
+ * that could hold an '@' of its own. */
+const char *vt_proxy_password(const char *proxy, size_t *len)
+{
+    size_t scheme = strspn(proxy, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+    const char *user = scheme > 0 && strncmp(proxy + scheme, "://", 3) == 0 ? proxy + scheme + 3 : proxy;
+    const char *at = strrchr(user, '@');
+    const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
+    if (!colon || at == colon + 1)
+        return NULL;
+    *len = (size_t)(at - colon - 1);
+    return colon + 1;
+}
+
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len)
 {
     if (secret_len == 0 || cap == 0)

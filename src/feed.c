@@ -15,6 +15,7 @@
 #define VT_FEED_MT "vt.feed"
 #define MAX_REDIRECTS 3
 #define MAX_LINE_DEFAULT (16 * 1024 * 1024)
+#define MAX_LINE_CEILING (1024 * 1024 * 1024) /* the line queue stores lengths in 32 bits */
 #define START_BEHIND (70 * 60) /* the service publishes a minute about an hour after it ends */
 #define INTERVAL_DEFAULT 60.0  /* seconds between two asks for a batch not published yet */
 #define NO_STOP INT64_MAX
@@ -406,6 +407,15 @@ static int push_iterator(lua_State *L, const feed_iter *init)
 
 /*** @type client */
 
+/* opts.max_line of c:feed or c:follow (what), raising beyond MAX_LINE_CEILING. */
+static size_t opt_max_line(lua_State *L, int opts, const char *what)
+{
+    lua_Integer v = vt_opt_integer(L, opts, "max_line", MAX_LINE_DEFAULT, 1);
+    if (v > MAX_LINE_CEILING)
+        luaL_error(L, "%s: option 'max_line' must be at most %d bytes (1 GiB)", what, MAX_LINE_CEILING);
+    return (size_t)v;
+}
+
 /***
 The objects of one minute's feed batch, one at a time, while the batch streams in: memory stays
 flat whatever its size. The batch (a bzip2 file of JSON lines) comes from the storage host the API
@@ -416,7 +426,7 @@ Each object is a table as the feed sends it (`type`, `id`, `attributes`, `contex
 @tparam string kind `"files"`, `"urls"`, `"domains"`, `"ip_addresses"` or `"file-behaviours"`
 @tparam string minute `"YYYYMMDDhhmm"` (UTC)
 @tparam[opt] table opts `skip` (objects of the batch to pass over: the `N` of a cursor
-`"YYYYMMDDhhmm-N"`), `max_line` (bytes of the longest line accepted, default 16 MiB)
+`"YYYYMMDDhhmm-N"`), `max_line` (bytes of the longest line accepted, default 16 MiB, at most 1 GiB)
 @treturn[1] function the iterator of a generic `for`, followed by its to-be-closed value (a
 `break` releases the transfer); each step gives an object and its cursor `"YYYYMMDDhhmm-N"`
 @treturn[2] nil when `minute` is not a minute (no request is made)
@@ -434,7 +444,7 @@ static int client_feed(lua_State *L)
     lua_settop(L, 4);
     vt_check_opts(L, 4, "feed", keys);
     init.skip = vt_opt_integer(L, 4, "skip", 0, 0);
-    init.max_line = (size_t)vt_opt_integer(L, 4, "max_line", MAX_LINE_DEFAULT, 1);
+    init.max_line = opt_max_line(L, 4, "feed");
     vt_err e;
     int64_t skip_in_minute;
     if (check_position(L, 3, "the feed minute", false, &init.minute, &skip_in_minute, &e) != 0)
@@ -475,7 +485,7 @@ static int client_follow(lua_State *L)
     init.missing_max = vt_opt_integer(L, 3, "missing", 1, 0);
     init.interval = vt_opt_seconds(L, 3, "interval", INTERVAL_DEFAULT);
     init.patience = vt_opt_seconds(L, 3, "patience", -1);
-    init.max_line = (size_t)vt_opt_integer(L, 3, "max_line", MAX_LINE_DEFAULT, 1);
+    init.max_line = opt_max_line(L, 3, "follow");
     init.minute = ((int64_t)vt_now() - START_BEHIND) / 60 * 60;
     vt_err e;
     int64_t none;

@@ -187,7 +187,7 @@ static bool enqueue(vt_feed_stream *s, const char *line, size_t len)
         s->skip_left--;
         return true;
     }
-    uint32_t n = (uint32_t)len; /* max_line keeps it far below 4 GiB */
+    uint32_t n = (uint32_t)len; /* max_line (at most 1 GiB, feed.c) keeps it below 4 GiB */
     size_t need = sizeof n + len;
     if (s->q_tail + need > s->q_cap && s->q_head > 0) { /* reclaim what was popped */
         memmove(s->queue, s->queue + s->q_head, queued_bytes(s));

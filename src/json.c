@@ -4,12 +4,15 @@
  * time), fractions stay floats, and strings without escapes go from the input
  * to Lua without a copy. null is a NULL light userdata, lua-cjson's cjson.null.
  * Encoding is our own too (below). vt.decode and vt.encode give Lua code the
- * same JSON. */
+ * same JSON. Numbers are read and written with JSON's '.', whatever LC_NUMERIC
+ * the host set (a decimal comma would misread and miswrite them). */
 
 /*** @module vt */
 #include "vt.h"
 
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,22 @@
 void vt_json_push_null(lua_State *L)
 {
     lua_pushlightuserdata(L, NULL);
+}
+
+/* The C locale's numeric conventions, made once per process; (locale_t)0 when
+ * even that fails (then the host's conventions are used). */
+static locale_t c_numeric;
+static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
+
+static void c_numeric_init(void)
+{
+    c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+static locale_t c_numeric_locale(void)
+{
+    pthread_once(&c_numeric_once, c_numeric_init);
+    return c_numeric;
 }
 
 /* ------------------------------------------------------------------ decode */
@@ -215,10 +234,20 @@ static int number_value(decoder *d)
         small[len] = '\0';
     } else
         token = lua_pushlstring(d->L, s, len); /* NUL-terminated by Lua */
-    size_t used = lua_stringtonumber(d->L, token);
+    bool read;
+    if (integer) /* exact up to 64 bits, a float beyond; no decimal point, so no locale */
+        read = lua_stringtonumber(d->L, token) != 0;
+    else {
+        char *stop;
+        locale_t c = c_numeric_locale();
+        double v = c ? strtod_l(token, &stop, c) : strtod(token, &stop);
+        read = stop == token + len;
+        if (read)
+            lua_pushnumber(d->L, v);
+    }
     if (token != small)
-        lua_remove(d->L, -2);
-    if (used == 0)
+        lua_remove(d->L, read ? -2 : -1);
+    if (!read)
         return fail(d, "invalid number");
     if (!lua_isinteger(d->L, -1)) {
         lua_Number n = lua_tonumber(d->L, -1);
@@ -500,11 +529,14 @@ static void jb_number(lua_State *L, jbuf *b, int idx)
             jb_add(L, b, d > 0 ? "1e999" : "-1e999", d > 0 ? 5 : 6);
             return;
         }
+        locale_t c = c_numeric_locale(), host = c ? uselocale(c) : (locale_t)0;
         for (int digits = 15;; digits++) { /* the shortest text that reads back the same */
             n = snprintf(text, sizeof text, "%.*g", digits, d);
             if (digits == 17 || strtod(text, NULL) == d)
                 break;
         }
+        if (host)
+            uselocale(host);
     }
     jb_add(L, b, text, (size_t)n);
 }

@@ -115,6 +115,7 @@ typedef struct run {
     lua_Integer done;     /* c:batch: results stored */
     lua_Integer repeated; /* c:batch: items asking what an earlier item asks */
     double max_age;       /* the look-ups' opts.max_age (-1: the client's cache_ttl) */
+    const char *what;     /* "batch" or "each", for errors */
     lua_Integer bad_item; /* c:each: a malformed item to hand out next (0: none) */
     vt_err bad;           /* its error, or run_fill's latest */
     bool closed;          /* c:each: the loop is over; nothing more starts */
@@ -125,18 +126,28 @@ typedef struct run {
     } slot[];
 } run;
 
-/* Every item a table {kind, value}, with a kind name and a string value: a
- * wrong shape raises before any request (a malformed value fails that item). */
+/* Pushes item i's value after checking the item: a table {kind, value}, with a
+ * kind name and a string value, or it raises (a malformed value fails that
+ * item later). Runs check every item before any request and again when they
+ * start it: the loop's body or another coroutine may have changed the list. */
+static vt_kind push_item(lua_State *L, int list, lua_Integer i, const char *what)
+{
+    if (lua_rawgeti(L, list, i) != LUA_TTABLE)
+        luaL_error(L, "%s: item %d must be a table {kind, value}", what, (int)i);
+    lua_rawgeti(L, -1, 1);
+    vt_kind kind = vt_kind_check(L, -1, true);
+    if (lua_rawgeti(L, -2, 2) != LUA_TSTRING)
+        luaL_error(L, "%s: item %d: the value must be a string (got %s)", what, (int)i, luaL_typename(L, -1));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return kind;
+}
+
 static void check_items(lua_State *L, int list, lua_Integer n, const char *what)
 {
     for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_rawgeti(L, list, i) != LUA_TTABLE)
-            luaL_error(L, "%s: item %d must be a table {kind, value}", what, (int)i);
-        lua_rawgeti(L, -1, 1);
-        vt_kind_check(L, -1, true);
-        if (lua_rawgeti(L, -2, 2) != LUA_TSTRING)
-            luaL_error(L, "%s: item %d: the value must be a string (got %s)", what, (int)i, luaL_typename(L, -1));
-        lua_pop(L, 3);
+        push_item(L, list, i, what);
+        lua_pop(L, 1);
     }
 }
 
@@ -160,7 +171,8 @@ static lua_Integer check_list(lua_State *L, const char *what, lua_Integer *concu
 static int run_close(lua_State *L);
 
 /* Pushes a run over the n items of the list at index list. */
-static run *push_run(lua_State *L, int list, lua_Integer n, lua_Integer concurrency, double max_age)
+static run *push_run(lua_State *L, const char *what, int list, lua_Integer n, lua_Integer concurrency,
+                    double max_age)
 {
     int nslots = (int)(concurrency < n ? concurrency : n > 0 ? n : 1);
     run *r = lua_newuserdatauv(L, sizeof *r + (size_t)nslots * sizeof r->slot[0], 3);
@@ -169,6 +181,7 @@ static run *push_run(lua_State *L, int list, lua_Integer n, lua_Integer concurre
     r->next = 1;
     r->nslots = nslots;
     r->max_age = max_age;
+    r->what = what;
     if (luaL_newmetatable(L, VT_RUN_MT)) {
         lua_pushcfunction(L, run_close);
         lua_setfield(L, -2, "__close");
@@ -214,10 +227,7 @@ static lua_Integer run_fill(lua_State *L, vt_client *c, run *r, int at)
         if (lua_istable(L, repeated))
             lua_pop(L, 1);
         lua_getiuservalue(L, at, 1);
-        lua_rawgeti(L, -1, i);
-        lua_rawgeti(L, -1, 1);
-        vt_kind kind = vt_kind_check(L, -1, true);
-        lua_rawgeti(L, -2, 2);
+        vt_kind kind = push_item(L, lua_gettop(L), i, r->what);
         if (vt_push_object_path(L, kind, -1, &r->bad) != 0) {
             lua_settop(L, repeated - 1);
             return i;
@@ -284,13 +294,13 @@ static lua_Integer run_take(lua_State *L, vt_client *c, run *r, int at)
 }
 
 /* The run's __close (and the end of an abandoned batch): the jobs still in
- * flight are released, aborting their transfers. */
+ * flight, and those done whose results nobody took, are abandoned. */
 static int run_close(lua_State *L)
 {
     run *r = luaL_checkudata(L, 1, VT_RUN_MT);
     for (int k = 0; k < r->nslots; k++)
         if (r->slot[k].item) {
-            vt_job_release(slot_job(L, 1, k + 1));
+            vt_job_abandon(slot_job(L, 1, k + 1));
             lua_pop(L, 1);
             r->slot[k].item = 0;
         }
@@ -331,10 +341,7 @@ static lua_Integer push_repeated(lua_State *L, vt_client *c, int list, lua_Integ
     int repeated = lua_gettop(L) - 1;
     lua_Integer count = 0;
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        lua_rawgeti(L, -1, 1);
-        vt_kind kind = vt_kind_check(L, -1, true);
-        lua_rawgeti(L, -2, 2);
+        vt_kind kind = push_item(L, list, i, "batch");
         vt_err e;
         if (vt_push_object_path(L, kind, -1, &e) == 0) {
             lua_pushvalue(L, -1);
@@ -414,7 +421,8 @@ kind raises before any request, and a malformed indicator fails its item without
 @tparam[opt] table opts `concurrency` (default 8), `max_age` (as for `client:file`)
 @treturn table one result per item, in the list's order: `{ok = true, value = object}` or
 `{ok = false, err = error value}`
-@raise on a wrong item, option or kind, or on a closed client
+@raise on a wrong item, option or kind (before any request; and when an item not yet started was
+changed to a wrong shape, as another coroutine may), or on a closed client
 @usage local results = c:batch({{"file", h1}, {"domain", "example.com"}}, {concurrency = 8})
 for i, r in ipairs(results) do print(i, r.ok and r.value.id or tostring(r.err)) end
 */
@@ -424,7 +432,7 @@ static int client_batch(lua_State *L)
     double max_age;
     lua_Integer n = check_list(L, "batch", &concurrency, &max_age);
     lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0); /* 4: results */
-    run *r = push_run(L, 2, n, concurrency, max_age);  /* 5 */
+    run *r = push_run(L, "batch", 2, n, concurrency, max_age);  /* 5 */
     lua_toclose(L, 5); /* a batch abandoned by coroutine.close releases its jobs */
     r->repeated = push_repeated(L, vt_client_check(L, 1), 2, n);
     lua_setiuservalue(L, 5, 3);
@@ -488,7 +496,8 @@ the error value (`InvalidArgument` for a malformed indicator, which costs no req
 @return nil
 @return nil
 @return the closing value
-@raise on a wrong item, option or kind (before any request), or on a closed client
+@raise on a wrong item, option or kind (before any request; and when the loop's body changed an
+item not yet started to a wrong shape), or on a closed client
 @usage for i, ok, obj in c:each(list, {concurrency = 8}) do
   if ok then print(i, obj.id) else print(i, tostring(obj)) end
 end
@@ -499,7 +508,7 @@ static int client_each(lua_State *L)
     double max_age;
     lua_Integer n = check_list(L, "each", &concurrency, &max_age);
     lua_pushvalue(L, 1);
-    push_run(L, 2, n, concurrency, max_age);
+    push_run(L, "each", 2, n, concurrency, max_age);
     lua_pushvalue(L, -1);
     lua_insert(L, -3); /* the run, then the closure's upvalues: client, run */
     lua_pushcclosure(L, each_next, 2);

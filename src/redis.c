@@ -1,15 +1,23 @@
 /* A Redis connection on the engine: hiredis' asynchronous context with our own
  * event adapter (its hooks add and remove the socket on the engine's epoll
  * set), a deadline for connecting and for each reply, and reconnection on use
- * after a failure. See redis.h. */
+ * after a failure. A host name is resolved by a thread of ours, never on the
+ * host loop (hiredis' own getaddrinfo would block it): hiredis is handed the
+ * address. See redis.h. */
 #include "redis.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <hiredis/async.h>
 
@@ -17,16 +25,29 @@
 #define RETRY_PAUSE 0.5   /* seconds between two attempts to connect */
 #define CLOSE_FLUSH 0.1   /* seconds a closing connection may spend writing what is left */
 
+typedef struct resolution resolution;
+
+/* A command given while the host name is being resolved, sent once connected. */
+typedef struct queued {
+    struct queued *next;
+    vt_redis_call *call;
+    char *cmd;                  /* in Redis' protocol (redisFormatCommandArgv) */
+    int len;
+} queued;
+
 struct vt_redis {
     vt_watcher w;               /* first member: the engine hands it back */
     char *host, *user, *password;
     int port, db;
+    bool host_is_address;       /* an IP address: nothing to resolve */
     char name[320];             /* the URL as shown: no password */
     double timeout;
+    resolution *resolving;      /* the host name's resolution under way, or NULL */
+    queued *queue, **queue_end; /* the commands waiting for it */
     redisAsyncContext *ac;      /* NULL while disconnected */
     bool connected;
     size_t outstanding;         /* replies awaited */
-    double deadline;            /* monotonic: connecting, or the next reply, must be done by then */
+    double deadline;            /* monotonic: connecting (resolving included), or the next reply, must be done by then */
     double retry_at;            /* monotonic: no new connection before */
     vt_redis_call setup;        /* AUTH and SELECT */
     char why[640];
@@ -106,6 +127,8 @@ static int parse_url(vt_redis *r, const char *url, vt_err *e)
     }
     if (!r->host || !*r->host)
         return bad_url(e, "no host");
+    unsigned char address[sizeof(struct in6_addr)];
+    r->host_is_address = inet_pton(AF_INET, r->host, address) == 1 || inet_pton(AF_INET6, r->host, address) == 1;
     if (host_end < end)
         port = host_end + 1;
     r->port = DEFAULT_PORT;
@@ -204,34 +227,139 @@ static void on_setup(vt_redis_call *call, const redisReply *reply, const char *w
     }
 }
 
-static void on_io(vt_watcher *w, int ready)
+/* ------------------------------------------------------------ resolving */
+
+/* A host name's resolution: a thread runs getaddrinfo (IPv4 first, then IPv6, as
+ * hiredis does) and signals an eventfd the engine watches. A connection given
+ * up meanwhile (closed, or past its deadline) leaves it to the thread, which
+ * frees it when getaddrinfo returns. done and abandoned are under resolve_lock. */
+struct resolution {
+    pthread_t thread;
+    int fd;                           /* eventfd: readable once done */
+    char *host;
+    int rc;                           /* getaddrinfo's */
+    char address[INET6_ADDRSTRLEN];   /* the first address found */
+    bool done, abandoned;
+};
+
+static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+static void resolution_free(resolution *res)
 {
-    vt_redis *r = (vt_redis *)w;
-    if (r->ac && (ready & VT_WANT_WRITE))
-        redisAsyncHandleWrite(r->ac);
-    if (r->ac && (ready & VT_WANT_READ))
-        redisAsyncHandleRead(r->ac);
+    close(res->fd);
+    free(res->host);
+    free(res);
 }
 
-static bool waiting(const vt_redis *r)
+static void *resolve(void *arg)
 {
-    return r->ac && (!r->connected || r->outstanding > 0);
+    resolution *res = arg;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *found = NULL;
+    res->rc = getaddrinfo(res->host, NULL, &hints, &found);
+    if (res->rc != 0) {
+        hints.ai_family = AF_INET6;
+        res->rc = getaddrinfo(res->host, NULL, &hints, &found);
+    }
+    if (res->rc == 0) {
+        const void *a = found->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)found->ai_addr)->sin_addr
+                                                    : (const void *)&((struct sockaddr_in6 *)found->ai_addr)->sin6_addr;
+        inet_ntop(found->ai_family, a, res->address, sizeof res->address);
+        freeaddrinfo(found);
+    }
+    pthread_mutex_lock(&resolve_lock);
+    bool abandoned = res->abandoned;
+    res->done = true;
+    uint64_t one = 1;
+    if (!abandoned && write(res->fd, &one, sizeof one) != sizeof one)
+        res->rc = EAI_SYSTEM; /* unheard of for an eventfd; the connection's deadline would end the wait */
+    pthread_mutex_unlock(&resolve_lock);
+    if (abandoned)
+        resolution_free(res);
+    return NULL;
 }
 
-static double due(vt_watcher *w)
+/* A resolver thread may outlive the Lua state that closes this module: the
+ * module stays mapped until the process ends, so that the thread can return. */
+static void pin_module(void)
 {
-    vt_redis *r = (vt_redis *)w;
-    return waiting(r) ? r->deadline : -1;
+    Dl_info info;
+    if (dladdr((void *)resolve, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
-static void tick(vt_watcher *w, double mono)
+/* Starts resolving r's host, watched by the engine; -1 when it cannot start. */
+static int resolve_start(vt_redis *r)
 {
-    vt_redis *r = (vt_redis *)w;
-    if (waiting(r) && mono > r->deadline) {
-        char what[64];
-        snprintf(what, sizeof what, "no answer within %gs", r->timeout);
-        note_failure(r, what, NULL);
-        redisAsyncFree(r->ac); /* fails what is awaited; on_cleanup forgets it */
+    pthread_once(&pin_once, pin_module);
+    resolution *res = calloc(1, sizeof *res);
+    if (!res)
+        return -1;
+    res->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (res->fd < 0 || !(res->host = strdup(r->host)) || pthread_create(&res->thread, NULL, resolve, res) != 0) {
+        if (res->fd >= 0)
+            close(res->fd);
+        free(res->host);
+        free(res);
+        return -1;
+    }
+    r->resolving = res;
+    vt_engine_watch_fd(&r->w, res->fd, VT_WANT_READ);
+    return 0;
+}
+
+/* Ends r's resolution: returns it when its thread is done (joined: the caller frees
+ * it), else leaves it to the thread and returns NULL. */
+static resolution *resolve_end(vt_redis *r)
+{
+    resolution *res = r->resolving;
+    r->resolving = NULL;
+    vt_engine_watch_fd(&r->w, -1, 0);
+    pthread_mutex_lock(&resolve_lock);
+    bool done = res->done;
+    res->abandoned = !done;
+    pthread_t thread = res->thread; /* res is the thread's to free once unlocked */
+    pthread_mutex_unlock(&resolve_lock);
+    if (!done) {
+        pthread_detach(thread);
+        return NULL;
+    }
+    pthread_join(thread, NULL);
+    return res;
+}
+
+/* ----------------------------------------------------------- the queue */
+
+static int enqueue(vt_redis *r, vt_redis_call *call, int argc, const char **argv, const size_t *lens)
+{
+    queued *q = malloc(sizeof *q);
+    if (!q || (q->len = redisFormatCommandArgv(&q->cmd, argc, argv, lens)) < 0) {
+        free(q);
+        snprintf(r->why, sizeof r->why, "%s: out of memory", r->name);
+        return -1;
+    }
+    q->call = call;
+    q->next = NULL;
+    *r->queue_end = q;
+    r->queue_end = &q->next;
+    return 0;
+}
+
+/* The queued commands go to the new connection, or fail without one (vt_redis_why says why). */
+static void flush_queue(vt_redis *r)
+{
+    queued *q = r->queue;
+    r->queue = NULL;
+    r->queue_end = &r->queue;
+    while (q) {
+        queued *next = q->next;
+        if (r->ac && redisAsyncFormattedCommand(r->ac, on_reply, q->call, q->cmd, (size_t)q->len) == REDIS_OK)
+            r->outstanding++;
+        else if (q->call)
+            q->call->done(q->call, NULL, vt_redis_why(r));
+        redisFreeCommand(q->cmd);
+        free(q);
+        q = next;
     }
 }
 
@@ -261,13 +389,11 @@ static int send_setup(vt_redis *r)
     return 0;
 }
 
-static int connect_now(vt_redis *r)
+/* Connects to an IP address (hiredis' getaddrinfo of it asks no DNS), AUTH and
+ * SELECT first; -1 with r->why on failure. */
+static int connect_to(vt_redis *r, const char *address)
 {
-    double mono = vt_monotonic();
-    if (!r->w.engine || mono < r->retry_at)
-        return -1; /* r->why says why */
-    r->why[0] = '\0';
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac = redisAsyncConnect(address, r->port);
     if (!ac || ac->err) {
         note_failure(r, "cannot connect", ac ? ac->errstr : "out of memory");
         if (ac)
@@ -286,13 +412,90 @@ static int connect_now(vt_redis *r)
     r->ac = ac;
     r->connected = false;
     r->outstanding = 0;
-    r->deadline = mono + r->timeout;
     if (send_setup(r) < 0) {
         note_failure(r, "cannot send AUTH or SELECT", NULL);
         redisAsyncFree(ac);
         return -1;
     }
     return 0;
+}
+
+/* Starts a connection: to an address at once, else once its host name is resolved. */
+static int connect_now(vt_redis *r)
+{
+    double mono = vt_monotonic();
+    if (!r->w.engine || mono < r->retry_at)
+        return -1; /* r->why says why */
+    r->why[0] = '\0';
+    r->deadline = mono + r->timeout;
+    if (r->host_is_address)
+        return connect_to(r, r->host);
+    if (resolve_start(r) < 0) {
+        note_failure(r, "cannot resolve the host name", "no thread for it");
+        return -1;
+    }
+    return 0;
+}
+
+/* The resolution is over (its eventfd is signalled once done): connect, then send what waited. */
+static void resolved(vt_redis *r)
+{
+    resolution *res = resolve_end(r);
+    if (res->rc != 0)
+        note_failure(r, "cannot resolve the host name", gai_strerror(res->rc));
+    else
+        connect_to(r, res->address);
+    resolution_free(res);
+    flush_queue(r);
+}
+
+static void on_io(vt_watcher *w, int ready)
+{
+    vt_redis *r = (vt_redis *)w;
+    if (r->resolving) {
+        resolved(r);
+        return;
+    }
+    if (r->ac && (ready & VT_WANT_WRITE))
+        redisAsyncHandleWrite(r->ac);
+    if (r->ac && (ready & VT_WANT_READ))
+        redisAsyncHandleRead(r->ac);
+}
+
+static bool waiting(const vt_redis *r)
+{
+    return r->resolving || (r->ac && (!r->connected || r->outstanding > 0));
+}
+
+static double due(vt_watcher *w)
+{
+    vt_redis *r = (vt_redis *)w;
+    return waiting(r) ? r->deadline : -1;
+}
+
+/* Gives the resolution under way up (its thread finishes alone) and fails what waited for it. */
+static void resolve_abandon(vt_redis *r)
+{
+    resolution *res = resolve_end(r);
+    if (res)
+        resolution_free(res);
+    flush_queue(r);
+}
+
+static void tick(vt_watcher *w, double mono)
+{
+    vt_redis *r = (vt_redis *)w;
+    if (waiting(r) && mono > r->deadline) {
+        char what[64];
+        snprintf(what, sizeof what, "no answer within %gs", r->timeout);
+        if (r->resolving) {
+            note_failure(r, "cannot resolve the host name", what);
+            resolve_abandon(r);
+        } else {
+            note_failure(r, what, NULL);
+            redisAsyncFree(r->ac); /* fails what is awaited; on_cleanup forgets it */
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ API */
@@ -305,6 +508,7 @@ vt_redis *vt_redis_new(vt_engine *eng, const char *url, double timeout, vt_err *
         return NULL;
     }
     r->setup.done = on_setup;
+    r->queue_end = &r->queue;
     r->timeout = timeout;
     r->w.on_io = on_io;
     r->w.due = due;
@@ -322,6 +526,8 @@ void vt_redis_free(vt_redis *r)
     if (!r)
         return;
     vt_engine_unwatch(&r->w);
+    if (r->resolving)
+        resolve_abandon(r);
     double stop = vt_monotonic() + CLOSE_FLUSH;
     while (r->ac && (!r->connected || sdslen(r->ac->c.obuf) > 0)) {
         double left = stop - vt_monotonic();
@@ -347,8 +553,10 @@ const char *vt_redis_why(const vt_redis *r) { return r->why[0] ? r->why : "Redis
 
 int vt_redis_command(vt_redis *r, vt_redis_call *call, int argc, const char **argv, const size_t *lens)
 {
-    if (!r->ac && connect_now(r) < 0)
+    if (!r->ac && !r->resolving && connect_now(r) < 0)
         return -1;
+    if (r->resolving)
+        return enqueue(r, call, argc, argv, lens);
     if (r->connected && r->outstanding == 0)
         r->deadline = vt_monotonic() + r->timeout;
     if (redisAsyncCommandArgv(r->ac, on_reply, call, argc, argv, lens) != REDIS_OK) {

@@ -2,8 +2,9 @@
  * Redis backend (cache_redis.c) and the Redis limiter (limiter_redis.c).
  *
  * hiredis' asynchronous API on the engine's epoll set: nothing here blocks the
- * host loop. The connection is made on first use and made again after a
- * failure (not before RETRY_PAUSE); while it is down, commands fail at once. */
+ * host loop (a host name is resolved on a thread, the engine watching for its
+ * end). The connection is made on first use and made again after a failure
+ * (not before RETRY_PAUSE); while it is down, commands fail at once. */
 #ifndef VT_REDIS_H
 #define VT_REDIS_H
 
@@ -30,7 +31,8 @@ vt_redis *vt_redis_new(vt_engine *eng, const char *url, double timeout, vt_err *
 void vt_redis_free(vt_redis *r);
 /* "redis://[USER:***@]HOST:PORT/DB": the URL as shown (options, messages). */
 const char *vt_redis_name(const vt_redis *r);
-/* Sends a command (binary-safe arguments), written at once when connected.
+/* Sends a command (binary-safe arguments), written at once when connected (kept
+ * until then while the host name is resolved).
  * call->done runs with its reply (at once when that write fails); call NULL:
  * the reply is not wanted. Returns -1 when the command cannot be sent (the
  * connection is down): call is not used, vt_redis_why says why. */

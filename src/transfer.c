@@ -383,22 +383,14 @@ vt_easy *vt_transfer_prepare(vt_job *j)
 
 /* --------------------------------------------------------------- the end */
 
-/* Scrubs from msg the password of a proxy URL "[scheme://]user:password@host...":
- * curl quotes a proxy URL it cannot parse whole ("Unsupported proxy syntax in '...'").
- * Found by hand, because such a URL is exactly the one curl's URL parser refuses. */
+/* Scrubs from msg the password of a proxy URL: curl quotes a proxy URL it cannot
+ * parse whole ("Unsupported proxy syntax in '...'"). */
 static void redact_proxy_password(char *msg, size_t cap, const char *proxy)
 {
-    if (!proxy)
-        return;
-    const char *user = strstr(proxy, "://");
-    user = user ? user + 3 : proxy;
-    const char *end = user + strcspn(user, "/?#"), *at = NULL;
-    for (const char *p = user; p < end; p++)
-        if (*p == '@')
-            at = p; /* the last one: a raw '@' in the password stays inside the span */
-    const char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-    if (colon && at > colon + 1)
-        vt_redact(msg, cap, colon + 1, (size_t)(at - colon - 1));
+    size_t len;
+    const char *password = proxy ? vt_proxy_password(proxy, &len) : NULL;
+    if (password)
+        vt_redact(msg, cap, password, len);
 }
 
 static void describe_curl_failure(vt_job *j, CURLcode rc)

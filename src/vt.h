@@ -104,6 +104,10 @@ void vt_err_oom(vt_err *e, const char *doing);
 int vt_raise_oom(lua_State *L, const char *doing);
 /* Replaces every occurrence of secret (len > 0) in s, in place, by "***". */
 void vt_redact(char *s, size_t cap, const char *secret, size_t secret_len);
+/* The password inside a proxy URL "[scheme://][user]:password@host...", its length in
+ * *len; NULL when it has none. The one reading of a proxy's password for every message
+ * and for c:options. */
+const char *vt_proxy_password(const char *proxy, size_t *len);
 /* The error metatable; registers vt.error into the table at the top. */
 void vt_errors_open(lua_State *L);
 
@@ -500,8 +504,13 @@ void vt_job_recycle(vt_job *j);
 void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_retry_policy *p);
 /* Unlinks (aborting a running transfer). A done job stays linked until its
  * caller releases it, and keeps vt_engine_timeout at 0 meanwhile: a host loop
- * then resumes that caller even when another call's step finished the job. */
+ * then resumes that caller even when another call's step finished the job.
+ * A finished look-up keeps its in-flight marker for its caller's vt_cache_settle,
+ * which comes right after. */
 void vt_job_release(vt_job *j);
+/* Unlinks a job whose result nobody will take (a loop left, a call abandoned):
+ * its in-flight marker is given up too, so other processes ask at once. */
+void vt_job_abandon(vt_job *j);
 /* A transfer paused by a full stream sink goes on (curl may hand the held bytes
  * to the sink at once, inside this call). Never call it from a sink callback. */
 void vt_job_resume(vt_job *j);
@@ -582,6 +591,12 @@ void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double
  * of the parameter table at params; other endpoints, batches and url/report with
  * scan are not look-ups (j stays as it is). */
 void vt_cache_key_v2(lua_State *L, vt_cache *c, vt_job *j, const char *endpoint, int params);
+/* Pushes the path of the v2 report of endpoint that the resource at idx (one) and the
+ * other parameters at params ask for: "v2/<endpoint>[+allinfo]/<normalised id>". Returns
+ * false, pushing nothing, when the request is no look-up: a scan id (one scan's report,
+ * not the object's), a malformed resource, url/report with scan, a parameter the path
+ * would not hold. */
+bool vt_cache_push_v2_path(lua_State *L, const char *endpoint, int params, int idx);
 /* After a look-up's answer was turned into Lua values (nresults: the value, or nil
  * and the error, at the top): stores a fresh answer the cache keeps (never one
  * holding apikey) and gives up the job's marker. Returns false when the answer was

@@ -50,6 +50,9 @@ static int wait_step(lua_State *L, int status, lua_KContext phase)
             lua_settop(L, 8);
             vt_job *j = vt_job_push(L);
             vt_client_prepare(L, c, j, "GET", lua_tostring(L, 5), NULL);
+            /* always asked; the completed answer is kept like c:analysis's, and makes what
+             * the cache held of the analysed object stale */
+            vt_cache_key(c->policy.cache, j, VT_KIND_ANALYSIS, lua_tostring(L, 5), 0);
             if (vt_client_may_yield(L, c))
                 return vt_client_await(L, c, 1, 9, 1, WAIT_POLLED, wait_step);
             vt_client_run(L, c, 9, 1);

@@ -8,9 +8,10 @@ build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-d
             libsqlite3-dev libhiredis-dev)
 # the fake VirusTotal (python3), its helper (curl), the SSH and SMB servers of the specs,
 # the TLS + HTTP/2 front (nginx-light, its throw-away CA by openssl), the forward proxy,
-# the Redis of the cache and limiter specs and the sqlite3 shell (a cache locked by another process)
+# the Redis of the cache and limiter specs, the sqlite3 shell (a cache locked by another process)
+# and locales (JSON numbers under a decimal comma: the de_DE.UTF-8 locale, generated below)
 test_pkgs=("${build_pkgs[@]}" lua-busted python3 curl openssh-server openssh-client samba smbclient procps lua-cqueues lua-luv publicsuffix
-           nginx-light tinyproxy openssl redis-server sqlite3)
+           nginx-light tinyproxy openssl redis-server sqlite3 locales)
 # luarocks: the release rock stage; lua-ldoc and lua-markdown (its Markdown): the API reference
 # clang and libclang-rt-14-dev: the fuzz targets (libFuzzer)
 ci_pkgs=("${test_pkgs[@]}" valgrind clang libclang-rt-14-dev lua-check git luarocks lua-ldoc lua-markdown)
@@ -26,11 +27,17 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "installing: ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$1" != build ] && ! locale -a 2>/dev/null | grep -qx 'de_DE.utf8'; then
+  echo "generating the de_DE.UTF-8 locale" >&2
+  $sudo localedef -i de_DE -f UTF-8 de_DE.UTF-8
+fi

@@ -36,43 +36,25 @@ end
 
 -- ------------------------------------------------------------------------- options
 
--- option -> accepted Lua types (numbers may come as numeric strings, as asset settings do)
+-- option -> accepted Lua types (numbers may come as numeric strings, as asset settings do);
+-- the client options too (input.CLIENT_OPTIONS), to make the app's client
 local OPTIONS = {
-    client = "userdata", apikey = "string", base_url = "string", api = "string",
-    requests_per_minute = "number", quota_state = "string|boolean", max_wait = "number",
-    timeout = "number", vault = "table", poll_interval = "number", poll_every = "number",
+    client = "userdata", api = "string", vault = "table", poll_interval = "number", poll_every = "number",
     sleep = "function", related = "number", progress = "function",
 }
-local CLIENT_OPTIONS = { "apikey", "base_url", "requests_per_minute", "quota_state", "max_wait", "timeout" }
+for name, types in pairs(input.CLIENT_OPTIONS) do
+    OPTIONS[name] = types
+end
 
 -- What a v3 domain report reads: the related lists of an IP report, and the subdomains.
 local DOMAIN_RELATIONSHIPS = table.move(backend.NETWORK, 1, #backend.NETWORK, 2, { "subdomains" })
-
--- The client of the app: the one given, or one made from the client options.
-local function app_client(opts)
-    if opts.client then
-        for _, key in ipairs(CLIENT_OPTIONS) do
-            if opts[key] ~= nil then
-                error(("actions.new: give 'client' or '%s', not both"):format(key), 3)
-            end
-        end
-        return opts.client
-    end
-    if opts.api ~= nil and opts.api ~= "v3" and opts.api ~= "v2" then
-        error(("actions.new: option 'api' must be \"v3\" or \"v2\" (got %q)"):format(opts.api), 3)
-    end
-    local client_opts = { api = opts.api }
-    for _, key in ipairs(CLIENT_OPTIONS) do
-        client_opts[key] = opts[key]
-    end
-    return vt.client(client_opts)
-end
 
 --- Makes the app: the nine actions as methods, sharing one client, vault and run summary. The
 -- actions speak the client's protocol (its `api` option, v3 or v2).
 -- @tparam table opts
 --  `client` (a `vt.client`) or, to make one, `apikey` (default env `VT_API_KEY`), `base_url`,
---  `requests_per_minute`, `quota_state`, `max_wait`, `timeout`, `api` (`"v3"` default, or
+--  `requests_per_minute`, `quota_state`, `max_wait`, `timeout`, `cache` (default `true`: the
+--  response cache in the user's cache directory; `false` for none), `api` (`"v3"` default, or
 --  `"v2"`); with a `client`, an `api` given must be the client's (a contradiction raises);
 --  `vault` (default `actions.dir_vault()`, made on first use);
 --  `poll_interval` (minutes of polling a detonation, default 5);
@@ -92,7 +74,7 @@ end
 function actions.new(opts)
     opts = input.options("actions.new", opts, OPTIONS, true)
     input.whole("actions.new", opts, "related", 0)
-    local client = app_client(opts)
+    local client = input.client("actions.new", opts)
     local app = setmetatable({
         api = input.protocol("actions.new", client, opts.api),
         client = client,

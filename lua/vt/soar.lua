@@ -43,10 +43,15 @@ local OPTIONS = {
     related_limit = "number", comments = "number", sleep = "function", concurrency = "number",
     v2_batch = "number", progress = "function",
 }
+for name, types in pairs(input.CLIENT_OPTIONS) do
+    OPTIONS[name] = types
+end
 
 --- Makes the tools. They speak the client's protocol (its `api` option, v3 or v2).
 -- @tparam table opts
--- @param opts.client a `vt.client`
+-- @param opts.client a `vt.client`; or, to make one, `apikey` (default env `VT_API_KEY`),
+--   `base_url`, `requests_per_minute`, `quota_state`, `max_wait`, `timeout`, `api` and `cache`
+--   (default `true`: the response cache in the user's cache directory; `false` for none)
 -- @tparam[opt] table opts.host the case host (default: an empty `memory_host`)
 -- @tparam[opt] string opts.api `"v3"` or `"v2"`: when given, it must be the client's `api`
 --   (a contradiction raises, naming both)
@@ -71,9 +76,7 @@ local OPTIONS = {
 -- @treturn table the tools, by seed name and by short alias, and `resume`
 function soar.new(opts)
     opts = input.options("soar.new", opts, OPTIONS)
-    if opts.client == nil then
-        error("soar.new: option 'client' is required", 2)
-    end
+    opts.client = input.client("soar.new", opts)
     input.whole("soar.new", opts, "related_limit", 0)
     input.whole("soar.new", opts, "comments", 0)
     input.whole("soar.new", opts, "concurrency", 1)

@@ -10,6 +10,11 @@
 -- Prints one line per look-up, "ok <id>" or "fail <code> <message>", then
 -- "stats <c:cache_stats() as JSON>".
 --
+-- Or a playbook worker: {soar = {soar.new options, no client}, case = a case file,
+--           tools = {{tool name, parameters}, ...}, start = ...}: vt.soar makes its own client
+-- (the cache on by default) and runs the tools on the case in turn; one line per tool,
+-- "tool <name> <status> <requests> <cache_hits> <entity statuses, comma-separated>".
+--
 -- The spec passes its package.path and package.cpath through LUA_PATH_5_4 and
 -- LUA_CPATH_5_4, so this loads the same build of the module.
 local vt = require "vt"
@@ -25,6 +30,22 @@ local function report(ok, value)
     io.write("fail ", tostring(value.code), " ", tostring(value.message), "\n")
   end
   io.stdout:flush()
+end
+
+if job.soar then
+  local soar = require "vt.soar"
+  local opts = job.soar
+  opts.host = assert(soar.memory_host(job.case))
+  local tools = soar.new(opts)
+  if job.start and job.start > now() then system.sleep(job.start - now()) end
+  for _, t in ipairs(job.tools) do
+    local res = tools[t[1]](t[2])
+    local statuses = {}
+    for i, e in ipairs(res.entities) do statuses[i] = e.status end
+    io.write(("tool %s %s %d %d %s\n"):format(t[1], res.status, res.requests, res.cache_hits,
+      table.concat(statuses, ",")))
+  end
+  return
 end
 
 local c = vt.client(job.client)

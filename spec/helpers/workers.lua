@@ -14,13 +14,13 @@ local workers = {}
 local WORKER = "spec/helpers/cache_worker.lua"
 
 --- The shell command running the worker on a job (a table; see cache_worker.lua), with the
--- environment variables of env added.
-function workers.command(job, env)
+-- environment variables of env added; script: another worker taking a JSON argument.
+function workers.command(job, env, script)
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. files.quote(v) end
   table.sort(vars)
   return ("env %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
-    table.concat(vars, " "), files.quote(package.path), files.quote(package.cpath), WORKER,
+    table.concat(vars, " "), files.quote(package.path), files.quote(package.cpath), script or WORKER,
     files.quote(vt.encode(job)))
 end
 

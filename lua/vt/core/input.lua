@@ -70,6 +70,39 @@ function input.protocol(who, client, api)
     return speaks
 end
 
+--- The options a layer takes to make its own client when it is given none.
+input.CLIENT_OPTIONS = {
+    apikey = "string", base_url = "string", requests_per_minute = "number", quota_state = "string|boolean",
+    max_wait = "number", timeout = "number", cache = "boolean|string",
+}
+
+--- The client of a layer: `opts.client`, or one made from the client options, with the response
+-- cache on by default (`cache = true`: a playbook's look-ups of this morning's indicators cost no
+-- quota again). With `client`, a client option given too raises.
+-- @tparam string who
+-- @tparam table opts the layer's checked options
+-- @return a `vt.client`
+function input.client(who, opts)
+    if opts.client then
+        for key in pairs(input.CLIENT_OPTIONS) do
+            if opts[key] ~= nil then
+                error(("%s: give 'client' or '%s', not both"):format(who, key), 3)
+            end
+        end
+        return opts.client
+    end
+    if opts.api ~= nil and opts.api ~= "v3" and opts.api ~= "v2" then
+        error(("%s: option 'api' must be \"v3\" or \"v2\" (got %q)"):format(who, opts.api), 3)
+    end
+    local client_opts = { api = opts.api, cache = true }
+    for key in pairs(input.CLIENT_OPTIONS) do
+        if opts[key] ~= nil then
+            client_opts[key] = opts[key]
+        end
+    end
+    return vt.client(client_opts)
+end
+
 local function cleaned(s)
     return vt.refang((tostring(s):gsub("^%s+", ""):gsub("%s+$", "")))
 end
