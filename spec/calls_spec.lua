@@ -300,13 +300,12 @@ describe("collections", function()
     assert.matches("^ForbiddenError %(HTTP 403%)", tostring(err))
   end)
 
-  it("rejects malformed input before any request", function()
-    local v, err = c:related("ip", "999.1.1.1", "urls")
-    assert.is_nil(v)
-    assert.equal("InvalidArgument", err.code)
-    v, err = c:related("ip", "1.1.1.1", "../secrets")
-    assert.is_nil(v)
-    assert.equal("InvalidArgument", err.code)
+  it("rejects malformed input before any request, raising the error value as iterators do", function()
+    for _, args in ipairs { { "ip", "999.1.1.1", "urls" }, { "ip", "1.1.1.1", "../secrets" } } do
+      local ok, err = pcall(c.related, c, table.unpack(args))
+      assert.is_false(ok)
+      assert.equal("InvalidArgument", err.code)
+    end
     assert.equal(0, #srv:log())
   end)
 

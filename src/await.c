@@ -279,20 +279,21 @@ int vt_client_await_progress(lua_State *L, vt_client *c, int client_idx, int pro
 
 /* Continuation of a method whose last act was one job (on the stack top):
  * its body's data, or nil, err. The client is argument 1. */
-static int data_done(lua_State *L, int status, lua_KContext ctx)
+static int data_done(lua_State *L, int status, lua_KContext shape)
 {
-    return vt_client_data_result(L, vt_client_check(L, 1), lua_touserdata(L, -1), false);
+    return vt_client_data_result(L, vt_client_check(L, 1), lua_touserdata(L, -1), (vt_shape)shape, false);
 }
 
 /* Runs the job on the stack top, then returns its data. */
-int vt_client_await_data(lua_State *L, vt_client *c)
+int vt_client_await_data(lua_State *L, vt_client *c, vt_shape shape)
 {
-    return vt_client_await(L, c, 1, -1, 1, 0, data_done);
+    return vt_client_await(L, c, 1, -1, 1, shape, data_done);
 }
 
-int vt_client_await_data_progress(lua_State *L, vt_client *c, int progress_idx, vt_progress_args args)
+int vt_client_await_data_progress(lua_State *L, vt_client *c, vt_shape shape, int progress_idx,
+                                  vt_progress_args args)
 {
-    return vt_client_await_progress(L, c, 1, progress_idx, args, 0, data_done);
+    return vt_client_await_progress(L, c, 1, progress_idx, args, shape, data_done);
 }
 
 

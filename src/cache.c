@@ -619,9 +619,12 @@ static bool answer_shape(lua_State *L, vt_job *j, int nresults, bool *negative)
         *negative = isint && rc == 0;
         return isint && (rc == 0 || rc == 1);
     }
+    vt_err e; /* an answer the call refuses (src/shape.c) is no entry either */
+    bool shaped = vt_check_shape(L, top, j->resp, j->resp_len, VT_SHAPE_OBJECT, &e) == 0;
     if (lua_getfield(L, top, "data") != LUA_TTABLE)
         return false;
-    bool ok = lua_getfield(L, -1, "type") == LUA_TSTRING && strcmp(lua_tostring(L, -1), object_types[j->cache.kind]) == 0;
+    bool ok = shaped && lua_getfield(L, -1, "type") == LUA_TSTRING &&
+              strcmp(lua_tostring(L, -1), object_types[j->cache.kind]) == 0;
     lua_pop(L, 1);
     return ok;
 }

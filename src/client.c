@@ -513,6 +513,7 @@ void vt_client_open(lua_State *L)
         vt_lookups_register(L);
         vt_request_register(L);
         vt_submit_register(L);
+        vt_contribute_register(L);
         vt_wait_register(L);
         vt_download_register(L);
         vt_collections_register(L);

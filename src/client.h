@@ -74,22 +74,20 @@ int vt_client_suspend(lua_State *L, vt_client *c, int client_idx, lua_KContext c
  * a corrupt cache entry returns -1, pushing nothing: the job is ready to be
  * awaited again (vt_cache_settle). */
 int vt_client_result(lua_State *L, vt_client *c, vt_job *j);
-/* Same, but returns body.data (and keeps body.meta in it when keep_meta). */
-int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
-/* Same for a look-up: body.data must be a v3 object (a table with a string type
- * and id), else InvalidResponse. Every looked-up object (c:file ... c:analysis,
- * c:batch, c:each) passes here. */
-int vt_client_object_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta);
+/* Same, but returns body.data when it has the shape the call expects (keeping body.meta in
+ * it when keep_meta); another answer is InvalidResponse. */
+int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, vt_shape shape, bool keep_meta);
 /* Fills e from a failed job (transport error, HTTP error, not JSON); false if it succeeded. */
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e);
 
 /* Sets e->message from the string at idx with the key replaced before any cut. */
 void vt_client_redacted_message(lua_State *L, vt_client *c, int idx, vt_err *e);
 /* Runs the job on the stack top (the client is argument 1), then returns its
- * body's data, or nil, err: `return vt_client_await_data(L, c)`. */
-int vt_client_await_data(lua_State *L, vt_client *c);
+ * body's data of that shape, or nil, err: `return vt_client_await_data(L, c, shape)`. */
+int vt_client_await_data(lua_State *L, vt_client *c, vt_shape shape);
 /* The same, watched by the progress function at progress_idx (vt_client_await_progress). */
-int vt_client_await_data_progress(lua_State *L, vt_client *c, int progress_idx, vt_progress_args args);
+int vt_client_await_data_progress(lua_State *L, vt_client *c, vt_shape shape, int progress_idx,
+                                  vt_progress_args args);
 
 /* request.c: request building blocks (each raises OutOfMemory when malloc fails) */
 /* A malloc'd copy of s. */
@@ -98,6 +96,10 @@ char *vt_dup(lua_State *L, const char *s);
 void vt_job_add_header(lua_State *L, vt_job *j, const char *line);
 /* A malloc'd copy of the Lua string at idx (its length in *len when len is not NULL). */
 char *vt_dup_lua(lua_State *L, int idx, size_t *len);
+/* c:request's path: '/'-first, one line of visible characters (also once percent-decoded), not
+ * /vtapi/, and under /api/v3 however a server reads it (percent-decoded, repeatedly; a backslash
+ * for '/'; dot segments resolved). 0, or -1 with e filled (InvalidArgument). */
+int vt_check_api_path(const char *path, size_t len, vt_err *e);
 /* The job answered a redirect (3xx with a Location) that the caller follows itself. */
 bool vt_job_redirected(const vt_job *j);
 /* Prepares the fresh job `to` to GET location WITHOUT the key (libcurl would forward
@@ -115,7 +117,7 @@ vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e);
 void vt_job_set_multipart(lua_State *L, vt_job *j, vt_source *src, const char *field_name, const char *field_value);
 /* The progress of an upload (vt_progress_args): the file's bytes sent so far, and its size. */
 int vt_upload_progress(lua_State *L, vt_job *j, bool ended);
-/* A URL to submit at idx: trimmed, refanged, no spaces or controls; pushed. Returns 0, or -1
+/* A URL to submit at idx: trimmed, refanged, a URL by vt_is_url; pushed. Returns 0, or -1
  * with e filled (pushing nothing) when it is malformed. */
 int vt_push_submit_url(lua_State *L, int idx, vt_err *e);
 
@@ -126,6 +128,7 @@ int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2);
 void vt_lookups_register(lua_State *L);
 void vt_request_register(lua_State *L);
 void vt_submit_register(lua_State *L);
+void vt_contribute_register(lua_State *L);
 void vt_wait_register(lua_State *L);
 void vt_download_register(lua_State *L);
 void vt_collections_register(lua_State *L);

@@ -3,7 +3,6 @@
 /*** @module vt */
 #include "client.h"
 
-#include <ctype.h>
 #include <string.h>
 
 /* ----------------------------------------------------------- collections */
@@ -14,22 +13,31 @@ typedef struct collection {
     bool fetched, done;
 } collection;
 
+/* Raises e's error value: a call that returns an iterator fails the way iterators do, as a
+ * `for` loop cannot take nil, err ("attempt to call a nil value" otherwise). */
+static int iterator_fails(lua_State *L, const vt_err *e)
+{
+    vt_err_push(L, e);
+    return lua_error(L);
+}
+
 /* Takes the fetched page (the job on the stack top) into the upvalues. */
 static void collection_take_page(lua_State *L, vt_client *c, collection *it)
 {
-    if (vt_client_result(L, c, lua_touserdata(L, -1)) == 2) {
+    vt_job *j = lua_touserdata(L, -1);
+    vt_err e;
+    if (vt_client_result(L, c, j) == 2) {
         it->done = true;
         lua_error(L); /* a for loop would drop nil, err: raise the error value */
     }
+    if (vt_check_shape(L, -1, j->resp, j->resp_len, VT_SHAPE_LIST, &e) != 0) {
+        it->done = true;
+        e.http = j->status;
+        iterator_fails(L, &e);
+    }
     it->fetched = true;
     it->index = 0;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") != LUA_TTABLE) {
-        it->done = true;
-        vt_err e;
-        vt_err_set(&e, "InvalidResponse", "collection page holds no 'data' list");
-        vt_err_push(L, &e);
-        lua_error(L);
-    }
+    lua_getfield(L, -1, "data");
     it->page_len = (lua_Integer)lua_rawlen(L, -1);
     lua_replace(L, lua_upvalueindex(5));
     if (lua_getfield(L, -1, "meta") == LUA_TTABLE && lua_getfield(L, -1, "cursor") == LUA_TSTRING &&
@@ -114,21 +122,22 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
     return 1;
 }
 
+#define RELATIONSHIP_MAX 64 /* the service's names are under 40 characters */
+
 /*** @type client */
 
 /***
 An iterator over the objects related to one: pages are fetched by cursor as the loop goes. A
-page that fails **raises** the error value (a `for` loop cannot take `nil, err`).
+page that fails **raises** the error value (a `for` loop cannot take `nil, err`), and so does a
+malformed argument, at the call (no request).
 @function client:related
 @tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
 @tparam string id the object's hash, URL, domain or address
 @tparam string relationship e.g. `"communicating_files"`, `"resolutions"`
 @tparam[opt] table opts `limit` (per page, default 10), `max` (objects in all), `cursor` (to go on)
-@treturn[1] function the iterator, giving one object at a time
-@treturn[2] nil
-@treturn[2] table the error value (`InvalidArgument` for a malformed id or relationship name: no
-request)
-@raise on a wrong type or option, or (from the iterator) when a page fails
+@treturn function the iterator, giving one object at a time
+@raise on a wrong type or option; the error value `InvalidArgument` for a malformed id or
+relationship name (no request); from the iterator, the error value of a page that failed
 @usage for f in c:related("ip", "1.1.1.1", "communicating_files", {max = 30}) do print(f.id) end
 */
 static int client_related(lua_State *L)
@@ -138,14 +147,16 @@ static int client_related(lua_State *L)
     size_t rlen;
     const char *rel = vt_checkstring(L, 4, &rlen);
     lua_settop(L, 5);
-    for (size_t i = 0; i < rlen; i++)
-        if (!(islower((unsigned char)rel[i]) || isdigit((unsigned char)rel[i]) || rel[i] == '_'))
-            return vt_fail(L, "InvalidArgument", "not a relationship name: '%.40s'", rel);
-    if (rlen == 0)
-        return vt_fail(L, "InvalidArgument", "empty relationship name");
     vt_err e;
+    bool named = rlen > 0 && rlen <= RELATIONSHIP_MAX;
+    for (size_t i = 0; i < rlen && named; i++)
+        named = (rel[i] >= 'a' && rel[i] <= 'z') || (rel[i] >= '0' && rel[i] <= '9') || rel[i] == '_';
+    if (!named) {
+        vt_malformed(&e, "a relationship name", rel, rlen);
+        return iterator_fails(L, &e);
+    }
     if (vt_push_object_path(L, kind, 3, &e) != 0) /* 6 */
-        return vt_err_return(L, &e);
+        return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/%s", lua_tostring(L, 6), rel); /* 7 */
     lua_newtable(L);                                     /* 8 */
     return push_collection(L, 7, 5, 8);
@@ -157,10 +168,9 @@ An iterator over the comments on an object, as `client:related` iterates.
 @tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
 @tparam string id the object's hash, URL, domain or address
 @tparam[opt] table opts `limit`, `max`, `cursor`
-@treturn[1] function the iterator, giving one comment object at a time
-@treturn[2] nil
-@treturn[2] table the error value (`InvalidArgument` for a malformed id: no request)
-@raise on a wrong type or option, or (from the iterator) when a page fails
+@treturn function the iterator, giving one comment object at a time
+@raise on a wrong type or option; the error value `InvalidArgument` for a malformed id (no
+request); from the iterator, the error value of a page that failed
 */
 static int client_comments(lua_State *L)
 {
@@ -169,7 +179,7 @@ static int client_comments(lua_State *L)
     lua_settop(L, 4);
     vt_err e;
     if (vt_push_object_path(L, kind, 3, &e) != 0) /* 5 */
-        return vt_err_return(L, &e);
+        return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/comments", lua_tostring(L, 5)); /* 6 */
     lua_newtable(L);                                      /* 7 */
     return push_collection(L, 6, 4, 7);
@@ -181,10 +191,9 @@ allows it), as `client:related` iterates.
 @function client:search
 @tparam string query the query
 @tparam[opt] table opts `limit`, `max`, `cursor`
-@treturn[1] function the iterator
-@treturn[2] nil
-@treturn[2] table the error value (`InvalidArgument` for an empty query)
-@raise on a wrong type or option, or (from the iterator) when a page fails
+@treturn function the iterator
+@raise on a wrong type or option; the error value `InvalidArgument` for an empty query or one
+holding a NUL (no request); from the iterator, the error value of a page that failed
 */
 static int client_search(lua_State *L)
 {
@@ -192,8 +201,11 @@ static int client_search(lua_State *L)
     size_t qlen;
     const char *q = vt_checkstring(L, 2, &qlen);
     lua_settop(L, 3);
-    if (qlen == 0 || strlen(q) != qlen)
-        return vt_fail(L, "InvalidArgument", "search query is empty or contains a NUL byte");
+    if (qlen == 0 || strlen(q) != qlen) {
+        vt_err e;
+        vt_err_set(&e, "InvalidArgument", "search query is empty or contains a NUL byte");
+        return iterator_fails(L, &e);
+    }
     lua_pushliteral(L, "/search"); /* 4 */
     lua_newtable(L);               /* 5 */
     lua_pushvalue(L, 2);
@@ -214,7 +226,7 @@ static int client_quotas(lua_State *L)
 {
     vt_client *c = vt_client_check(L, 1);
     size_t ulen = 0;
-    const char *user = luaL_optlstring(L, 2, NULL, &ulen);
+    const char *user = lua_isnoneornil(L, 2) ? NULL : vt_checkstring(L, 2, &ulen);
     if (user && (ulen == 0 || strlen(user) != ulen))
         return vt_fail(L, "InvalidArgument", "user id is empty or contains a NUL byte");
     luaL_Buffer b;
@@ -225,7 +237,7 @@ static int client_quotas(lua_State *L)
     luaL_pushresult(&b);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, -2), NULL);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_RECORD);
 }
 
 void vt_collections_register(lua_State *L)

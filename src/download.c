@@ -154,15 +154,33 @@ static int download_step(lua_State *L, int status, lua_KContext base)
 }
 
 /* Shared by c:download and v2 file/download: hash at idx, dest at idx+1, opts at idx+2. */
+/* Before any request: a destination that can become the downloaded file. It may exist as a
+ * regular file (it is replaced); a directory, a FIFO or a device in its place is refused,
+ * and a missing directory shows when the temporary file beside it cannot be made. */
+static int check_destination(const char *dest, size_t len, vt_err *e)
+{
+    struct stat st;
+    if (len == 0 || memchr(dest, '\0', len)) {
+        vt_err_set(e, "InvalidArgument", "the destination path is empty or holds a NUL byte");
+        return -1;
+    }
+    if (stat(dest, &st) == 0 && !S_ISREG(st.st_mode)) {
+        vt_err_set(e, "InvalidArgument", "the destination '%s' exists and is not a regular file", dest);
+        return -1;
+    }
+    return 0;
+}
+
 int vt_client_download(lua_State *L, vt_client *c, int idx, bool v2)
 {
     static const char *const keys[] = {"max_bytes", "progress", NULL};
     vt_err e;
     idx = lua_absindex(L, idx);
-    vt_checkstring(L, idx + 1, NULL);
+    size_t dest_len;
+    const char *dest = vt_checkstring(L, idx + 1, &dest_len);
     vt_check_opts(L, idx + 2, "download", keys);
     int64_t max_bytes = vt_opt_integer(L, idx + 2, "max_bytes", DOWNLOAD_MAX_DEFAULT, 1);
-    if (vt_push_object_id(L, VT_KIND_FILE, idx, &e) != 0)
+    if (check_destination(dest, dest_len, &e) != 0 || vt_push_object_id(L, VT_KIND_FILE, idx, &e) != 0)
         return vt_err_return(L, &e);
     int base = lua_gettop(L);
     const char *hash = lua_tostring(L, base);

@@ -480,6 +480,15 @@ void vt_job_submit(vt_engine *eng, vt_job *j, const vt_transport *t, const vt_re
     eng->jobs = j;
     j->attempts = 0;
     j->deadline = mono + p->max_wait;
+    size_t url_len = j->url ? strlen(j->url) : 0;
+    if (url_len > VT_URL_MAX) {
+        /* libcurl would refuse it as "No URL set" (a ConnectionError, and retried) */
+        vt_err e;
+        vt_err_set(&e, "InvalidArgument", "the request URL would be %zu bytes; at most %d are sent", url_len,
+                   VT_URL_MAX);
+        job_fail(j, &e);
+        return;
+    }
     begin(j, mono);
     if (j->url || j->cache.probe) /* a timer ends at a step, even one of 0 s: a coroutine yields once */
         advance(j, mono);
@@ -528,6 +537,8 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     *quota_spent = false;
     if (j->err.code[0] && strcmp(j->err.code, "ConnectionError") != 0 && strcmp(j->err.code, "Timeout") != 0)
         return -1; /* TooLarge, a source error, ...: retrying cannot help */
+    if (j->err.code[0] && j->once && j->request_sent)
+        return -1; /* sent, and no answer: the service may have acted on it */
     if (!j->err.code[0]) {
         bool v2_quota = j->v2 && s == 204;
         bool quota = v2_quota || (s == 429 && j->resp && strstr(j->resp, "QuotaExceededError"));
@@ -540,6 +551,8 @@ static double retry_delay(vt_job *j, bool *quota_spent)
     }
     if (j->retry_after_hdr >= 0 && !j->err.code[0])
         return j->retry_after_hdr;
+    if (j->connection_dropped)
+        return 0; /* the server is not in trouble: a new connection answers at once */
     double d = j->policy->retry_base * pow(2, j->attempts - 1);
     return (d > BACKOFF_CAP ? BACKOFF_CAP : d) * jitter(j->engine);
 }
@@ -551,6 +564,8 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
 
     bool quota_spent;
     double delay = retry_delay(j, &quota_spent);
+    if (quota_spent)
+        j->retry_after_hdr = delay; /* the hold, told with the error whenever it ends the call */
     if (quota_spent && j->policy->redis_limiter)
         vt_redis_limiter_mark_spent(j->policy->redis_limiter, delay);
     else if (quota_spent && j->policy->limiter) {
@@ -566,9 +581,7 @@ static void on_transfer_done(vt_job *j, CURLcode rc, double mono)
          * a Retry-After the service asked for becomes RateLimited; a failure that
          * ran out of backoff time keeps its own code. Only the first two say when
          * to come back. */
-        if (quota_spent)
-            j->retry_after_hdr = delay;
-        else if (j->retry_after_hdr >= 0 && !j->err.code[0]) {
+        if (!quota_spent && j->retry_after_hdr >= 0 && !j->err.code[0]) {
             vt_err_set(&j->err, "RateLimited", "the service answered HTTP %ld and asks to wait %.0fs, beyond max_wait",
                        j->status, delay);
             j->err.http = j->status;

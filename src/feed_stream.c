@@ -46,6 +46,8 @@ static bool reserve(char **buf, size_t *cap, size_t need, size_t first)
 
 static bool keep(vt_linesplit *s, const char *data, size_t n, vt_err *e)
 {
+    if (n == 0)
+        return true; /* nothing kept may be nothing allocated: no pointer arithmetic on NULL */
     if (!reserve(&s->partial, &s->partial_cap, s->partial_len + n, 4096)) {
         vt_err_oom(e, "keeping a feed line");
         return false;

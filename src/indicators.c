@@ -38,9 +38,12 @@ const char *vt_trim(const char *s, size_t len, size_t *out_len)
 
 /* ------------------------------------------------------------------ hashes */
 
-static bool is_hex_digit(unsigned char c)
+int vt_hex_value(char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
 }
 
 vt_hash_kind vt_hash_kind_of(const char *s, size_t len)
@@ -48,7 +51,7 @@ vt_hash_kind vt_hash_kind_of(const char *s, size_t len)
     if (len != VT_HASH_MD5 && len != VT_HASH_SHA1 && len != VT_HASH_SHA256)
         return VT_HASH_NONE;
     for (size_t i = 0; i < len; i++)
-        if (!is_hex_digit((unsigned char)s[i]))
+        if (vt_hex_value(s[i]) < 0)
             return VT_HASH_NONE;
     return (vt_hash_kind)len;
 }
@@ -280,7 +283,7 @@ static void quote_for_message(char *out, size_t cap, const char *s, size_t len)
     out[n] = '\0';
 }
 
-static int malformed(vt_err *e, const char *what, const char *s, size_t len)
+int vt_malformed(vt_err *e, const char *what, const char *s, size_t len)
 {
     char shown[80];
     quote_for_message(shown, sizeof shown, s, len);
@@ -306,12 +309,104 @@ vt_kind vt_kind_check(lua_State *L, int idx, bool allow_analysis)
 static int push_file_id(lua_State *L, const char *h, size_t len, vt_err *e)
 {
     if (!vt_hash_kind_of(h, len))
-        return malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
+        return vt_malformed(e, "an MD5, SHA-1 or SHA-256 hash", h, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < len; i++)
         luaL_addchar(&b, (char)tolower((unsigned char)h[i]));
     luaL_pushresult(&b);
+    return 0;
+}
+
+/* Length of a valid UTF-8 sequence at s (at most n bytes), or 0: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) || (s[0] == 0xf0 && s[1] < 0x90) ||
+        (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+bool vt_is_utf8(const char *s, size_t len)
+{
+    for (size_t i = 0, n; i < len; i += n)
+        if (!(n = utf8_sequence((const unsigned char *)s + i, len - i)))
+            return false;
+    return true;
+}
+
+static bool is_ascii_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool vt_is_url(const char *s, size_t len)
+{
+    if (len == 0 || len > VT_URL_TEXT_MAX || !vt_is_utf8(s, len))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == 127)
+            return false; /* spaces and controls */
+    /* the authority: after "scheme://", or from the start when there is no scheme */
+    const char *auth = s, *end = s + len, *sep = NULL;
+    for (const char *p = s; p + 2 < end && !sep; p++)
+        if (p[0] == ':' && p[1] == '/' && p[2] == '/')
+            sep = p;
+    if (sep) {
+        bool scheme = sep > s && ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'));
+        for (const char *p = s; p < sep && scheme; p++)
+            scheme = is_ascii_alnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.';
+        if (!scheme)
+            return false;
+        auth = sep + 3;
+    }
+    const char *auth_end = auth;
+    while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
+        auth_end++;
+    const char *host = auth;
+    for (const char *p = auth; p < auth_end; p++)
+        if (*p == '@')
+            host = p + 1; /* user info ends at the last '@' */
+    const char *host_end = auth_end;
+    if (host < auth_end && *host == '[') {
+        const char *close = memchr(host, ']', (size_t)(auth_end - host));
+        if (!close || close == host + 1)
+            return false;
+        host_end = close + 1;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(auth_end - host));
+        if (colon)
+            host_end = colon;
+    }
+    if (host_end < auth_end) { /* a port: ':' and digits */
+        if (*host_end != ':')
+            return false;
+        for (const char *p = host_end + 1; p < auth_end; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+    }
+    if (host_end == host)
+        return false;
+    /* without a scheme, a bare word is no URL: the host has a dot (or is an IPv6 literal) */
+    return sep || *host == '[' || memchr(host, '.', (size_t)(host_end - host)) != NULL;
+}
+
+int vt_push_url(lua_State *L, const char *u, size_t len, vt_err *e)
+{
+    vt_push_refanged(L, u, len);
+    size_t rl;
+    const char *r = lua_tolstring(L, -1, &rl);
+    if (!vt_is_url(r, rl))
+        return lua_pop(L, 1), vt_malformed(e, "a URL", u, len);
     return 0;
 }
 
@@ -323,17 +418,15 @@ static int push_url_id(lua_State *L, const char *u, size_t len, vt_err *e)
         return push_file_id(L, u, len, e);
     bool is_id = len >= 8;
     for (size_t i = 0; i < len && is_id; i++)
-        is_id = isalnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
+        is_id = is_ascii_alnum((unsigned char)u[i]) || u[i] == '-' || u[i] == '_';
     if (is_id) {
         lua_pushlstring(L, u, len);
         return 0;
     }
-    vt_push_refanged(L, u, len);
+    if (vt_push_url(L, u, len, e) != 0)
+        return -1;
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
-    for (size_t i = 0; i < rl; i++)
-        if (isspace((unsigned char)r[i]) || (unsigned char)r[i] < 32)
-            return lua_pop(L, 1), malformed(e, "a URL", u, len);
     luaL_Buffer b;
     char *id = luaL_buffinitsize(L, &b, 4 * (rl / 3 + 1) + 1);
     luaL_pushresultsize(&b, vt_base64url(r, rl, id));
@@ -355,7 +448,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
     if (rl > 0 && r[rl - 1] == '.')
-        rl--;
+        rl--; /* the root's dot; a second one ("4.1..") is an empty label */
     if (has_non_ascii(r, rl)) {
         /* an internationalised name: the service files it under its ASCII form (punycode) */
         lua_pushlstring(L, r, rl);
@@ -363,7 +456,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
         int rc = idn2_to_ascii_8z(lua_tostring(L, -1), &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
         lua_pop(L, 1);
         if (rc != IDN2_OK)
-            return lua_pop(L, 1), malformed(e, "a domain name", d, len);
+            return lua_pop(L, 1), vt_malformed(e, "a domain name", d, len);
         lua_pushstring(L, ascii);
         idn2_free(ascii);
         lua_replace(L, -2);
@@ -376,8 +469,8 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     bool numeric_tld = tld < rl;
     for (size_t i = tld; i < rl && numeric_tld; i++)
         numeric_tld = r[i] >= '0' && r[i] <= '9';
-    if (!vt_is_domain(r, rl) || numeric_tld)
-        return lua_pop(L, 1), malformed(e, "a domain name", d, len);
+    if (!vt_is_domain(r, rl) || numeric_tld || (rl > 0 && r[rl - 1] == '.'))
+        return lua_pop(L, 1), vt_malformed(e, "a domain name", d, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < rl; i++)
@@ -387,20 +480,29 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
     return 0;
 }
 
+/* An address in the one text the service files it under: IPv4 as given (no leading zeros
+ * pass), IPv6 in RFC 5952's form (lower case, zeros compressed), as inet_ntop writes it. */
 static int push_ip_id(lua_State *L, const char *a, size_t len, vt_err *e)
 {
     vt_push_refanged(L, a, len);
     size_t rl;
     const char *r = lua_tolstring(L, -1, &rl);
-    if (!vt_ip_version_of(r, rl))
-        return lua_pop(L, 1), malformed(e, "an IP address", a, len);
+    unsigned char addr[16];
+    char text[INET6_ADDRSTRLEN];
+    int version = parse_ip(r, rl, addr);
+    if (!version)
+        return lua_pop(L, 1), vt_malformed(e, "an IP address", a, len);
+    if (version == 6 && inet_ntop(AF_INET6, addr, text, sizeof text)) {
+        lua_pop(L, 1);
+        lua_pushstring(L, text);
+    }
     return 0;
 }
 
 static int push_analysis_id(lua_State *L, const char *id, size_t len, vt_err *e)
 {
     if (len > 512)
-        return malformed(e, "an analysis id", id, len);
+        return vt_malformed(e, "an analysis id", id, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     vt_add_escaped(&b, id, len);

@@ -521,8 +521,14 @@ static void jb_number(lua_State *L, jbuf *b, int idx)
         n = snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
     else {
         double d = lua_tonumber(L, idx);
-        if (!isfinite(d))
-            luaL_error(L, "vt.encode: cannot encode %s", isnan(d) ? "NaN" : "an infinite number");
+        if (isnan(d))
+            luaL_error(L, "vt.encode: cannot encode NaN");
+        if (isinf(d)) {
+            /* what decode makes of a number beyond a double ("1e400"), written back as one:
+             * JSON has no infinity, but its grammar has numbers that read as it */
+            jb_add(L, b, d > 0 ? "1e999" : "-1e999", d > 0 ? 5 : 6);
+            return;
+        }
         locale_t c = c_numeric_locale(), host = c ? uselocale(c) : (locale_t)0;
         for (int digits = 15;; digits++) { /* the shortest text that reads back the same */
             n = snprintf(text, sizeof text, "%.*g", digits, d);

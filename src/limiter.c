@@ -45,7 +45,6 @@
 #include <unistd.h>
 
 #define MAX_SLIDING_N 1000000 /* a sliding window stores one time per request */
-#define MAX_HOLD (32 * 86400.0)
 #define KEEP_UNUSED 86400.0   /* how long an empty window outlives its last user */
 #define CLOCK_SKEW 1.0        /* how far ahead of `now` a stored time may be (see Clocks) */
 #define LOCK_TIMEOUT 10.0     /* a holder stopped (not killed) must not hang us forever */
@@ -332,6 +331,10 @@ static int lock_state(vt_limiter *l, vt_err *e)
 {
     double deadline = vt_monotonic() + LOCK_TIMEOUT;
     long pause_ns = 50000;
+    if (l->lock_fd < 0 && open_lock_file(l) < 0) { /* made on first use: see vt_limiter_new */
+        vt_err_set(e, QUOTA_ERR, "quota state %s: cannot create %s: %s", l->path, l->lock_path, strerror(errno));
+        return -1;
+    }
     for (;;) {
         if (flock(l->lock_fd, LOCK_EX | LOCK_NB) == 0) {
             if (lock_file_current(l))
@@ -431,35 +434,6 @@ static int open_shared(vt_limiter *l, const char *state_path, vt_err *e)
         vt_err_oom(e, "opening the quota state");
         return -1;
     }
-    struct stat sb;
-    if (stat(l->path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: not a regular file", l->path);
-        return -1;
-    }
-    if (vt_limiter_foreign_file(l->path)) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: exists and is not a vt quota state",
-                   l->path);
-        return -1;
-    }
-    if (open_lock_file(l) < 0) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: cannot create %s: %s", l->path,
-                   l->lock_path, strerror(errno));
-        return -1;
-    }
-    char *dir = concat(l->path, "", "");
-    if (!dir) {
-        vt_err_oom(e, "opening the quota state");
-        return -1;
-    }
-    *strrchr(dir, '/') = '\0';
-    int writable = access(dir[0] ? dir : "/", W_OK | X_OK);
-    int saved = errno;
-    free(dir);
-    if (writable < 0) {
-        vt_err_set(e, "InvalidArgument", "quota_state %s: directory not writable: %s", l->path,
-                   strerror(saved));
-        return -1;
-    }
     return 0;
 }
 
@@ -487,13 +461,17 @@ vt_limiter *vt_limiter_new(const vt_window *w, size_t count, const char *state_p
         memcpy(l->win, w, count * sizeof *w);
     l->count = count;
     l->lock_fd = -1;
-    /* Registering the windows now lets other clients count their requests in
-     * them from the start. */
-    if (state_path && (open_shared(l, state_path, e) < 0 ||
-                       (count && (begin_update(l, vt_now(), e) < 0 || end_update(l, true, e) < 0)))) {
+    if (state_path && open_shared(l, state_path, e) < 0) {
         vt_limiter_free(l);
         return NULL;
     }
+    /* Registering the windows now lets other clients count their requests in them from
+     * the start. What is wrong with the files (another program's file in the way, a
+     * directory that cannot be written) is no reason to refuse a client: each call says
+     * it (QuotaStateError) until someone puts it right, and then goes on. */
+    vt_err ignored;
+    if (state_path && count && begin_update(l, vt_now(), &ignored) == 0)
+        end_update(l, true, &ignored);
     return l;
 }
 
@@ -536,7 +514,7 @@ int vt_limiter_mark_spent(vt_limiter *l, double now, double hold, vt_err *e)
 {
     if (!(hold > 0))
         return 0;
-    hold = fmin(hold, MAX_HOLD);
+    hold = fmin(hold, VT_RETRY_AFTER_MAX); /* a longer one holds every process sharing the key */
     if (begin_update(l, now, e) < 0)
         return -1;
     bool extend = !state_blocked(&l->st) || now + hold > l->st.blocked_until;

@@ -31,12 +31,11 @@ typedef struct lim_state {
 void vt_limiter_state_clear(lim_state *s);
 
 /* limiter_file.c */
-/* Replaces st by the content of the state file at path (empty when the file is
- * absent or fails its checks). Returns 0, or -1 with e filled. */
+/* Replaces st by the content of the state file at path (empty when the file is absent,
+ * or ours but damaged). Returns 0, or -1 with e filled: QuotaStateError when it cannot be
+ * read, or when the path holds another program's file or no regular file. */
 int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e);
 /* Writes st to tmp_path and renames it over path. Returns 0, or -1 with e filled. */
 int vt_limiter_state_save(const char *path, const char *tmp_path, const lim_state *st, vt_err *e);
-/* Whether path holds a non-empty file that is not a vt quota state. */
-bool vt_limiter_foreign_file(const char *path);
 
 #endif

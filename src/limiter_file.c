@@ -219,10 +219,32 @@ static int write_all(int fd, const unsigned char *buf, size_t len)
     return 0;
 }
 
+/* A file that starts neither like a state file (its magic, or a part of it when cut short)
+ * nor with the zeros a crashed file system can leave is someone else's. */
+static bool foreign(const unsigned char *buf, size_t len)
+{
+    size_t head = len < 8 ? len : 8;
+    if (memcmp(buf, STATE_MAGIC, head) == 0)
+        return false;
+    for (size_t i = 0; i < head; i++)
+        if (buf[i] != 0)
+            return true;
+    return false;
+}
+
+/* A state file we may not use, with what to do about it. */
+static int not_ours(const char *path, const char *what, vt_err *e)
+{
+    vt_err_set(e, QUOTA_ERR, "quota state %s: %s; remove it, or give quota_state another path "
+               "(requests wait until then, as they could not be counted)", path, what);
+    return -1;
+}
+
 int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
 {
     vt_limiter_state_clear(st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in its place must not hang every process on the key */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
@@ -234,6 +256,10 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
         vt_err_set(e, QUOTA_ERR, "quota state %s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return not_ours(path, "not a regular file", e);
     }
     if (sb.st_size <= 0 || sb.st_size > (off_t)MAX_STATE_BYTES) {
         close(fd);
@@ -255,12 +281,15 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
         return -1;
     }
     decode_result decoded = state_decode(st, buf, (size_t)got);
+    bool theirs = decoded == DECODE_INVALID && foreign(buf, (size_t)got);
     free(buf);
     if (decoded == DECODE_NO_MEMORY) {
         vt_err_oom(e, "reading the quota state");
         return -1;
     }
-    return 0;
+    /* ours but damaged (a bad checksum, cut short) is read as empty and rebuilt; another
+     * program's file is never overwritten */
+    return theirs ? not_ours(path, "the file is not a vt quota state", e) : 0;
 }
 
 int vt_limiter_state_save(const char *path, const char *tmp_path, const lim_state *st, vt_err *e)
@@ -291,22 +320,3 @@ int vt_limiter_state_save(const char *path, const char *tmp_path, const lim_stat
     return 0;
 }
 
-/* mkdir -p of the directories above path, new ones private to the user. */
-
-/* A non-empty file that starts neither like a state file nor with the zeros
- * a crashed file system can leave is someone else's: refuse to overwrite it. */
-bool vt_limiter_foreign_file(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    unsigned char head[8];
-    ssize_t got = read_all(fd, head, sizeof head);
-    close(fd);
-    if (got <= 0 || memcmp(head, STATE_MAGIC, (size_t)got) == 0)
-        return false;
-    for (ssize_t i = 0; i < got; i++)
-        if (head[i] != 0)
-            return true;
-    return false;
-}

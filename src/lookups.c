@@ -18,7 +18,7 @@
 static int lookup_done(lua_State *L, int status, lua_KContext kind)
 {
     vt_client *c = vt_client_check(L, 1);
-    int n = vt_client_object_result(L, c, lua_touserdata(L, -1), kind == VT_KIND_ANALYSIS);
+    int n = vt_client_data_result(L, c, lua_touserdata(L, -1), VT_SHAPE_OBJECT, kind == VT_KIND_ANALYSIS);
     if (n < 0) /* a corrupt cache entry: asked again */
         return vt_client_await(L, c, 1, -1, 1, kind, lookup_done);
     return n;
@@ -274,7 +274,7 @@ static lua_Integer run_take(lua_State *L, vt_client *c, run *r, int at)
             lua_pop(L, 1);
             continue;
         }
-        int n = vt_client_object_result(L, c, j, r->slot[k].keep_meta);
+        int n = vt_client_data_result(L, c, j, VT_SHAPE_OBJECT, r->slot[k].keep_meta);
         if (n < 0) { /* a corrupt cache entry: the slot asks again */
             vt_job_submit(c->engine, j, &c->transport, &c->policy);
             lua_pop(L, 1);

@@ -14,7 +14,9 @@ void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
+        /* RFC 3986's unreserved characters, by hand: isalnum follows a locale a host may set */
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+            ch == '_' || ch == '.' || ch == '~')
             luaL_addchar(b, (char)ch);
         else {
             luaL_addchar(b, '%');
@@ -190,19 +192,116 @@ static int request_done(lua_State *L, int status, lua_KContext ctx)
     return 2;
 }
 
+/* Percent-decodes d[0..*len) in place (valid %XX only); whether anything changed. */
+static bool percent_decode(char *d, size_t *len)
+{
+    size_t n = 0;
+    bool changed = false;
+    for (size_t i = 0; i < *len; i++) {
+        int hi = -1, lo = -1;
+        if (d[i] == '%' && i + 2 < *len) {
+            hi = vt_hex_value(d[i + 1]);
+            lo = vt_hex_value(d[i + 2]);
+        }
+        if (hi >= 0 && lo >= 0) {
+            d[n++] = (char)(hi * 16 + lo);
+            i += 2;
+            changed = true;
+        } else
+            d[n++] = d[i];
+    }
+    *len = n;
+    return changed;
+}
+
+/* Whether the segments of d[0..len) ('/' or '\' between them; ".." and "." also before a
+ * ';' parameter, as some servers read them) ever climb above where they start. */
+static bool climbs_out(const char *d, size_t len)
+{
+    long depth = 0;
+    for (size_t at = 0; at <= len;) {
+        size_t end = at;
+        while (end < len && d[end] != '/' && d[end] != '\\')
+            end++;
+        size_t seg = end - at;
+        const char *semi = memchr(d + at, ';', seg);
+        if (semi)
+            seg = (size_t)(semi - (d + at));
+        if (seg == 2 && d[at] == '.' && d[at + 1] == '.') {
+            if (--depth < 0)
+                return true;
+        } else if (seg > 0 && !(seg == 1 && d[at] == '.'))
+            depth++;
+        at = end + 1;
+    }
+    return false;
+}
+
+int vt_check_api_path(const char *path, size_t len, vt_err *e)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)path[i] <= ' ' || path[i] == 127) {
+            vt_err_set(e, "InvalidArgument", "the path holds a space, a line break, a NUL or a control character");
+            return -1;
+        }
+    if (len == 0 || path[0] != '/') {
+        vt_err_set(e, "InvalidArgument", "the path must start with '/', relative to /api/v3");
+        return -1;
+    }
+    int shown = len > 200 ? 200 : (int)len;
+    if (len >= 7 && memcmp(path, "/vtapi/", 7) == 0) {
+        vt_err_set(e, "InvalidArgument", "request takes v3 paths; use c:v2 for %.*s", shown, path);
+        return -1;
+    }
+    /* however many times a server decodes it, the path must stay under /api/v3 */
+    size_t n = 0;
+    while (n < len && path[n] != '?' && path[n] != '#')
+        n++;
+    char *d = malloc(n + 1);
+    if (!d) {
+        vt_err_oom(e, "checking a path");
+        return -1;
+    }
+    memcpy(d, path, n);
+    bool out = false, control = false;
+    for (int round = 0; round < 4 && !out && !control; round++) {
+        out = climbs_out(d, n);
+        if (!percent_decode(d, &n))
+            break;
+        /* an encoded NUL or control: a server in C may end the path there ("/..%00x") */
+        for (size_t i = 0; i < n && !control; i++)
+            control = (unsigned char)d[i] < ' ' || d[i] == 127;
+    }
+    free(d);
+    if (control) {
+        vt_err_set(e, "InvalidArgument", "the path '%.*s' holds an encoded NUL or control character", shown, path);
+        return -1;
+    }
+    if (out) {
+        vt_err_set(e, "InvalidArgument", "the path '%.*s' leaves /api/v3 (its dot segments climb above it)", shown,
+                   path);
+        return -1;
+    }
+    return 0;
+}
+
 /*** @type client */
 
 /***
-Any v3 request, for what the typed methods do not cover.
+Any v3 request, for what the typed methods do not cover. It is raw: the decoded body comes back
+as the service sent it, whatever its shape (the typed methods refuse a body that is not what they
+ask for).
 @function client:request
 @tparam string method `"GET"`, `"POST"`, `"PUT"`, `"PATCH"` or `"DELETE"`
-@tparam string path under `/api/v3`, starting with `/`
+@tparam string path under `/api/v3`, starting with `/`; a path whose dot segments climb out of
+`/api/v3`, as sent or percent-decoded, is `InvalidArgument` (the key would go along)
 @tparam[opt] table opts `query` (a table), `form` (a table, sent urlencoded) or `json` (any
 value, sent as JSON), `headers` (a table; `x-apikey` is refused)
 @treturn[1] table the decoded body (`true` for an empty one)
 @treturn[1] integer the HTTP status
 @treturn[2] nil
-@treturn[2] table the error value
+@treturn[2] table the error value (`InvalidArgument` for a bad path: no request; a redirect is
+`InvalidResponse`)
 @raise on a wrong method, option or header
 */
 static int client_request(lua_State *L)
@@ -214,10 +313,9 @@ static int client_request(lua_State *L)
     size_t plen;
     const char *path = vt_checkstring(L, 3, &plen);
     vt_check_opts(L, 4, "request", keys);
-    if (plen == 0 || path[0] != '/' || strlen(path) != plen || strpbrk(path, " \t\r\n"))
-        return vt_fail(L, "InvalidArgument", "path must start with '/' relative to /api/v3 and hold no spaces");
-    if (strncmp(path, "/vtapi/", 7) == 0)
-        return vt_fail(L, "InvalidArgument", "request takes v3 paths; use c:v2 for %s", path);
+    vt_err e;
+    if (vt_check_api_path(path, plen, &e) != 0)
+        return vt_err_return(L, &e);
     bool has_opts = lua_istable(L, 4);
     lua_settop(L, 4);
     if (has_opts)

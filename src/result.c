@@ -46,6 +46,21 @@ static const char *code_for_status(long status)
     }
 }
 
+/* A code as the service writes them ("NotFoundError"): 1 to 47 letters, digits, '_', '-' or
+ * '.'. Anything else in a body (empty, a line break, a sentence) leaves the status's code. */
+static bool is_code(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (len == 0 || len >= sizeof ((vt_err *)0)->code)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
 bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
 {
     if (j->err.code[0]) {
@@ -55,6 +70,11 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
             return false;
         vt_err_set(e, "InvalidResponse", "expected JSON from %s, got '%s' (HTTP %ld)",
                    j->v2 ? "v2" : "v3", j->content_type ? j->content_type : "no Content-Type", j->status);
+        e->http = j->status;
+    } else if (j->status >= 300 && j->status < 400) {
+        /* API calls follow no redirect: the key would go along (downloads follow their own) */
+        vt_err_set(e, "InvalidResponse", "the service answered with a redirect (HTTP %ld) to '%.300s', "
+                   "which an API call does not follow", j->status, j->location ? j->location : "nowhere");
         e->http = j->status;
     } else if (j->v2 && j->status == 204) {
         vt_err_set(e, "QuotaExceededError", "v2 request rate or quota exceeded (HTTP 204)");
@@ -67,7 +87,7 @@ bool vt_client_job_error(lua_State *L, vt_client *c, vt_job *j, vt_err *e)
             int top = lua_gettop(L);
             if (vt_json_decode(L, j->resp, j->resp_len, &jerr) == 0 && lua_istable(L, -1) &&
                 lua_getfield(L, -1, "error") == LUA_TTABLE) {
-                if (lua_getfield(L, -1, "code") == LUA_TSTRING)
+                if (lua_getfield(L, -1, "code") == LUA_TSTRING && is_code(L, -1))
                     snprintf(e->code, sizeof e->code, "%s", lua_tostring(L, -1));
                 if (lua_getfield(L, -2, "message") == LUA_TSTRING)
                     vt_client_redacted_message(L, c, -1, e);
@@ -113,36 +133,20 @@ int vt_client_result(lua_State *L, vt_client *c, vt_job *j)
     return n;
 }
 
-int vt_client_object_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
-{
-    int n = vt_client_data_result(L, c, j, keep_meta);
-    if (n != 1)
-        return n;
-    int top = lua_gettop(L);
-    bool object = lua_istable(L, -1) && lua_getfield(L, top, "type") == LUA_TSTRING &&
-                  lua_getfield(L, top, "id") == LUA_TSTRING;
-    lua_settop(L, top);
-    if (!object) {
-        vt_err e;
-        vt_err_set(&e, "InvalidResponse", "the answer's data is not an object (a table with a type and an id)");
-        e.http = j->status;
-        return vt_err_return(L, &e);
-    }
-    return 1;
-}
-
-int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, bool keep_meta)
+int vt_client_data_result(lua_State *L, vt_client *c, vt_job *j, vt_shape shape, bool keep_meta)
 {
     int n = vt_client_result(L, c, j);
     if (n != 1)
         return n;
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "data") == LUA_TNIL) {
-        vt_err e;
-        vt_err_set(&e, "InvalidResponse", "the answer has no 'data' member");
+    vt_err e;
+    if (j->resp_len == 0)
+        vt_err_set(&e, "InvalidResponse", "the answer is empty (HTTP %ld) where data was expected", j->status);
+    if (j->resp_len == 0 || vt_check_shape(L, -1, j->resp, j->resp_len, shape, &e) != 0) {
         e.http = j->status;
         return vt_err_return(L, &e);
     }
-    if (keep_meta && lua_istable(L, -1)) {
+    lua_getfield(L, -1, "data");
+    if (keep_meta) {
         lua_getfield(L, -2, "meta");
         lua_setfield(L, -2, "meta");
     }

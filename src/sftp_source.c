@@ -138,6 +138,26 @@ static const vt_source_class sftp_source_class = {
     SFTP_SOURCE_MT, "SFTP source", source_read, source_rewind, source_close, source_describe,
 };
 
+/* Fills e for a failed stat or open of the source's path (rc: libssh2's error). Returns -1. */
+static int open_failed(sftp_source *src, const char *doing, int rc, vt_err *e)
+{
+    sftp_session *s = src->sess;
+    unsigned long fx = rc == LIBSSH2_ERROR_SFTP_PROTOCOL ? libssh2_sftp_last_error(src->sftp) : 0;
+    if (rc == LIBSSH2_ERROR_EAGAIN)
+        vt_err_set(e, "Timeout", "%s:%d did not %s %s within %gs", s->host, s->port, doing, src->base.path, s->timeout);
+    else if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
+        vt_err_set(e, "NotFound", "no such file on %s:%d: %s", s->host, s->port, src->base.path);
+    else if (fx == LIBSSH2_FX_PERMISSION_DENIED)
+        vt_err_set(e, "PermissionDenied", "permission denied on %s:%d: %s", s->host, s->port, src->base.path);
+    else if (fx)
+        vt_err_set(e, "RemoteFileError", "cannot %s %s on %s:%d (SFTP status %lu)", doing, src->base.path, s->host,
+                   s->port, fx);
+    else
+        vt_err_set(e, vt_sftp_transport_error(rc) ? "ConnectionError" : "RemoteFileError",
+                   "cannot %s %s on %s:%d: %s", doing, src->base.path, s->host, s->port, vt_sftp_message(s));
+    return -1;
+}
+
 /* Opens the file on the source's own SFTP channel and learns its size. */
 static int source_acquire(sftp_source *src, vt_err *e)
 {
@@ -157,28 +177,23 @@ static int source_acquire(sftp_source *src, vt_err *e)
                            : "");
         return -1;
     }
+    /* The path is looked at before it is opened: the server's open() of a FIFO would wait
+     * for a writer (until our timeout, holding the channel). */
+    LIBSSH2_SFTP_ATTRIBUTES attrs;
+    int rc;
+    SSH_DRIVE(s, deadline, rc, libssh2_sftp_stat_ex(src->sftp, src->base.path, (unsigned)strlen(src->base.path),
+                                                     LIBSSH2_SFTP_STAT, &attrs));
+    if (rc != 0)
+        return open_failed(src, "look at", rc == LIBSSH2_ERROR_TIMEOUT ? LIBSSH2_ERROR_EAGAIN : rc, e);
+    if ((attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISREG(attrs.permissions)) {
+        vt_err_set(e, "RemoteFileError", "%s on %s:%d is not a regular file", src->base.path, s->host, s->port);
+        return -1;
+    }
     SSH_DRIVE_PTR(s, deadline, src->handle,
                   libssh2_sftp_open_ex(src->sftp, src->base.path, (unsigned)strlen(src->base.path), LIBSSH2_FXF_READ, 0,
                                        LIBSSH2_SFTP_OPENFILE));
-    if (!src->handle) {
-        int rc = libssh2_session_last_errno(s->ssh);
-        unsigned long fx = rc == LIBSSH2_ERROR_SFTP_PROTOCOL ? libssh2_sftp_last_error(src->sftp) : 0;
-        if (rc == LIBSSH2_ERROR_EAGAIN)
-            vt_err_set(e, "Timeout", "%s:%d did not open %s within %gs", s->host, s->port, src->base.path, s->timeout);
-        else if (fx == LIBSSH2_FX_NO_SUCH_FILE || fx == LIBSSH2_FX_NO_SUCH_PATH)
-            vt_err_set(e, "NotFound", "no such file on %s:%d: %s", s->host, s->port, src->base.path);
-        else if (fx == LIBSSH2_FX_PERMISSION_DENIED)
-            vt_err_set(e, "PermissionDenied", "permission denied on %s:%d: %s", s->host, s->port, src->base.path);
-        else if (fx)
-            vt_err_set(e, "RemoteFileError", "cannot open %s on %s:%d (SFTP status %lu)", src->base.path, s->host,
-                       s->port, fx);
-        else
-            vt_err_set(e, vt_sftp_transport_error(rc) ? "ConnectionError" : "RemoteFileError",
-                       "cannot open %s on %s:%d: %s", src->base.path, s->host, s->port, vt_sftp_message(s));
-        return -1;
-    }
-    LIBSSH2_SFTP_ATTRIBUTES attrs;
-    int rc;
+    if (!src->handle)
+        return open_failed(src, "open", libssh2_session_last_errno(s->ssh), e);
     SSH_DRIVE(s, deadline, rc, libssh2_sftp_fstat(src->handle, &attrs));
     if (rc != 0) {
         vt_err_set(e, rc == LIBSSH2_ERROR_TIMEOUT ? "Timeout" : "RemoteFileError",

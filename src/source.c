@@ -301,7 +301,10 @@ static local_source *push_local(lua_State *L)
 int vt_source_push_file(lua_State *L, const char *path, vt_err *e)
 {
     local_source *s = push_local(L); /* exists before the fd does */
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (a path taken from an alert) would wait for a writer for
+     * ever; opened so, it fails the regular-file check below at once. Reads of a regular
+     * file ignore the flag. */
+    s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     struct stat st;
     if (s->fd < 0 || fstat(s->fd, &st) != 0) {
         vt_err_set(e, "InvalidArgument", "cannot open '%s': %s", path, strerror(errno));

@@ -56,7 +56,7 @@ vt_source *vt_push_upload_source(lua_State *L, int idx, vt_err *e)
 static void add_safe_filename(luaL_Buffer *b, const char *name)
 {
     for (const char *p = name; *p; p++)
-        luaL_addchar(b, (*p == '"' || *p == '\\' || (unsigned char)*p < 32) ? '_' : *p);
+        luaL_addchar(b, (*p == '"' || *p == '\\' || (unsigned char)*p < 32 || *p == 127) ? '_' : *p);
 }
 
 static void add_boundary_line(luaL_Buffer *b, const char *boundary)
@@ -153,10 +153,8 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
         return luaL_error(L, "the file source was closed during the upload");
     const char *upload_url = NULL;
     if (phase == SCAN_AFTER_UPLOAD_URL) {
-        if (vt_client_data_result(L, c, lua_touserdata(L, -1), false) == 2)
+        if (vt_client_data_result(L, c, lua_touserdata(L, -1), VT_SHAPE_STRING, false) == 2)
             return 2;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return vt_fail(L, "InvalidResponse", "upload_url answer holds no URL");
         upload_url = lua_tostring(L, -1);
         if (!same_origin(c->base_url, upload_url))
             return vt_fail(L, "InvalidResponse", "refusing an upload URL outside %s", c->base_url);
@@ -174,7 +172,7 @@ static int scan_file_step(lua_State *L, int status, lua_KContext phase)
     }
     const char *password = lua_tostring(L, 5);
     vt_job_set_multipart(L, j, src, password ? "password" : NULL, password);
-    return vt_client_await_data_progress(L, c, 6, vt_upload_progress);
+    return vt_client_await_data_progress(L, c, VT_SHAPE_OBJECT, 6, vt_upload_progress);
 }
 
 /*** @type client */
@@ -225,21 +223,7 @@ int vt_push_submit_url(lua_State *L, int idx, vt_err *e)
     size_t raw, len;
     const char *u = vt_checkstring(L, idx, &raw);
     u = vt_trim(u, raw, &len);
-    vt_push_refanged(L, u, len);
-    size_t rl;
-    const char *r = lua_tolstring(L, -1, &rl);
-    bool ok = rl > 0 && rl <= 8192;
-    for (size_t i = 0; i < rl && ok; i++)
-        ok = (unsigned char)r[i] > 32 && r[i] != 127;
-    if (!ok || !(strchr(r, '.') || strstr(r, "://"))) {
-        lua_pop(L, 1);
-        vt_err_set(e, "InvalidArgument", "not a URL: '%.*s'", (int)(len > 80 ? 80 : len), u);
-        for (char *p = e->message; *p; p++)
-            if ((unsigned char)*p < 32)
-                *p = '?';
-        return -1;
-    }
-    return 0;
+    return vt_push_url(L, u, len, e);
 }
 
 /***
@@ -264,7 +248,7 @@ static int client_scan_url(lua_State *L)
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", "/urls", NULL);
     vt_job_set_form(L, j, -2);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
 }
 
 /***
@@ -287,7 +271,7 @@ static int client_reanalyse(lua_State *L)
     lua_pushfstring(L, "%s/analyse", lua_tostring(L, -1));
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "POST", lua_tostring(L, -2), NULL);
-    return vt_client_await_data(L, c);
+    return vt_client_await_data(L, c, VT_SHAPE_OBJECT);
 }
 
 void vt_submit_register(lua_State *L)

@@ -103,20 +103,45 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
  * asked of curl once the transfer is done). */
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
-    static const char name[] = "retry-after:";
     vt_job *j = userp;
-    size_t n = size * nmemb;
-    if (n > 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 100-continue) */
+    size_t n = size * nmemb, len;
+    const char *value;
+    if (n > 5 && strncmp(data, "HTTP/", 5) == 0) /* a new response (after 100-continue) */
         j->retry_after_hdr = -1;
-    } else if (n > sizeof name && n < 64 && strncasecmp(data, name, sizeof name - 1) == 0) {
-        char value[64], *end;
-        memcpy(value, data + sizeof name - 1, n - (sizeof name - 1));
-        value[n - (sizeof name - 1)] = '\0';
-        double secs = strtod(value, &end);
-        if (end != value && secs >= 0)
-            j->retry_after_hdr = secs;
-    }
+    else if (vt_header_value(data, n, "Retry-After", &value, &len))
+        j->retry_after_hdr = vt_retry_after_seconds(value, len, vt_now());
     return n;
+}
+
+/* Called before each request a transfer sends. libcurl sends a request again, on its own,
+ * when a kept-alive connection closes before any answer (the server dropped it as the
+ * request arrived): a request beyond the client's retries, and one no quota slot was taken
+ * for. That second send is refused here, and the job retries it as its own attempt. */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    vt_job *j = userp;
+    if (j->sends++ == 0)
+        return CURL_PREREQFUNC_OK;
+    j->connection_dropped = true;
+    vt_err_set(&j->err, "ConnectionError", "the connection closed before the service answered");
+    return CURL_PREREQFUNC_ABORT;
+}
+
+/* Progress of a streaming transfer: bytes moved either way. */
+static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    vt_job *j = userp;
+    double now = vt_monotonic();
+    if (dlnow + ulnow != j->moved || j->paused) {
+        /* progress, or a pause of our own (a full stream sink waits for its reader, who
+         * may take their time): the clock starts again */
+        j->moved = dlnow + ulnow;
+        j->moved_at = now;
+    } else if (now - j->moved_at > j->transport->timeout) {
+        vt_err_set(&j->err, "Timeout", "nothing sent or received for %gs", j->transport->timeout);
+        return 1; /* ends the transfer */
+    }
+    return 0;
 }
 
 /* Upload body: multipart head, then the source, then the tail. */
@@ -244,6 +269,10 @@ static void clear_response(vt_job *j)
     j->err.retry_after = -1;
     j->sent = 0;
     j->paused = false;
+    j->sends = 0;
+    j->connection_dropped = j->request_sent = false;
+    j->moved = 0;
+    j->moved_at = vt_monotonic();
 }
 
 int vt_job_set_response(vt_job *j, long status, const char *body, size_t len)
@@ -293,6 +322,8 @@ static vt_easy *make_easy(vt_job *j, const vt_transport *t)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, j);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, j);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, j->headers ? j->headers : j->shared_headers);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are followed by the caller, without the key */
@@ -305,9 +336,16 @@ static vt_easy *make_easy(vt_job *j, const vt_transport *t)
     if (strncmp(j->url, "https://", 8) == 0)
         curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
     if (j->streaming) {
-        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. */
+        /* A 200 MB transfer may take longer than `timeout`; a stalled one may not. The low
+         * speed limit makes libcurl look at the transfer every second, also while nothing
+         * moves; on_progress ends it after `timeout` seconds without a byte either way
+         * (libcurl's own check averages over 5 s: an upload that stopped would wait for
+         * its answer that long beyond `timeout`). */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t->timeout > 1 ? t->timeout : 1));
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, j);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     } else
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000));
     if (t->user_agent)
@@ -399,6 +437,9 @@ static void take_response_headers(vt_job *j)
 
 void vt_transfer_finish(vt_job *j, CURLcode rc)
 {
+    long request_bytes = 0;
+    curl_easy_getinfo(j->transfer->curl, CURLINFO_REQUEST_SIZE, &request_bytes);
+    j->request_sent = request_bytes > 0;
     take_response_headers(j);
     if (rc != CURLE_OK)
         describe_curl_failure(j, rc);

@@ -28,17 +28,19 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
 {
     vt_client *c = vt_client_check(L, 1);
     vt_job *j = lua_touserdata(L, -1);
+    vt_err e;
     int n = vt_client_result(L, c, j);
     if (n < 0) /* a corrupt cache entry: asked again */
         return vt_client_await(L, c, 1, -1, 1, 0, v2_done);
     if (n == 2)
         return 2;
-    if (!lua_istable(L, -1))
-        return 1;
-    if (lua_getfield(L, -1, "response_code") != LUA_TNUMBER) {
-        lua_pop(L, 1);
-        return 1; /* a batch answers with a list: each report keeps its own code */
+    if (vt_check_v2_reports(L, -1, &e) != 0) {
+        e.http = j->status;
+        return vt_err_return(L, &e);
     }
+    if (lua_rawlen(L, -1) > 0)
+        return 1; /* a batch answers with a list: each report keeps its own code */
+    lua_getfield(L, -1, "response_code");
     lua_Integer rc = lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (rc == 1)
@@ -48,7 +50,6 @@ static int v2_done(lua_State *L, int status, lua_KContext ctx)
         lua_pushliteral(L, "no message");
     }
     lua_pushfstring(L, "%s (response_code %d)", lua_tostring(L, -1), (int)rc);
-    vt_err e;
     vt_err_set(&e, rc == 0 ? "NotFoundError" : rc == -2 ? "NotAvailableYet" : "InvalidArgument", "%s", "");
     vt_client_redacted_message(L, c, -1, &e);
     e.http = j->status;

@@ -9,6 +9,7 @@
  *   object.c      the metatable of v3 objects: one-line tostring, attributes read as fields
  *   json.c        JSON decoded straight into Lua values (integers kept) and encoded;
  *                 vt.decode, vt.encode
+ *   shape.c       what a successful answer must look like, call by call
  *   digest.c      md5/sha1/sha256 (OpenSSL EVP), streaming; vt.digest
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
@@ -16,6 +17,7 @@
  *   engine.c      curl multi engine on epoll: the life of jobs (cache, shared requests, quota,
  *                 timers, retries)
  *   transfer.c    one attempt's transfer: its pooled curl handle, body callbacks, response
+ *   http_head.c   an answer's head: header lines, Retry-After
  *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
  *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   cache.c       the response cache: options, keys, entries, what is stored, c:cache_stats
@@ -29,6 +31,7 @@
  *   lookups.c     v3 object look-ups: c:file ... c:analysis, and many through a few job
  *                 slots: c:batch, c:each (completion order); c:pending
  *   submit.c      c:scan_file (multipart from a source), c:scan_url, c:reanalyse
+ *   contribute.c  c:add_comment, c:vote: what a user adds to an object
  *   wait.c        c:wait (poll an analysis), c:sleep
  *   download.c    c:download: to a temporary file, redirect without the key, digest checked
  *   collections.c c:related, c:comments, c:search (iterators by cursor), c:quotas
@@ -112,6 +115,8 @@ void vt_errors_open(lua_State *L);
 
 typedef enum { VT_HASH_NONE = 0, VT_HASH_MD5 = 32, VT_HASH_SHA1 = 40, VT_HASH_SHA256 = 64 } vt_hash_kind;
 
+/* The value of a hex digit (either case), or -1. */
+int vt_hex_value(char c);
 /* Kind of s by length when it is all hex digits (either case), else NONE. */
 vt_hash_kind vt_hash_kind_of(const char *s, size_t len);
 const char *vt_hash_name(vt_hash_kind k); /* "md5", "sha1", "sha256" or NULL */
@@ -121,6 +126,17 @@ bool vt_is_private_ip_str(const char *s, size_t len);
 /* A plausible DNS name: labels of [A-Za-z0-9-_], 1..63 each, 253 in all, at least one dot,
  * no leading/trailing hyphen in a label, no empty label (a trailing dot is allowed). */
 bool vt_is_domain(const char *s, size_t len);
+/* Valid UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF (NUL is valid). */
+bool vt_is_utf8(const char *s, size_t len);
+/* The longest URL an indicator may be (its id is a third longer). */
+#define VT_URL_TEXT_MAX 8192
+/* A URL as the service takes one (after refanging): 1 to VT_URL_TEXT_MAX bytes of UTF-8
+ * without spaces or controls, with a non-empty host after "scheme://" (or, without a
+ * scheme, a host with a dot), user info and a numeric port allowed. */
+bool vt_is_url(const char *s, size_t len);
+/* Pushes the URL s[0..len) refanged. 0, or -1 with e filled (InvalidArgument) when it is no
+ * URL by vt_is_url, pushing nothing. */
+int vt_push_url(lua_State *L, const char *s, size_t len, vt_err *e);
 /* URL-safe unpadded base64 of data into out (needs 4*ceil(len/3)+1 bytes); returns length. */
 size_t vt_base64url(const char *data, size_t len, char *out);
 /* Pushes the refanged copy of s. */
@@ -131,6 +147,9 @@ void vt_add_escaped(luaL_Buffer *b, const char *s, size_t len);
 void vt_push_query(lua_State *L, int idx);
 /* Trims ASCII whitespace; returns the trimmed view. */
 const char *vt_trim(const char *s, size_t len, size_t *out_len);
+
+/* Fills e: InvalidArgument "not <what>: '<s>'", s shown printable and cut. Returns -1. */
+int vt_malformed(vt_err *e, const char *what, const char *s, size_t len);
 
 typedef enum { VT_KIND_FILE, VT_KIND_URL, VT_KIND_DOMAIN, VT_KIND_IP, VT_KIND_ANALYSIS } vt_kind;
 /* The kind named at idx ("file" or "files", ...); raises listing the valid ones. */
@@ -181,6 +200,31 @@ void vt_json_encode(lua_State *L, int idx);
 /* Pushes the null sentinel: a NULL light userdata (equal to lua-cjson's cjson.null). */
 void vt_json_push_null(lua_State *L);
 void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
+
+/* ------------------------------------------------------------------- shape */
+
+/* shape.c: the kinds of JSON value, as the first byte of a value tells them. */
+typedef enum { VT_JSON_NONE, VT_JSON_OBJECT, VT_JSON_ARRAY, VT_JSON_STRING, VT_JSON_NUMBER, VT_JSON_LITERAL } vt_json_kind;
+/* What the raw text of a body says that its decoded value cannot (`[]` and `{}` decode alike). */
+typedef struct vt_json_view {
+    vt_json_kind data;       /* the body's "data" member (NONE: absent, or the body is no object) */
+    bool attributes_array;   /* an "attributes" of data, or of an object listed in data, is an array */
+} vt_json_view;
+/* Reads the structure of JSON text the decoder accepted. 0, or -1 when it cannot follow it. */
+int vt_json_view_of(const char *text, size_t len, vt_json_view *v);
+/* What the data of a successful v3 answer must be. */
+typedef enum {
+    VT_SHAPE_OBJECT, /* an object with a type and an id: look-ups, analyses, descriptors, comments, votes */
+    VT_SHAPE_RECORD, /* an object of any members (the quotas) */
+    VT_SHAPE_LIST,   /* a list of objects with a type and an id (a collection page) */
+    VT_SHAPE_STRING  /* a string (the upload URL) */
+} vt_shape;
+/* Checks the decoded body at idx (text: the JSON it was decoded from) against shape; an
+ * "attributes" member is an object wherever it is. 0, or -1 with e filled (InvalidResponse). */
+int vt_check_shape(lua_State *L, int idx, const char *text, size_t len, vt_shape shape, vt_err *e);
+/* Checks a decoded v2 body: a report (an object with a numeric response_code) or a list of
+ * them (a batch). 0, or -1 with e filled (InvalidResponse). */
+int vt_check_v2_reports(lua_State *L, int idx, vt_err *e);
 
 /* ----------------------------------------------------------------- limiter */
 
@@ -315,6 +359,15 @@ typedef struct vt_retry_policy {
     vt_cache *cache;    /* look-ups consult it before the quota; NULL: none, nor shared requests */
 } vt_retry_policy;
 
+/* http_head.c: what the client reads from an answer's head. */
+#define VT_RETRY_AFTER_MAX 86400.0 /* a day: a longer Retry-After would hold every process */
+/* The value of header `name` (any case) in one header line as curl hands it over (with its
+ * line end), without the white space around it; false when the line is another header. */
+bool vt_header_value(const char *line, size_t len, const char *name, const char **value, size_t *value_len);
+/* A Retry-After value in seconds from now: delta-seconds or an IMF-fixdate, capped at
+ * VT_RETRY_AFTER_MAX; -1 for anything else (inf, 1e308, negative, other date forms). */
+double vt_retry_after_seconds(const char *value, size_t len, double now);
+
 /* IDLE -> [CACHE: the cache, or another process's request] -> [QUOTA] -> RUNNING -> DONE;
  * FOLLOW: shares the request of another job of this engine (its leader). */
 typedef enum { VT_JOB_IDLE, VT_JOB_CACHE, VT_JOB_FOLLOW, VT_JOB_QUOTA, VT_JOB_RUNNING, VT_JOB_DONE } vt_job_state;
@@ -336,6 +389,10 @@ typedef struct vt_stream_sink {
     bool (*ready)(void *ud);
     void *ud;
 } vt_stream_sink;
+
+/* The longest request URL sent: front ends refuse longer request lines (HTTP 414), and
+ * libcurl any URL over 8 MB. A job with a longer one fails with InvalidArgument, unsent. */
+#define VT_URL_MAX 16384
 
 typedef struct vt_easy vt_easy; /* a curl transfer handle, kept by the engine for reuse */
 /* Nothing here is large: a batch holds one job per slot, and every look-up
@@ -390,6 +447,8 @@ struct vt_job {
     bool counts_quota;           /* takes a limiter slot (API requests do, storage does not) */
     bool streaming;              /* long upload/download: stall timeout instead of a total one */
     bool v2;                     /* HTTP 204 means quota spent */
+    bool once;                   /* acts each time it is sent (a comment, a vote): retried only
+                                  * when it was not sent or was answered (429, 5xx) */
     double timer;                /* a job without url is a timer: done after this many seconds */
     /* response sink */
     vt_sink_kind sink;
@@ -419,8 +478,13 @@ struct vt_job {
     /* bookkeeping */
     vt_job_state state;
     int attempts;
+    int sends;                   /* requests this attempt's transfer began (libcurl may resend) */
+    bool connection_dropped;     /* the attempt failed when libcurl would have resent it */
+    bool request_sent;           /* the attempt's request went out (libcurl counted its bytes) */
     double deadline, wake_at;    /* monotonic */
     int64_t sent;                /* upload position */
+    int64_t moved;               /* streaming: bytes moved either way, last seen at moved_at */
+    double moved_at;             /* monotonic */
     int src_fd, src_events;      /* source waiting on this fd (paused) */
     vt_easy *transfer;           /* while a transfer runs (its curl handle: transfer->curl) */
     vt_engine *engine;

@@ -60,7 +60,7 @@ static int wait_step(lua_State *L, int status, lua_KContext phase)
         }
         if (phase == WAIT_POLLED) {
             lua_settop(L, 9);
-            if (vt_client_data_result(L, c, lua_touserdata(L, 9), true) == 2) {
+            if (vt_client_data_result(L, c, lua_touserdata(L, 9), VT_SHAPE_OBJECT, true) == 2) {
                 lua_pushvalue(L, 2);
                 lua_setfield(L, -2, "analysis_id");
                 return 2;

@@ -13,7 +13,8 @@ build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-d
 test_pkgs=("${build_pkgs[@]}" lua-busted python3 curl openssh-server openssh-client samba smbclient procps lua-cqueues lua-luv publicsuffix
            nginx-light tinyproxy openssl redis-server sqlite3 locales)
 # luarocks: the release rock stage; lua-ldoc and lua-markdown (its Markdown): the API reference
-ci_pkgs=("${test_pkgs[@]}" valgrind libclang-rt-14-dev lua-check git luarocks lua-ldoc lua-markdown)
+# clang and libclang-rt-14-dev: the fuzz targets (libFuzzer)
+ci_pkgs=("${test_pkgs[@]}" valgrind clang libclang-rt-14-dev lua-check git luarocks lua-ldoc lua-markdown)
 
 case "${1:-}" in
   build) want=("${build_pkgs[@]}") ;;

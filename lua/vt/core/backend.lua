@@ -49,14 +49,12 @@ local backend = {}
 --- The relationships a v3 domain or IP look-up reads to stand for v2's related lists.
 backend.NETWORK = { "resolutions", "urls", "communicating_files", "downloaded_files", "referrer_files" }
 
--- The objects of a v3 collection iterator, as a list; nil, err when it fails with the core's error.
-local function drain(iter, err)
-    if not iter then
-        return nil, err
-    end
+-- The objects of a v3 collection iterator made by `make`, as a list; nil, err when making it or
+-- a page fails with the core's error (both raise the error value).
+local function drain(make)
     local items = {}
     local ok, raised = pcall(function()
-        for obj in iter do
+        for obj in make() do
             items[#items + 1] = obj
         end
     end)
@@ -77,7 +75,7 @@ end
 -- @tparam integer limit
 -- @return a list of objects, or nil and the error
 function backend.related(client, kind, id, relationship, limit)
-    return drain(client:related(kind, id, relationship, { limit = limit, max = limit }))
+    return drain(function() return client:related(kind, id, relationship, { limit = limit, max = limit }) end)
 end
 
 -- Each value once, in order, and how many times each came.
@@ -372,7 +370,7 @@ function V3:analysis(kind, id, value)
 end
 
 function V3:comments(kind, id, n)
-    local list, err = drain(self.client:comments(kind, id, { limit = n, max = n }))
+    local list, err = drain(function() return self.client:comments(kind, id, { limit = n, max = n }) end)
     if not list then
         return nil, err
     end

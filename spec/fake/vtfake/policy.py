@@ -42,7 +42,7 @@ class RequestLog:
 
 # Faults the dispatcher applies to any route, and faults only one route knows how to apply.
 GENERIC_FAULTS = {"status", "429", "slow", "slow_body", "cut", "badjson", "wrongtype", "shape",
-                  "redirect", "huge", "deep"}
+                  "redirect", "huge", "deep", "drop"}
 ROUTE_FAULTS = {"tamper", "redirect_elsewhere"}
 
 DEFAULT_CODES = {400: "BadRequestError", 401: "AuthenticationRequiredError",

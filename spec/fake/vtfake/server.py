@@ -145,6 +145,12 @@ class Handler(BaseHTTPRequestHandler):
             req.fault = fault
             if fault.type == "slow":
                 time.sleep(fault.delay)
+            if fault.type == "drop":
+                # Closed without a byte of answer, as a server that closes an idle kept-alive
+                # connection just as a request arrives on it.
+                self.close_connection = True
+                entry.update(status=0, fault="drop", duration=time.monotonic() - started)
+                return
         response = (fault and fault.response(req)) or self._run(app, req)
         if fault and fault.type == "shape":
             response = fault.reshaped(response)
