@@ -29,6 +29,20 @@ describe("vt.normalize", function()
     end
   end)
 
+  it("takes a domain only under a suffix the Public Suffix List knows, as the service does", function()
+    for _, name in ipairs { "a.co.za", "foo.blogspot.com", "co.uk", "github.io", "x.xn--p1ai" } do
+      assert.equal(name, vt.normalize("domain", name))
+    end
+    -- the service: 'Domain "xpressco.za" is not a valid domain pattern'; an alert's internal names
+    for _, name in ipairs { "xpressco.za", "ws12.corp.local", "printer.lan", "never-seen.example", "host.invalid" } do
+      local v, err = vt.normalize("domain", name)
+      assert.is_nil(v, name)
+      assert.matches("known public suffix", err.message, 1, true)
+    end
+    -- URLs on such hosts are still URLs: their ids are the service's to judge
+    assert.equal(vt.url_id("http://intranet.corp.local/x"), vt.normalize("url", "http://intranet.corp.local/x"))
+  end)
+
   it("agrees with what the client sends", function()
     local srv = fake.start { analysis_steps = 0 }
     local c = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false }

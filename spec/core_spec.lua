@@ -283,7 +283,7 @@ describe("vt.core.input", function()
         assert.equal("mail.virustotal.com", input.domain("alice@Mail.VirusTotal.com"))
         assert.equal("www.x.com", input.domain("www[.]x.com:8080"))
         for _, case in ipairs {
-            { "hash", "not-a-hash" }, { "ip", "999.1.1.1" }, { "url", "http//bad url" }, { "url", "hxxp://no-host" },
+            { "hash", "not-a-hash" }, { "ip", "999.1.1.1" }, { "url", "http//bad url" }, { "url", "hxxp:///no-host" },
             { "url", "javascript:alert(1)" }, { "domain", "bad..domain" }, { "domain", "10.1.2.3" },
         } do
             local value, err = input[case[1]](case[2])

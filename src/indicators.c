@@ -21,6 +21,7 @@
 
 #include <arpa/inet.h>
 #include <idn2.h>
+#include <libpsl.h>
 #include <ctype.h>
 #include <string.h>
 
@@ -442,6 +443,24 @@ static bool has_non_ascii(const char *s, size_t len)
     return false;
 }
 
+/* Whether the lower-case name ends in a suffix the Public Suffix List has a rule for
+ * (not by its implicit "*" rule): the service calls other names "not a valid domain
+ * pattern" (xpressco.za: the list has co.za, not za), and so would it corp.local and
+ * "1.2.3.4"; refusing them here spends no request on an alert's internal host names. */
+static bool under_known_suffix(const char *name)
+{
+    const psl_ctx_t *psl = psl_builtin();
+    if (!psl)
+        return true; /* a libpsl built without its list: the syntax alone decides */
+    for (const char *suffix = name; suffix;) {
+        if (psl_is_public_suffix2(psl, suffix, PSL_TYPE_ANY | PSL_TYPE_NO_STAR_RULE))
+            return true;
+        const char *dot = strchr(suffix, '.');
+        suffix = dot ? dot + 1 : NULL;
+    }
+    return false;
+}
+
 static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
 {
     vt_push_refanged(L, d, len);
@@ -462,14 +481,7 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
         lua_replace(L, -2);
         r = lua_tolstring(L, -1, &rl);
     }
-    /* an all-digit last label is no top-level domain: "1.2.3.4" is an address */
-    size_t tld = rl;
-    while (tld > 0 && r[tld - 1] != '.')
-        tld--;
-    bool numeric_tld = tld < rl;
-    for (size_t i = tld; i < rl && numeric_tld; i++)
-        numeric_tld = r[i] >= '0' && r[i] <= '9';
-    if (!vt_is_domain(r, rl) || numeric_tld || (rl > 0 && r[rl - 1] == '.'))
+    if (!vt_is_domain(r, rl) || (rl > 0 && r[rl - 1] == '.'))
         return lua_pop(L, 1), vt_malformed(e, "a domain name", d, len);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -477,6 +489,8 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
         luaL_addchar(&b, (char)tolower((unsigned char)r[i]));
     luaL_pushresult(&b);
     lua_remove(L, -2);
+    if (!under_known_suffix(lua_tostring(L, -1)))
+        return lua_pop(L, 1), vt_malformed(e, "a domain name under a known public suffix", d, len);
     return 0;
 }
 

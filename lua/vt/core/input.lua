@@ -132,8 +132,8 @@ function input.ip(s)
     return vt.normalize("ip", cleaned(s))
 end
 
---- A URL, trimmed and refanged (the case of its path kept): valid for `vt.normalize`, and naming
--- a host that is a domain name or an IP address.
+--- A URL, trimmed and refanged (the case of its path kept), valid for `vt.normalize`: a scheme
+-- and a host, or a host with a dot; UTF-8, without spaces or controls.
 -- @tparam string s
 -- @return the URL, or nil and an `InvalidArgument` error
 function input.url(s)
@@ -141,10 +141,6 @@ function input.url(s)
     local ok, err = vt.normalize("url", url)
     if not ok then
         return nil, err
-    end
-    local host = input.host(url)
-    if not (vt.normalize("domain", host) or vt.normalize("ip", host)) then
-        return nil, vt.error("InvalidArgument", ("not a URL: '%s' names no domain or IP address"):format(s))
     end
     return url
 end
