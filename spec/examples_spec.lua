@@ -81,6 +81,29 @@ describe("examples", function()
     end)
   end
 
+  it("fleet.lua: workers on several hosts share the quota and the cache in one Redis", function()
+    local redis = require "helpers.redis"
+    if not redis.usable() then
+      pending("redis-server is not installed")
+      return
+    end
+    local r <close> = redis.start()
+    srv:analysis_steps(0)
+    local outs = {}
+    for host = 1, 2 do -- one after the other, each with a HOME of its own
+      outs[host] = run(srv, "examples/fleet.lua examples/cases/phishing.json",
+        { VT_REDIS = r.url, VT_REQUESTS_PER_MINUTE = "600", HOME = dir .. "/host" .. host })
+    end
+    local first = tonumber(outs[1]:match("case 4711: %d+ malicious; (%d+) requests sent"))
+    assert.truthy(first and first > 0, outs[1])
+    -- the second host finds every answer in the fleet's cache
+    assert.matches("case 4711: %d+ malicious; 0 requests sent, %d+ answers from the fleet's cache", outs[2])
+    assert.equal(first, #srv:log())
+    -- and the quota windows live in Redis, under a digest of the key, never the key
+    assert.truthy(r:cli("KEYS", "vt:quota:*"):find("vt:quota:", 1, true))
+    assert.is_nil(r:cli("KEYS", "*"):find(srv.key, 1, true))
+  end)
+
   it("detonate.lua shows each action's stages, then the verdicts", function()
     local sample = dir .. "/sample.txt"
     files.write(sample, "a sample for detonate.lua")
