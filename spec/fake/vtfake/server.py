@@ -238,6 +238,12 @@ class Listener(ThreadingHTTPServer):
         self.connections = itertools.count(1)
         super().__init__(address, Handler)
 
+    def handle_error(self, request, client_address):
+        # A client that resets its connection (the specs' cancelled and timed-out calls do,
+        # on purpose) is no error of the fake's: only other exceptions get a traceback.
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
 
 class MainApp:
     def __init__(self, fake):
@@ -293,17 +299,19 @@ class StorageApp:
     def blob(self, req, sha256):
         if not self.signed(req, sha256):
             return DENIED
-        path = self.fake.store.content.path(sha256)
-        if not os.path.exists(path):
+        try:
+            f = open(self.fake.store.content.path(sha256), "rb")
+        except FileNotFoundError:
             return Response(404, b"NoSuchKey", "text/plain")
         tampered = req.take_fault("tamper") is not None
         return Response(200, content_type="application/octet-stream",
-                        chunks=read_file(path, tampered), length=os.path.getsize(path))
+                        chunks=read_file(f, tampered), length=os.fstat(f.fileno()).st_size)
 
 
-def read_file(path, tamper):
-    """A file's bytes in chunks; `tamper` flips every bit of the first byte."""
-    with open(path, "rb") as f:
+def read_file(f, tamper):
+    """An open file's bytes in chunks, closing it at the end; `tamper` flips every bit of
+    the first byte. Opened by the caller, the file stays readable if a reset removes it."""
+    with f:
         first = True
         while True:
             data = f.read(1 << 20)
@@ -371,6 +379,6 @@ class FakeVT:
 
     def feed_response(self, kind, minute):
         """A published feed batch, streamed from its file."""
-        path = self.feeds.batch_path(kind, minute)
+        f = open(self.feeds.batch_path(kind, minute), "rb")
         return Response(200, content_type="application/octet-stream",
-                        chunks=read_file(path, False), length=os.path.getsize(path))
+                        chunks=read_file(f, False), length=os.fstat(f.fileno()).st_size)
