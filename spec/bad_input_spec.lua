@@ -144,6 +144,7 @@ for what, path in pairs {
   ["dot-dots after a segment"] = "/files/../../../_fake/log", ["encoded dots"] = "/%2e%2e/%2E%2e/__log",
   ["dots and encoded slashes"] = "/files/..%2f..%2f..%2f__log", ["dot segments"] = "/./../x",
   ["a backslash climb"] = "/files/..\\..\\..\\__log", ["10 MB"] = "/" .. TEN_MB,
+  ["a backslash in a segment dot-dots climb past"] = "/x\\y/../../e/v3/files",
   ["an encoded NUL after dot-dots"] = "/..%00/x", ["an encoded line break"] = "/files/x%0d%0aX-Evil:%201",
 } do
   row("c:request, path " .. what, function(c) return c:request("GET", path) end)

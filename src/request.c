@@ -214,14 +214,15 @@ static bool percent_decode(char *d, size_t *len)
     return changed;
 }
 
-/* Whether the segments of d[0..len) ('/' or '\' between them; ".." and "." also before a
- * ';' parameter, as some servers read them) ever climb above where they start. */
-static bool climbs_out(const char *d, size_t len)
+/* Whether the segments of d[0..len) ('/' between them, and '\' too when backslash_splits;
+ * ".." and "." also before a ';' parameter, as some servers read them) ever climb above
+ * where they start. */
+static bool climbs_out(const char *d, size_t len, bool backslash_splits)
 {
     long depth = 0;
     for (size_t at = 0; at <= len;) {
         size_t end = at;
-        while (end < len && d[end] != '/' && d[end] != '\\')
+        while (end < len && d[end] != '/' && !(backslash_splits && d[end] == '\\'))
             end++;
         size_t seg = end - at;
         const char *semi = memchr(d + at, ';', seg);
@@ -265,7 +266,9 @@ int vt_check_api_path(const char *path, size_t len, vt_err *e)
     memcpy(d, path, n);
     bool out = false, control = false;
     for (int round = 0; round < 4 && !out && !control; round++) {
-        out = climbs_out(d, n);
+        /* "/a\\b/../..": one level to libcurl and servers that keep a backslash, two to
+         * those that read it as a slash; either reading may not climb */
+        out = climbs_out(d, n, false) || climbs_out(d, n, true);
         if (!percent_decode(d, &n))
             break;
         /* an encoded NUL or control: a server in C may end the path there ("/..%00x") */
