@@ -1269,7 +1269,7 @@ describe("fake VirusTotal server", function()
     end)
 
     it("exits when its parent process dies", function()
-      local pid = tonumber(sh([[lua5.4 -e "package.path = 'spec/?.lua;' .. package.path
+      local pid = tonumber(sh([[lua5.4 -e "package.path = 'spec/?.lua;' .. package.path; package.cpath = 'build/?.so;' .. package.cpath
         local s = require('helpers.fake').start(); io.write(s.pid); io.stdout:flush(); os.exit(0)"]]))
       assert.truthy(pid)
       assert.truthy(wait_until_dead(pid, 5))

@@ -216,6 +216,28 @@ describe("Redis", function()
     for _, c in ipairs { a, b, day, x, y } do c:close() end
   end)
 
+  it("writes and reads the hold's numbers whatever numeric locale the host set", function()
+    local host = os.setlocale(nil, "numeric")
+    if not os.setlocale("de_DE.UTF-8", "numeric") then
+      pending("the de_DE.UTF-8 locale is not generated here (tools/deps.sh test makes it)")
+      return
+    end
+    local ok, err = pcall(function()
+      local x = client { quota_state = r.url, max_wait = 0, retries = 0 }
+      local y = client { quota_state = r.url, max_wait = 0 }
+      srv:fault { type = "429", code = "QuotaExceededError", retry_after = 30 }
+      assert.equal("QuotaExceededError", select(2, x:file(DOC)).code)
+      assert.equal("RateLimited", select(2, y:file(DOC)).code) -- "30,000000" would not be a hold
+      local left = assert(y:quota_status()).blocked_until - os.time()
+      assert.is_true(left > 28 and left <= 31, left)
+      assert.equal(1, requests(srv, 0))
+      x:close()
+      y:close()
+    end)
+    os.setlocale(host, "numeric")
+    assert(ok, err)
+  end)
+
   it("lets four hosts share a quota of 5 per 2 s and their answers", function()
     srv:quota { key = KEY, windows = { { n = 5, per = 2 } } }
     local shared, jobs = {}, {}

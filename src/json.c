@@ -40,6 +40,12 @@ static locale_t c_numeric_locale(void)
     return c_numeric;
 }
 
+double vt_strtod_c(const char *s, char **end)
+{
+    locale_t c = c_numeric_locale();
+    return c ? strtod_l(s, end, c) : strtod(s, end);
+}
+
 /* ------------------------------------------------------------------ decode */
 
 typedef struct decoder {
@@ -239,8 +245,7 @@ static int number_value(decoder *d)
         read = lua_stringtonumber(d->L, token) != 0;
     else {
         char *stop;
-        locale_t c = c_numeric_locale();
-        double v = c ? strtod_l(token, &stop, c) : strtod(token, &stop);
+        double v = vt_strtod_c(token, &stop);
         read = stop == token + len;
         if (read)
             lua_pushnumber(d->L, v);

@@ -193,7 +193,9 @@ static int run_script(vt_redis_limiter *l, vt_redis_call *call, const char *op, 
     size_t lens[MAX_SCRIPT_ARGS];
     char hold_s[32];
     int argc = 0;
-    snprintf(hold_s, sizeof hold_s, "%.6f", hold);
+    /* whole microseconds, written by hand: "%f" would follow a locale the host set ("0,5") */
+    long long us = hold > 0 && hold < 1e12 ? llround(hold * 1e6) : 0;
+    snprintf(hold_s, sizeof hold_s, "%lld.%06lld", us / 1000000, us % 1000000);
     argv[argc++] = "EVAL";
     argv[argc++] = limiter_script;
     argv[argc++] = "0";
@@ -211,7 +213,7 @@ static double reply_number(const redisReply *r)
 {
     if (r->type == REDIS_REPLY_INTEGER)
         return (double)r->integer;
-    return r->type == REDIS_REPLY_STRING ? strtod(r->str, NULL) : NAN;
+    return r->type == REDIS_REPLY_STRING ? vt_strtod_c(r->str, NULL) : NAN;
 }
 
 /* --------------------------------------------------------------- acquire */

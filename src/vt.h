@@ -200,6 +200,9 @@ void vt_json_encode(lua_State *L, int idx);
 /* Pushes the null sentinel: a NULL light userdata (equal to lua-cjson's cjson.null). */
 void vt_json_push_null(lua_State *L);
 void vt_json_register(lua_State *L); /* vt.decode, vt.encode into the table at the top */
+/* strtod with the C locale's decimal point, whatever locale the host set (numbers that
+ * servers wrote, or JSON). */
+double vt_strtod_c(const char *s, char **end);
 
 /* ------------------------------------------------------------------- shape */
 

@@ -15,6 +15,7 @@
 -- The modules come from LUA_PATH and LUA_CPATH when they are set, else from lua/ and build/.
 local root = arg[0]:match("^(.*)/tools/[^/]*$") or "."
 package.path = root .. "/spec/?.lua;" .. package.path
+package.cpath = (os.getenv("LUA_CPATH") and "" or root .. "/build/?.so;") .. package.cpath -- the fake's helper reads JSON with vt
 local fake = require "helpers.fake"
 local files = require "helpers.files"
 

@@ -8,7 +8,8 @@
 --
 -- Control calls go through the curl command-line tool; see spec/fake/README.md for the
 -- server's endpoints, control API and fault switches.
-local cjson = require "cjson"
+-- vt's own JSON: lua-cjson reads and writes numbers by the host's locale (a spec may set one)
+local json = require "vt"
 
 local fake = {}
 
@@ -139,12 +140,12 @@ end
 --- A control API call; raises on any answer but 200.
 function Server:control(method, path, body)
   local res = fake.http(method, self.url .. path, {
-    data = body ~= nil and cjson.encode(body) or nil,
+    data = body ~= nil and json.encode(body) or nil,
     headers = {["Content-Type"] = "application/json"}})
   if res.status ~= 200 then
     error(("fake control %s %s failed: %d %s"):format(method, path, res.status, res.body), 2)
   end
-  return cjson.decode(res.body)
+  return json.decode(res.body)
 end
 
 --- The request log (a list of entries), optionally {listener = "main"|"storage", since = seq}.
@@ -184,7 +185,7 @@ function Server:register_file(data, name)
   if res.status ~= 200 then
     error(("fake register_file failed: %d %s"):format(res.status, res.body), 2)
   end
-  return cjson.decode(res.body)
+  return json.decode(res.body)
 end
 
 function Server:analysis_steps(n)
