@@ -6,8 +6,8 @@ set -euo pipefail
 build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev
             libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev libpsl-dev libidn2-dev libbz2-dev
             libsqlite3-dev libhiredis-dev)
-# lua-cjson: the specs' second JSON reading (the fake's helper, json_spec's comparison) and the
-# plain libcurl + lua-cjson program bench/run.sh measures against (the module has its own JSON);
+# lua-cjson: a second JSON reading for some specs (json_spec compares against it) and the plain
+# libcurl + lua-cjson program bench/run.sh measures against (the module has its own JSON);
 # the fake VirusTotal (python3), its helper (curl), the SSH and SMB servers of the specs,
 # the TLS + HTTP/2 front (nginx-light, its throw-away CA by openssl), the forward proxy,
 # the Redis of the cache and limiter specs, the sqlite3 shell (a cache locked by another process)
