@@ -8,15 +8,15 @@ local list = {}
 for i = 1, n do list[i] = { "file", hash } end
 local clock = os.clock -- CPU time of this process, for the record
 local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
+    local p = io.popen("date +%s.%N")
+    local t = tonumber(p:read("l"))
+    p:close()
+    return t
 end
 local cpu0, t0 = clock(), now()
 local results = c:batch(list, { concurrency = conc })
 local t1, cpu1 = now(), clock()
 for i, r in ipairs(results) do
-  if not r.ok then error("look-up " .. i .. " failed: " .. tostring(r.err)) end
+    if not r.ok then error("look-up " .. i .. " failed: " .. tostring(r.err)) end
 end
 print(n, t1 - t0, cpu1 - cpu0)

@@ -16,6 +16,6 @@ local t0 = os.clock()
 local results = coroutine.wrap(function() return c:batch(list, { concurrency = conc }) end)()
 local cpu = os.clock() - t0
 for i, r in ipairs(results) do
-  if not r.ok then error("look-up " .. i .. " failed: " .. tostring(r.err)) end
+    if not r.ok then error("look-up " .. i .. " failed: " .. tostring(r.err)) end
 end
 print(n, most, cpu)

@@ -31,18 +31,18 @@ local since = #srv:log()
 
 -- CPU (and wall) seconds per call of fn, over n calls after a warm-up.
 local function per_call(n, fn)
-  for _ = 1, 50 do fn() end
-  local cpu, wall = os.clock(), system.monotime()
-  for _ = 1, n do fn() end
-  return (os.clock() - cpu) / n, (system.monotime() - wall) / n
+    for _ = 1, 50 do fn() end
+    local cpu, wall = os.clock(), system.monotime()
+    for _ = 1, n do fn() end
+    return (os.clock() - cpu) / n, (system.monotime() - wall) / n
 end
 
 local decode = per_call(N, function() assert(vt.decode(body)) end)
 
 local function client(cache)
-  local c = vt.client { apikey = "bench-key", base_url = srv.url, quota_state = false, cache = cache }
-  assert(c:file(HASH))
-  return c
+    local c = vt.client { apikey = "bench-key", base_url = srv.url, quota_state = false, cache = cache }
+    assert(c:file(HASH))
+    return c
 end
 
 local sq = client("sqlite:" .. dir .. "/cache.sqlite")

@@ -14,8 +14,8 @@ local list_kb = collectgarbage("count") - before
 local seen = 0
 local t0 = os.clock()
 for i, ok, obj in c:each(list, { concurrency = conc }) do
-  if not ok then error("look-up " .. i .. " failed: " .. tostring(obj)) end
-  seen = seen + 1
+    if not ok then error("look-up " .. i .. " failed: " .. tostring(obj)) end
+    seen = seen + 1
 end
 local cpu = os.clock() - t0
 assert(seen == n)

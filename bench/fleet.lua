@@ -23,35 +23,35 @@ local WORKERS, ALERTS, POOL = tonumber(arg[2]) or 8, tonumber(arg[3]) or 1000, t
 math.randomseed(tonumber(arg[5]) or 1)
 
 local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
 -- the alerts first, as pool ranks: starting servers draws random numbers too
 local cdf, sum = {}, 0
 for k = 1, POOL do
-  sum = sum + 1 / k
-  cdf[k] = sum
+    sum = sum + 1 / k
+    cdf[k] = sum
 end
 local function draw() -- Zipf over the ranks: P(rank k) proportional to 1 / k
-  local x, lo, hi = math.random() * sum, 1, POOL
-  while lo < hi do
-    local mid = (lo + hi) // 2
-    if cdf[mid] < x then lo = mid + 1 else hi = mid end
-  end
-  return lo
+    local x, lo, hi = math.random() * sum, 1, POOL
+    while lo < hi do
+        local mid = (lo + hi) // 2
+        if cdf[mid] < x then lo = mid + 1 else hi = mid end
+    end
+    return lo
 end
 local ranks, entities, seen, distinct = {}, 0, {}, 0
 for a = 1, ALERTS do
-  ranks[a] = {}
-  for e = 1, math.random(1, 4) do
-    local k = draw()
-    ranks[a][e] = k
-    entities = entities + 1
-    if not seen[k] then
-      seen[k] = true
-      distinct = distinct + 1
+    ranks[a] = {}
+    for e = 1, math.random(1, 4) do
+        local k = draw()
+        ranks[a][e] = k
+        entities = entities + 1
+        if not seen[k] then
+            seen[k] = true
+            distinct = distinct + 1
+        end
     end
-  end
 end
 
 local srv = fake.start { key = "bench-key", analysis_steps = 0 }
@@ -65,9 +65,9 @@ for i = 1, POOL do pool[i] = { "file", srv:register_file("fleet indicator " .. i
 local shares = {}
 for w = 1, WORKERS do shares[w] = {} end
 for a, alert in ipairs(ranks) do
-  local entries = {}
-  for e, k in ipairs(alert) do entries[e] = pool[k] end
-  table.insert(shares[(a - 1) % WORKERS + 1], entries)
+    local entries = {}
+    for e, k in ipairs(alert) do entries[e] = pool[k] end
+    table.insert(shares[(a - 1) % WORKERS + 1], entries)
 end
 
 local options = { apikey = "bench-key", base_url = srv.url, quota_state = false,
@@ -77,15 +77,15 @@ local since = #srv:log()
 local start = system.gettime() + 1
 local procs = {}
 for w = 1, WORKERS do
-  local job = vt.encode { client = options, alerts = shares[w], start = start }
-  procs[w] = io.popen(("env LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 bench/fleet_worker.lua %s"):format(
-    quote(package.path), quote(package.cpath), quote(job)))
+    local job = vt.encode { client = options, alerts = shares[w], start = start }
+    procs[w] = io.popen(("env LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 bench/fleet_worker.lua %s"):format(
+        quote(package.path), quote(package.cpath), quote(job)))
 end
 local hits, coalesced, failed = 0, 0, 0
 for _, p in ipairs(procs) do
-  local stats = assert(vt.decode(assert(p:read("a"):match("stats (%b{})"), "a worker failed")))
-  p:close()
-  hits, coalesced, failed = hits + stats.hits, coalesced + stats.coalesced, failed + stats.failed
+    local stats = assert(vt.decode(assert(p:read("a"):match("stats (%b{})"), "a worker failed")))
+    p:close()
+    hits, coalesced, failed = hits + stats.hits, coalesced + stats.coalesced, failed + stats.failed
 end
 local seconds = system.gettime() - start
 local requests = #srv:log() - since

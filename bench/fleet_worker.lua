@@ -11,9 +11,9 @@ local wait = job.start - system.gettime()
 if wait > 0 then c:sleep(wait) end
 local failed = 0
 for _, alert in ipairs(job.alerts) do
-  for _, r in ipairs(c:batch(alert)) do
-    if not r.ok then failed = failed + 1 end
-  end
+    for _, r in ipairs(c:batch(alert)) do
+        if not r.ok then failed = failed + 1 end
+    end
 end
 local stats = c:cache_stats()
 stats.failed = failed

@@ -20,20 +20,20 @@ local progress = require "vt.progress"
 local line = progress.line(io.stdout)
 local vault = assert(actions.dir_vault(os.getenv("VT_VAULT")))
 local app = actions.new {
-   apikey = os.getenv("VT_API_KEY"),
-   base_url = os.getenv("VT_BASE_URL"),
-   api = os.getenv("VT_API_VERSION"),
-   requests_per_minute = os.getenv("VT_REQUESTS_PER_MINUTE"),
-   poll_every = os.getenv("VT_POLL_EVERY"),
-   poll_interval = os.getenv("VT_POLL_INTERVAL"),
-   vault = vault,
-   progress = function(event) line:show(progress.describe(event)) end,
+    apikey = os.getenv("VT_API_KEY"),
+    base_url = os.getenv("VT_BASE_URL"),
+    api = os.getenv("VT_API_VERSION"),
+    requests_per_minute = os.getenv("VT_REQUESTS_PER_MINUTE"),
+    poll_every = os.getenv("VT_POLL_EVERY"),
+    poll_interval = os.getenv("VT_POLL_INTERVAL"),
+    vault = vault,
+    progress = function(event) line:show(progress.describe(event)) end,
 }
 
 -- print, after wiping the progress line
 local function say(text)
-   line:clear()
-   print(text)
+    line:clear()
+    print(text)
 end
 
 local path = arg[1] or arg[0] -- by default, this very script
@@ -41,24 +41,24 @@ local url = arg[2] or "http://example.com/"
 
 -- Prints a detonation's verdict; finishes a timed-out one with get_report.
 local function report(what, result, report_type)
-   if result.status == "failed" and result.summary.scan_id then
-      say(what .. ": not finished yet, asking get_report once more")
-      result = app:get_report { scan_id = result.summary.scan_id, report_type = report_type }
-   end
-   if result.status == "success" then
-      local s = result.summary
-      local verdict = s.positives > 0 and "MALICIOUS" or "clean"
-      say(string.format("%s: %s, %d/%d engines (scan id %s)", what, verdict, s.positives,
-         s.total_scans, s.scan_id))
-   else
-      say(what .. ": " .. result.message)
-   end
+    if result.status == "failed" and result.summary.scan_id then
+        say(what .. ": not finished yet, asking get_report once more")
+        result = app:get_report { scan_id = result.summary.scan_id, report_type = report_type }
+    end
+    if result.status == "success" then
+        local s = result.summary
+        local verdict = s.positives > 0 and "MALICIOUS" or "clean"
+        say(string.format("%s: %s, %d/%d engines (scan id %s)", what, verdict, s.positives,
+            s.total_scans, s.scan_id))
+    else
+        say(what .. ": " .. result.message)
+    end
 end
 
 local vault_id, err = vault:add(path)
 if not vault_id then
-   io.stderr:write("cannot put ", path, " in the vault: ", tostring(err), "\n")
-   os.exit(1)
+    io.stderr:write("cannot put ", path, " in the vault: ", tostring(err), "\n")
+    os.exit(1)
 end
 say(string.format("vault: %s is %s", path, vault_id))
 report("file " .. path, app:detonate_file { vault_id = vault_id }, "file")
@@ -66,4 +66,4 @@ report("URL " .. url, app:detonate_url { url = url }, "url")
 
 local totals = app:summary()
 say(string.format("%d actions, %d successful, %d with detections", totals.total_objects,
-   totals.total_objects_successful, totals.total_positives))
+    totals.total_objects_successful, totals.total_positives))

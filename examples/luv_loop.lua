@@ -13,21 +13,21 @@ local function stamp() return (uv.hrtime() - started) / 1e9 end
 
 for _, target in ipairs { { "file", "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c" },
                           { "domain", "haiku-os.org" }, { "ip", "8.8.8.8" } } do
-  loop:spawn(function()
-    local obj, err = c[target[1]](c, target[2])
-    print(("%6.3fs  %-6s %s  %s"):format(stamp(), target[1], target[2]:sub(1, 24),
-      obj and obj.type or tostring(err)))
-  end)
+    loop:spawn(function()
+        local obj, err = c[target[1]](c, target[2])
+        print(("%6.3fs  %-6s %s  %s"):format(stamp(), target[1], target[2]:sub(1, 24),
+            obj and obj.type or tostring(err)))
+    end)
 end
 
 -- Wire the client into libuv: its fd for I/O, a timer for its timeouts.
 local poll, timer, ticker = uv.new_poll(loop:pollfd()), uv.new_timer(), uv.new_timer()
 local function drive()
-  if loop:step() == 0 then -- every task is done: let uv.run return
-    poll:stop(); timer:stop(); ticker:stop()
-    return
-  end
-  timer:start(math.ceil((loop:timeout() or 0.05) * 1000), 0, drive)
+    if loop:step() == 0 then -- every task is done: let uv.run return
+        poll:stop(); timer:stop(); ticker:stop()
+        return
+    end
+    timer:start(math.ceil((loop:timeout() or 0.05) * 1000), 0, drive)
 end
 poll:start(loop:events(), drive)
 timer:start(0, 0, drive)

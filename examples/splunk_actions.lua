@@ -14,10 +14,10 @@ local vt = require "vt"
 local actions = require "vt.actions"
 
 local app = actions.new {
-   apikey = os.getenv("VT_API_KEY"),
-   base_url = os.getenv("VT_BASE_URL"),
-   api = os.getenv("VT_API_VERSION"),
-   requests_per_minute = os.getenv("VT_REQUESTS_PER_MINUTE"),
+    apikey = os.getenv("VT_API_KEY"),
+    base_url = os.getenv("VT_BASE_URL"),
+    api = os.getenv("VT_API_VERSION"),
+    requests_per_minute = os.getenv("VT_REQUESTS_PER_MINUTE"),
 }
 
 local hash = arg[1] or "417c06700c3e899f0554654102fa064385bf1d3ecec32471ac488096d81bf38c"
@@ -26,17 +26,17 @@ local domain = arg[3] or "github.com"
 local ip = arg[4] or "1.1.1.1"
 
 local runs = {
-   { "test_connectivity", {} },
-   { "file_reputation", { hash = hash } },
-   { "url_reputation", { url = url } },
-   { "domain_reputation", { domain = domain } },
-   { "ip_reputation", { ip = ip } },
+    { "test_connectivity", {} },
+    { "file_reputation", { hash = hash } },
+    { "url_reputation", { url = url } },
+    { "domain_reputation", { domain = domain } },
+    { "ip_reputation", { ip = ip } },
 }
 
 for _, run in ipairs(runs) do
-   local action, params = run[1], run[2]
-   local result = app[action](app, params)
-   print(string.format("%-18s %-7s %s", action, result.status, vt.encode(result.summary)))
-   print(string.format("%-18s         %s", "", result.message))
+    local action, params = run[1], run[2]
+    local result = app[action](app, params)
+    print(string.format("%-18s %-7s %s", action, result.status, vt.encode(result.summary)))
+    print(string.format("%-18s         %s", "", result.message))
 end
 print("run summary: " .. vt.encode(app:summary()))

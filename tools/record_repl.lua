@@ -15,7 +15,8 @@
 -- The modules come from LUA_PATH and LUA_CPATH when they are set, else from lua/ and build/.
 local root = arg[0]:match("^(.*)/tools/[^/]*$") or "."
 package.path = root .. "/spec/?.lua;" .. package.path
-package.cpath = (os.getenv("LUA_CPATH") and "" or root .. "/build/?.so;") .. package.cpath -- the fake's helper reads JSON with vt
+-- the fake's helper reads JSON with vt
+package.cpath = (os.getenv("LUA_CPATH") and "" or root .. "/build/?.so;") .. package.cpath
 local fake = require "helpers.fake"
 local files = require "helpers.files"
 

@@ -24,45 +24,45 @@ local job = assert(vt.decode(assert(arg[1], "usage: cache_worker.lua '<JSON job>
 local now = system.gettime
 
 local function report(ok, value)
-  if ok then
-    io.write("ok ", tostring(value.id), "\n")
-  else
-    io.write("fail ", tostring(value.code), " ", tostring(value.message), "\n")
-  end
-  io.stdout:flush()
+    if ok then
+        io.write("ok ", tostring(value.id), "\n")
+    else
+        io.write("fail ", tostring(value.code), " ", tostring(value.message), "\n")
+    end
+    io.stdout:flush()
 end
 
 if job.soar then
-  local soar = require "vt.soar"
-  local opts = job.soar
-  opts.host = assert(soar.memory_host(job.case))
-  local tools = soar.new(opts)
-  if job.start and job.start > now() then system.sleep(job.start - now()) end
-  for _, t in ipairs(job.tools) do
-    local res = tools[t[1]](t[2])
-    local statuses = {}
-    for i, e in ipairs(res.entities) do statuses[i] = e.status end
-    io.write(("tool %s %s %d %d %s\n"):format(t[1], res.status, res.requests, res.cache_hits,
-      table.concat(statuses, ",")))
-  end
-  return
+    local soar = require "vt.soar"
+    local opts = job.soar
+    opts.host = assert(soar.memory_host(job.case))
+    local tools = soar.new(opts)
+    if job.start and job.start > now() then system.sleep(job.start - now()) end
+    for _, t in ipairs(job.tools) do
+        local res = tools[t[1]](t[2])
+        local statuses = {}
+        for i, e in ipairs(res.entities) do statuses[i] = e.status end
+        io.write(("tool %s %s %d %d %s\n"):format(t[1], res.status, res.requests, res.cache_hits,
+            table.concat(statuses, ",")))
+    end
+    return
 end
 
 local c = vt.client(job.client)
 if job.start then
-  local wait = job.start - now()
-  if wait > 0 then c:sleep(wait) end
+    local wait = job.start - now()
+    if wait > 0 then c:sleep(wait) end
 end
 if job.batch then
-  for _, r in ipairs(c:batch(job.lookups, {concurrency = 8})) do
-    report(r.ok, r.ok and r.value or r.err)
-  end
+    for _, r in ipairs(c:batch(job.lookups, {concurrency = 8})) do
+        report(r.ok, r.ok and r.value or r.err)
+    end
 else
-  for _, l in ipairs(job.lookups) do
-    if job["until"] and now() >= job["until"] then break end
-    local value, err = c[l[1]](c, l[2])
-    report(value ~= nil, value or err)
-  end
+    for _, l in ipairs(job.lookups) do
+        if job["until"] and now() >= job["until"] then break end
+        local value, err = c[l[1]](c, l[2])
+        report(value ~= nil, value or err)
+    end
 end
 io.write("stats ", vt.encode(c:cache_stats()), "\n")
 c:close()

@@ -11,23 +11,23 @@ local proc = require "helpers.remote_proc"
 local daemon = {}
 
 local function reset(self)
-  -- the server opened its log for appending, so it carries on at the start
-  proc.write(self.log_file, "")
+    -- the server opened its log for appending, so it carries on at the start
+    proc.write(self.log_file, "")
 end
 
 local function stop(self)
-  if self.pid then
-    proc.stop(self.pid)
-    proc.rmdir(self.dir)
-    self.pid = nil
-  end
+    if self.pid then
+        proc.stop(self.pid)
+        proc.rmdir(self.dir)
+        self.pid = nil
+    end
 end
 
 --- A new metatable with reset, stop, __gc and __close, which is its own __index.
 function daemon.class()
-  local class = { reset = reset, stop = stop, __gc = stop, __close = stop }
-  class.__index = class
-  return class
+    local class = { reset = reset, stop = stop, __gc = stop, __close = stop }
+    class.__index = class
+    return class
 end
 
 return daemon

@@ -11,26 +11,26 @@ local new_loop = require("vt.loop").new
 local system = require "system"
 
 local function note(line)
-  local f = assert(io.open(assert(os.getenv("VT_SPEC_RESOLVER_LOG")), "a"))
-  f:write(line, "\n")
-  f:close()
+    local f = assert(io.open(assert(os.getenv("VT_SPEC_RESOLVER_LOG")), "a"))
+    f:write(line, "\n")
+    f:close()
 end
 
 local job = assert(vt.decode(assert(arg[1], "usage: resolve_worker.lua '<JSON job>'")))
 local c = vt.client(job.client)
 local loop = new_loop(c)
 for pass = 1, 2 do
-  local task = loop:spawn(function() return c:domain("github.com") end)
-  if pass == 1 and not task.done then note("yielded") end
-  if job.close_early then
-    c:close()
-    system.sleep(3)
-    note("exit")
-    return
-  end
-  loop:run()
-  local obj, err = task.results and task.results[1], task.results and task.results[2]
-  note(obj and ("ok " .. obj.id) or ("fail " .. tostring(err and err.code or task.error)))
+    local task = loop:spawn(function() return c:domain("github.com") end)
+    if pass == 1 and not task.done then note("yielded") end
+    if job.close_early then
+        c:close()
+        system.sleep(3)
+        note("exit")
+        return
+    end
+    loop:run()
+    local obj, err = task.results and task.results[1], task.results and task.results[2]
+    note(obj and ("ok " .. obj.id) or ("fail " .. tostring(err and err.code or task.error)))
 end
 note("stats " .. vt.encode(c:cache_stats()))
 c:close()

@@ -16,44 +16,44 @@ local WORKER = "spec/helpers/cache_worker.lua"
 --- The shell command running the worker on a job (a table; see cache_worker.lua), with the
 -- environment variables of env added; script: another worker taking a JSON argument.
 function workers.command(job, env, script)
-  local vars = {}
-  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. files.quote(v) end
-  table.sort(vars)
-  return ("env %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
-    table.concat(vars, " "), files.quote(package.path), files.quote(package.cpath), script or WORKER,
-    files.quote(vt.encode(job)))
+    local vars = {}
+    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. files.quote(v) end
+    table.sort(vars)
+    return ("env %s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s lua5.4 %s %s"):format(
+        table.concat(vars, " "), files.quote(package.path), files.quote(package.cpath), script or WORKER,
+        files.quote(vt.encode(job)))
 end
 
 --- Runs the jobs at once and returns the lines each printed. env: the environment variables
 -- added for every job, or a function giving those of job i.
 function workers.run(jobs, env)
-  local procs, outputs = {}, {}
-  for i, job in ipairs(jobs) do
-    procs[i] = io.popen(workers.command(job, type(env) == "function" and env(i) or env))
-  end
-  for i, p in ipairs(procs) do
-    outputs[i] = {}
-    for line in p:lines() do outputs[i][#outputs[i] + 1] = line end
-    p:close()
-  end
-  return outputs
+    local procs, outputs = {}, {}
+    for i, job in ipairs(jobs) do
+        procs[i] = io.popen(workers.command(job, type(env) == "function" and env(i) or env))
+    end
+    for i, p in ipairs(procs) do
+        outputs[i] = {}
+        for line in p:lines() do outputs[i][#outputs[i] + 1] = line end
+        p:close()
+    end
+    return outputs
 end
 
 --- Starts a job in the background, its output going to out_path; returns its pid.
 function workers.spawn(job, out_path, env)
-  local p = io.popen(("exec %s > %s 2>&1 & echo $!"):format(workers.command(job, env), files.quote(out_path)))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  return pid
+    local p = io.popen(("exec %s > %s 2>&1 & echo $!"):format(workers.command(job, env), files.quote(out_path)))
+    local pid = tonumber(p:read("l"))
+    p:close()
+    return pid
 end
 
 --- Requests the fake logged after entry `since` whose path holds `part` (all of them without one).
 function workers.requests(srv, since, part)
-  local n = 0
-  for i, e in ipairs(srv:log()) do
-    if i > since and (not part or e.path:find(part, 1, true)) then n = n + 1 end
-  end
-  return n
+    local n = 0
+    for i, e in ipairs(srv:log()) do
+        if i > since and (not part or e.path:find(part, 1, true)) then n = n + 1 end
+    end
+    return n
 end
 
 return workers
