@@ -1,7 +1,7 @@
 /* The response cache (SPEC 7): its options, the keys of look-ups, the entries'
  * frames, what is stored and when, and c:cache_stats. The backends are in
  * cache_sqlite.c and cache_redis.c (cache.h); the engine consults the cache
- * before the limiter and shares requests in flight (engine.c).
+ * before the limiter and shares requests in flight (job.c).
  *
  * Keys. "<scope>:<path>": the scope is a digest of base_url (entries are the
  * service's objects, shared by every key on one base_url); the path is the
