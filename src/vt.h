@@ -21,6 +21,7 @@
  *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
  *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   cache.c       the response cache: options, keys, entries, what is stored, c:cache_stats
+ *   cache_frame.c an entry's bytes: the frame, its checksum, checked before it is trusted
  *   cache_sqlite.c, cache_redis.c  its two backends
  *   cache_v2.c    v2 report batches through the cache
  *   redis.c       a Redis connection driven by the engine (hiredis' asynchronous API)
