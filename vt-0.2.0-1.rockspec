@@ -15,7 +15,6 @@ and Splunk SOAR VirusTotal integrations.]],
 }
 dependencies = {
     "lua == 5.4",
-    "lua-cjson",
 }
 -- Probed by library: Debian keeps curl/curl.h under the multiarch include directory,
 -- which LuaRocks' header probe does not search. CMake finds the headers itself.

@@ -10,7 +10,7 @@
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
-local cjson = require "cjson"
+local vt = require "vt"
 local actions = require "vt.actions"
 
 local app = actions.new {
@@ -36,7 +36,7 @@ local runs = {
 for _, run in ipairs(runs) do
    local action, params = run[1], run[2]
    local result = app[action](app, params)
-   print(string.format("%-18s %-7s %s", action, result.status, cjson.encode(result.summary)))
+   print(string.format("%-18s %-7s %s", action, result.status, vt.encode(result.summary)))
    print(string.format("%-18s         %s", "", result.message))
 end
-print("run summary: " .. cjson.encode(app:summary()))
+print("run summary: " .. vt.encode(app:summary()))

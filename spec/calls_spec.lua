@@ -321,12 +321,23 @@ describe("collections", function()
     assert.same({ EXE_SHA256 }, found)
   end)
 
-  it("reads the user's quotas", function()
+  it("reads the user's quotas, naming the user, or else the key, in the path", function()
     local q = assert(c:quotas())
     assert.is_table(q.api_requests_daily)
     assert.equal("integer", math.type(q.api_requests_daily.user.allowed))
     assert(c:quotas("some-user"))
+    assert.equal("/api/v3/users/" .. srv.key .. "/overall_quotas", srv:log()[1].path)
     assert.equal("/api/v3/users/some-user/overall_quotas", srv:log()[2].path)
+  end)
+
+  it("takes the next page by its cursor when the service gives fewer than limit (at most 40 a page)", function()
+    local n = 0
+    for _ in c:search("entity:ip", { limit = 100, max = 45 }) do n = n + 1 end
+    assert.equal(45, n)
+    local log = srv:log()
+    assert.equal(2, #log)
+    assert.is_nil(log[1].query:find("cursor=", 1, true))
+    assert.truthy(log[2].query:find("cursor=", 1, true))
   end)
 end)
 
@@ -465,6 +476,17 @@ describe("legacy v2", function()
       assert.is_nil(e.query:find(srv.key, 1, true))
       assert.is_nil(e.headers["x-apikey"])
     end
+  end)
+
+  it("turns response_code -1 into InvalidArgument and -2 into NotAvailableYet", function()
+    local v, err = c:v2("file/report", { resource = "not a hash" }) -- raw: the service judges it
+    assert.is_nil(v)
+    assert.same({ "InvalidArgument", 200 }, { err.code, err.http })
+    srv:analysis_steps(2) -- the first report asked for finds the scan queued
+    local scanned = assert(c:v2_file_scan { data = "v2 queued sample", name = "queued.txt" })
+    v, err = c:v2_file_report(scanned.scan_id)
+    assert.is_nil(v)
+    assert.same({ "NotAvailableYet", 200 }, { err.code, err.http })
   end)
 
   it("validates before any request", function()

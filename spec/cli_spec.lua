@@ -49,9 +49,6 @@ local function json_lines(text)
     return docs
 end
 
--- Is the client's cache option (SPEC §7) in this build?
-local HAS_CACHE = pcall(vt.client, { apikey = "k", quota_state = false, cache = false })
-
 describe("vt-lua", function()
     local srv, tmp, env
 
@@ -313,8 +310,7 @@ describe("vt-lua", function()
                 end
             end)
 
-            local with_cache = HAS_CACHE and it or pending
-            with_cache("spends fewer requests on a second run with --cache sqlite:PATH", function()
+            it("spends fewer requests on a second run with --cache sqlite:PATH", function()
                 local input = table.concat(hashes, "\n")
                 local spec = "sqlite:" .. tmp .. "/cache.db"
                 assert.equal(0, run("vt-lua file - --cache " .. spec, { stdin = input }).code)
@@ -326,14 +322,6 @@ describe("vt-lua", function()
             end)
         end)
     end)
-
-    if not HAS_CACHE then
-        it("says so when the client has no cache option yet", function()
-            local res = run("vt-lua file " .. DOC .. " --cache")
-            assert.equal(2, res.code)
-            assert.matches("^vt%-lua: .*cache", res.err)
-        end)
-    end
 
     describe("scan", function()
         before_each(function()

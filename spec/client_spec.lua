@@ -172,14 +172,17 @@ describe("client errors", function()
     assert.equal(1, #srv:log())
   end)
 
-  it("answers QuotaExceededError with retry_after and marks the quota spent", function()
+  it("answers QuotaExceededError with retry_after and marks the quota spent (60 s without Retry-After)", function()
     local q = vt.client { apikey = srv.key, base_url = srv.url, quota_state = false, max_wait = 2 }
-    srv:fault { type = "429", code = "QuotaExceededError" }
+    srv:fault { type = "429", code = "QuotaExceededError" } -- no Retry-After header
+    local asked = os.time()
     local v, err = q:file(EXE.sha256)
     assert.is_nil(v)
     assert.equal("QuotaExceededError", err.code)
     assert.equal(429, err.http)
-    assert.is_true(err.retry_after > 2)
+    assert.equal(60, err.retry_after)
+    local held = q:quota_status().blocked_until - asked
+    assert.is_true(held >= 59 and held <= 61 + (os.time() - asked), tostring(held))
     -- the next call is held back locally, without reaching the service
     local v2, err2 = q:file(EXE.sha256)
     assert.is_nil(v2)

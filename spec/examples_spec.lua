@@ -3,6 +3,7 @@
 -- is not a terminal (a pipe here).
 local fake = require "helpers.fake"
 local files = require "helpers.files"
+local vt_decode = require("vt").decode
 
 -- Runs an example with the fake's URL and key; its stdout.
 local function run(srv, script, env)
@@ -102,6 +103,48 @@ describe("examples", function()
     -- and the quota windows live in Redis, under a digest of the key, never the key
     assert.truthy(r:cli("KEYS", "vt:quota:*"):find("vt:quota:", 1, true))
     assert.is_nil(r:cli("KEYS", "*"):find(srv.key, 1, true))
+  end)
+
+  for _, case in ipairs {
+    { script = "examples/cqueues_loop.lua", result = "^%s*[%d.]+s  %x+  %d+ malicious$" },
+    { script = "examples/luv_loop.lua", result = "^%s*[%d.]+s  %a+%s+%S+  %a[%w_]*$" },
+  } do
+    it(case.script .. " has its three look-ups in flight at once while the host's timer ticks", function()
+      -- every answer comes half a second late: the host's ticks go on meanwhile
+      srv:fault { type = "slow", delay = 0.5, path = "/api/v3/", count = 3 }
+      local out = run(srv, case.script, { HOME = dir, XDG_STATE_HOME = dir .. "/state" })
+      local results, ticks_before_last, ticks = 0, 0, 0
+      for line in out:gmatch("[^\n]+") do
+        if line:find("tick$") then
+          ticks = ticks + 1
+        else
+          assert.matches(case.result, line)
+          results = results + 1
+          ticks_before_last = ticks
+        end
+      end
+      assert.equal(3, results, out)
+      assert.is_true(ticks_before_last >= 2, out)
+      -- three requests on three connections: they were in flight together
+      local log, conns, distinct = srv:log(), {}, 0
+      assert.equal(3, #log)
+      for _, e in ipairs(log) do
+        distinct = distinct + (conns[e.conn] and 0 or 1)
+        conns[e.conn] = true
+      end
+      assert.equal(3, distinct)
+    end)
+  end
+
+  it("splunk_actions.lua runs five actions and prints each summary, then the run's", function()
+    local out = run(srv, "examples/splunk_actions.lua",
+      { HOME = dir, XDG_STATE_HOME = dir .. "/state", XDG_CACHE_HOME = dir .. "/cache" })
+    local actions = {}
+    for action, status in out:gmatch("\n?(%a[%w_]+)%s+(%a+)%s+{") do actions[#actions + 1] = action .. " " .. status end
+    assert.same({ "test_connectivity success", "file_reputation success", "url_reputation success",
+      "domain_reputation success", "ip_reputation success" }, actions)
+    local summary = assert(vt_decode(out:match("run summary: (%b{})")))
+    assert.same({ 5, 5 }, { summary.total_objects, summary.total_objects_successful })
   end)
 
   it("detonate.lua shows each action's stages, then the verdicts", function()

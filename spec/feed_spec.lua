@@ -232,6 +232,34 @@ describe("feeds", function()
     assert.equal(M1 .. "-0", err.cursor)
   end)
 
+  it("reads a batch of several bzip2 streams; blank lines hold no object but count in cursors", function()
+    local function line(id) return ('{"type":"file","id":"%s","attributes":{"size":1}}\n'):format(id) end
+    local streams = { line("a1") .. "\n" .. line("a3"), "  \n" .. line("b5") }
+    -- each stream compressed on its own (python3's bz2), the two put end to end
+    local batch = ""
+    for _, text in ipairs(streams) do
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb"))
+      f:write(text)
+      f:close()
+      local p = assert(io.popen("python3 -c 'import bz2, sys; sys.stdout.buffer.write(bz2.compress("
+        .. "open(sys.argv[1], \"rb\").read()))' " .. path))
+      batch = batch .. p:read("a")
+      p:close()
+      os.remove(path)
+    end
+    assert.equal("BZh", batch:sub(1, 3))
+    -- served from the storage host, where the feed's API request redirects
+    local stored = srv:register_file(batch)
+    local location = assert(c:request("GET", "/files/" .. stored.sha256 .. "/download_url")).data
+    srv:fault { type = "status", status = 302, path = "/api/v3/feeds/files/" .. M0, headers = { Location = location },
+                body = "" }
+    local ids, cursors, err = drain(assert(c:feed("files", M0)))
+    assert.is_nil(err)
+    assert.same({ "a1", "a3", "b5" }, ids)
+    assert.same({ M0 .. "-1", M0 .. "-3", M0 .. "-5" }, cursors)
+  end)
+
   it("hands out the whole blocks of a truncated batch, then raises InvalidResponse", function()
     srv:feeds { count = 400 } -- several bzip2 blocks
     local good = drain(assert(c:feed("urls", M0)))

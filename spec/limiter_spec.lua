@@ -318,6 +318,48 @@ describe("limiter", function()
     c:close()
   end)
 
+  it("counts the monthly window until the 1st of the next month, 00:00 UTC", function()
+    local c = vt.client{apikey = "test-key", base_url = srv.url, quota_state = state_path("monthly"), max_wait = 1,
+                        requests_per_month = 2}
+    for _ = 1, 2 do
+      assert.is_table(c:file(HASH))
+    end
+    local now = system.gettime()
+    -- the first of next month, 00:00 UTC, in epoch seconds (days from the civil date)
+    local t = os.date("!*t", now // 1)
+    local y, m = t.year + (t.month == 12 and 1 or 0), t.month % 12 + 1
+    local yy = m <= 2 and y - 1 or y
+    local era, mp = yy // 400, (m + 9) % 12
+    local yoe = yy - era * 400
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + (153 * mp + 2) // 5
+    local next_month = (era * 146097 + doe - 719468) * 86400
+    local month = window(c:quota_status(), "month")
+    assert.same({2, 2}, {month.n, month.used})
+    assert.is_true(math.abs(month.next_slot_in - (next_month - now)) < 2, tostring(month.next_slot_in))
+    local obj, err = c:file(HASH)
+    assert.is_nil(obj)
+    assert.equal("RateLimited", err.code)
+    assert.is_true(math.abs(err.retry_after - (next_month - now)) < 5, tostring(err.retry_after))
+    c:close()
+  end)
+
+  it("keeps its state by default under $XDG_STATE_HOME/vt, else ~/.local/state/vt, named by a digest of the key",
+    function()
+    local key = "default-path-key"
+    local name = "quota-" .. vt.digest{data = key}.sha256:sub(1, 16) .. ".state"
+    local function path_in(env)
+      local p = assert(io.popen(("env %s LUA_CPATH_5_4=%s lua5.4 -e %s"):format(env, quote(package.cpath),
+        quote(("print(require('vt').client{apikey = %q}:quota_status().path)"):format(key)))))
+      local out = p:read("l")
+      p:close()
+      return out
+    end
+    assert.equal(tmpdir .. "/xdg/vt/" .. name, path_in("XDG_STATE_HOME=" .. quote(tmpdir .. "/xdg")))
+    assert.equal(tmpdir .. "/home/.local/state/vt/" .. name,
+                 path_in("XDG_STATE_HOME= HOME=" .. quote(tmpdir .. "/home")))
+    assert.is_nil(name:find(key, 1, true))
+  end)
+
   it("keeps the windows in the process with quota_state = false", function()
     local function client()
       return vt.client{apikey = "test-key", base_url = srv.url, quota_state = false, max_wait = 1,

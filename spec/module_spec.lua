@@ -3,7 +3,9 @@ local vt = require "vt"
 
 describe("the vt table", function()
   it("has the documented members", function()
-    for _, name in ipairs { "client", "url_id", "hash_type", "refang", "ip_version", "is_private_ip", "versions" } do
+    for _, name in ipairs { "client", "url_id", "hash_type", "refang", "ip_version", "is_private_ip", "versions",
+                            "normalize", "error", "digest", "registered_domain", "decode", "encode", "sftp",
+                            "smb_open", "verdict", "pp" } do
       assert.is_function(vt[name], name)
     end
     assert.is_string(vt._VERSION)
@@ -12,6 +14,25 @@ describe("the vt table", function()
 
   it("uses cjson's null sentinel", function()
     assert.equal(require("cjson").null, vt.null)
+  end)
+
+  it("loads libsmbclient on the first vt.smb_open, not with the module", function()
+    if not vt.versions().smb then
+      pending("this build has no SMB support")
+      return
+    end
+    -- a fresh process: what it has mapped before and after its first vt.smb_open
+    local script = [[
+local function mapped() return io.open("/proc/self/maps"):read("a"):find("libsmbclient", 1, true) ~= nil end
+local vt = require "vt"
+local before = mapped()
+vt.smb_open("smb://127.0.0.1:1/share/file", { timeout = 2 }) -- nothing listens there: it fails
+print(before, mapped())
+]]
+    local p = assert(io.popen(("LUA_CPATH_5_4='%s' lua5.4 -e '%s'"):format(package.cpath, script:gsub("'", "'\\''"))))
+    local out = p:read("a")
+    p:close()
+    assert.equal("false\ttrue\n", out)
   end)
 
   it("reports the versions of what it links", function()

@@ -72,6 +72,19 @@ describe("progress and cancel", function()
       end
     end)
 
+    it("is called at most every quarter of a second while the call runs, then once at its end", function()
+      srv:fault { type = "slow", delay = 1.2, method = "POST", path = "/api/v3/files" }
+      local monotime = require("system").monotime
+      local stamps = {}
+      assert(c:scan_file({ data = "slow answer", name = "slow.txt" }, { progress = function()
+        stamps[#stamps + 1] = monotime()
+      end }))
+      assert.is_true(#stamps >= 3, #stamps) -- a few while the answer is awaited, and the last
+      for i = 2, #stamps - 1 do -- the last call, at the end, may come sooner
+        assert.is_true(stamps[i] - stamps[i - 1] >= 0.25 - 0.005, tostring(stamps[i] - stamps[i - 1]))
+      end
+    end)
+
     it("is cancelled by a progress function returning false, the connection dropped mid-body", function()
       -- the fake reads nothing for a second: the upload stalls once the socket buffers are full
       srv:fault { type = "slow", delay = 1, method = "POST", path = "/api/v3/files" }

@@ -332,6 +332,12 @@ describe("Redis", function()
     local waiter = io.popen(worker_command { client = base, lookups = { { "file", f } } })
     system.sleep(1)
     assert.equal(1, requests(srv, 0, f)) -- waiting, its marker kept alive by the holder
+    -- which lapses at most 3 s after its last renewal
+    local markers = {}
+    for key in r:cli("KEYS", "vt:l:*"):gmatch("[^\n]+") do markers[#markers + 1] = key end
+    assert.equal(1, #markers)
+    local left = tonumber(r:cli("PTTL", markers[1]):match("%-?%d+"))
+    assert.is_true(left > 0 and left <= 3000, tostring(left))
     os.execute("kill -9 " .. holder)
     assert.equal("ok " .. f, waiter:read("l"))
     waiter:close()

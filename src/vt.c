@@ -183,7 +183,7 @@ LUALIB_API int luaopen_vt(lua_State *L)
     lua_setfield(L, -2, "_VERSION");
     lua_pushcfunction(L, vt_versions);
     lua_setfield(L, -2, "versions");
-    /*** JSON's null in decoded objects (the value of lua-cjson's `cjson.null`).
+    /*** JSON's null in decoded objects (a NULL light userdata, equal to lua-cjson's `cjson.null`).
     @field null
     */
     vt_json_push_null(L);

@@ -3,14 +3,16 @@
 # Usage: tools/deps.sh build|test|ci
 set -euo pipefail
 
-build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-cjson-dev
+build_pkgs=(gcc make cmake pkg-config lua5.4 liblua5.4-dev
             libcurl4-openssl-dev libssh2-1-dev libssl-dev libsmbclient-dev libpsl-dev libidn2-dev libbz2-dev
             libsqlite3-dev libhiredis-dev)
+# lua-cjson: a second JSON reading for some specs (json_spec compares against it) and the plain
+# libcurl + lua-cjson program bench/run.sh measures against (the module has its own JSON);
 # the fake VirusTotal (python3), its helper (curl), the SSH and SMB servers of the specs,
 # the TLS + HTTP/2 front (nginx-light, its throw-away CA by openssl), the forward proxy,
 # the Redis of the cache and limiter specs, the sqlite3 shell (a cache locked by another process)
 # and locales (JSON numbers under a decimal comma: the de_DE.UTF-8 locale, generated below)
-test_pkgs=("${build_pkgs[@]}" lua-busted python3 curl openssh-server openssh-client samba smbclient procps lua-cqueues lua-luv publicsuffix
+test_pkgs=("${build_pkgs[@]}" lua-cjson lua-busted python3 curl openssh-server openssh-client samba smbclient procps lua-cqueues lua-luv publicsuffix
            nginx-light tinyproxy openssl redis-server sqlite3 locales)
 # luarocks: the release rock stage; lua-ldoc and lua-markdown (its Markdown): the API reference
 # clang and libclang-rt-14-dev: the fuzz targets (libFuzzer)

@@ -304,7 +304,7 @@ local function client(ctx)
     local base_url = opts["base-url"] or os.getenv("VT_BASE_URL")
     local copts = { apikey = read_key(ctx), api = ctx.api, base_url = base_url ~= "" and base_url or nil }
     if opts.cache then
-        copts.cache = opts.cache -- true or a spec; a client without the option says so
+        copts.cache = opts.cache -- true or a spec
     end
     if opts["requests-per-minute"] then
         copts.requests_per_minute = whole_number(ctx.command, "requests-per-minute", opts["requests-per-minute"], 1)
@@ -383,13 +383,9 @@ local function lookup(ctx, words)
             local resource = kind == "url" and vt.refang(inputs[index[j]]) or item[2]
             put(index[j], c[V2_REPORTS[kind]](c, resource))
         end
-    elseif #list > 0 and c.each then
+    elseif #list > 0 then
         for j, ok, v in c:each(list, { concurrency = concurrency }) do
             put(index[j], ok and v or nil, not ok and v or nil)
-        end
-    elseif #list > 0 then
-        for j, r in ipairs(c:batch(list, { concurrency = concurrency })) do
-            put(index[j], r.value, r.err)
         end
     end
     return ctx.out:finish()
