@@ -1,9 +1,10 @@
 /* The response cache's parts: cache.c (options, keys, entries, what is stored,
- * the counters) and its backends, cache_sqlite.c and cache_redis.c.
+ * the counters), cache_frame.c (an entry's bytes) and its backends,
+ * cache_sqlite.c and cache_redis.c.
  *
  * An entry is one answer of the service, stored under its key (the scope, a
  * digest of base_url, then the object's path) and found by its aliases too (a
- * file's three hashes, a URL's ids). Its bytes are a frame (below) that a
+ * file's three hashes, a URL's ids). Its bytes are a frame (cache_frame.c) that a
  * reader checks before trusting them. Beside the entries, a backend keeps the
  * in-flight markers: who is asking the service for a key right now. */
 #ifndef VT_CACHE_H
@@ -33,6 +34,13 @@ typedef struct vt_cache_backend {
     void (*drop)(void *be, vt_cache *c, const char *key); /* the entry found by key (or alias) */
     void (*free)(void *be);
 } vt_cache_backend;
+
+/* cache_frame.c: a new frame (malloc'd) of body under key; NULL when out of memory. */
+char *vt_cache_frame_new(const char *key, long status, bool negative, const char *body, size_t body_len,
+                         size_t *len);
+/* Checks a frame read under name; gives its status and body (pointing into frame). */
+bool vt_cache_frame_open(const char *frame, size_t len, const char *name, long *status, const char **body,
+                         size_t *body_len);
 
 /* A backend's answer to fetch. frame/len/name: a fresh entry (VT_FETCH_HIT) and the
  * key it is stored under; the cache checks it (the job keeps a copy of the body).

@@ -1,6 +1,8 @@
-/* The engine's inside, shared by engine.c (the multi handle on epoll, the life
- * of a job) and transfer.c (one transfer: its curl handle, the callbacks that
- * move the body, what the response leaves on the job). Private to these two. */
+/* The engine's inside, shared by engine.c (the multi handle on epoll, the loop
+ * that steps it), job.c (the life of a job: cache, shared requests, quota,
+ * attempts, retries) and transfer.c (one transfer: its curl handle, the
+ * callbacks that move the body, what the response leaves on the job). Private
+ * to these three. */
 #ifndef VT_ENGINE_H
 #define VT_ENGINE_H
 
@@ -35,6 +37,16 @@ static inline uint64_t vt_epoll_tag(unsigned kind, int fd)
 {
     return ((uint64_t)kind << 32) | (uint32_t)fd;
 }
+
+/* job.c: what the loop hands a job */
+/* A job's turn in a step: it acts on an answer that came, or asks the cache or
+ * the limiter once its time has come. */
+void vt_job_advance(vt_job *j, double mono);
+/* The job's transfer ended (rc is curl's result): the job ends, or waits to try again. */
+void vt_job_transfer_done(vt_job *j, CURLcode rc, double mono);
+/* The engine is going away: every linked job leaves it, failing when not done;
+ * none follows another any more, and none keeps a cache marker. */
+void vt_job_close_all(vt_engine *eng);
 
 /* transfer.c */
 /* Clears what a last attempt left and sets the job's request on a transfer

@@ -14,13 +14,14 @@
  *   limiter.c     sliding and calendar windows, shared across processes under a file lock
  *   limiter_file.c  the limiter's state file: its format, reading and writing it
  *   limiter_redis.c  the same windows in Redis, for many hosts (quota_state = "redis://...")
- *   engine.c      curl multi engine on epoll: the life of jobs (cache, shared requests, quota,
- *                 timers, retries)
+ *   engine.c      curl multi engine on epoll: the loop that steps transfers, sources' fds, watchers
+ *   job.c         the life of a job (cache, shared requests, quota, timers, retries)
  *   transfer.c    one attempt's transfer: its pooled curl handle, body callbacks, response
  *   http_head.c   an answer's head: header lines, Retry-After
  *   feed_stream.c feed batches as they stream: bzip2 decompression, lines, a bounded queue
  *   feed.c        c:feed and c:follow: VirusTotal's minute batches, object by object
  *   cache.c       the response cache: options, keys, entries, what is stored, c:cache_stats
+ *   cache_frame.c an entry's bytes: the frame, its checksum, checked before it is trusted
  *   cache_sqlite.c, cache_redis.c  its two backends
  *   cache_v2.c    v2 report batches through the cache
  *   redis.c       a Redis connection driven by the engine (hiredis' asynchronous API)
@@ -44,7 +45,7 @@
  *   smb.c         vt.smb_open: remote files on Windows shares (libsmbclient, loaded on first use)
  * Private headers: client.h (the client files, client.c to v2.c above, limiter_redis.c
  * and cache_v2.c), sftp.h (the SFTP files), limiter.h (limiter.c and limiter_file.c),
- * engine.h (engine.c and transfer.c), cache.h (cache.c and its backends), redis.h
+ * engine.h (engine.c, job.c and transfer.c), cache.h (cache.c and its backends), redis.h
  * (redis.c and its users).
  *
  * Conventions. A function that can fail returns 0 on success and -1 with its vt_err
@@ -345,7 +346,8 @@ int vt_wait_fd(int fd, int events, double deadline);
  * engine is one pollable fd (SPEC 3.5). A job is one logical request: it waits
  * for quota, runs, and on a transient failure waits and runs again, all within
  * its deadline. Jobs live in Lua userdata (the caller keeps them on its stack),
- * so a Lua error anywhere leaves nothing unowned; the engine only links them. */
+ * so a Lua error anywhere leaves nothing unowned; the engine only links them.
+ * engine.c steps the loop; job.c holds a job's life. */
 
 typedef struct vt_transport {
     double timeout, connect_timeout;   /* seconds */
