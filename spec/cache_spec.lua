@@ -274,7 +274,7 @@ describe("the response cache on SQLite", function()
         assert.equal("8.8.8.8", assert(c:ip("8.8.8.8")).id)
         assert.equal(2, requests(srv, 0, "8.8.8.8"))
         -- a well-formed entry that is not what was asked for: the body is checked once decoded
-        local function frame_sum(frame) -- src/cache.c: little-endian words mixed in by xor, multiply, shift
+        local function frame_sum(frame) -- src/cache_frame.c: little-endian words mixed in by xor, multiply, shift
             local h, i = 0x9e3779b97f4a7c15 ~ #frame, 1
             while i + 7 <= #frame do
                 h = (h ~ string.unpack("<i8", frame, i)) * 0xbf58476d1ce4e5b9
