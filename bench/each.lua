@@ -2,6 +2,7 @@
 -- seconds" (VmHWM: the most this process ever held, the list of N items included; list_kB: what
 -- the list itself takes in Lua).
 -- usage: lua5.4 bench/each.lua BASE_URL HASH N CONCURRENCY
+-- (N distinct ids: HASH with its last 8 digits replaced by the item's number)
 package.cpath = "build/?.so;" .. package.cpath
 local vt = require "vt"
 local base, hash, n, conc = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4])
@@ -9,7 +10,7 @@ local c = vt.client { apikey = "bench-key", base_url = base, quota_state = false
 collectgarbage()
 local before = collectgarbage("count")
 local list = {}
-for i = 1, n do list[i] = { "file", hash } end
+for i = 1, n do list[i] = { "file", ("%s%08x"):format(hash:sub(1, 56), i) } end -- distinct ids
 local list_kb = collectgarbage("count") - before
 local seen = 0
 local t0 = os.clock()

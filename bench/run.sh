@@ -29,8 +29,8 @@ calc() { python3 -c "print($1)"; }
 # ---- a fast local server: nginx serving a real sample body as the API would
 sample=spec/fake/samples/v3/file_msword_001015aa.json
 hash=001015aafcae8a6942366cbb0e7d39c0738752a7800c41ea1c655d47b0a4d04c
-mkdir -p "$work/www/api/v3/files" "$work/nginx"
-cp "$sample" "$work/www/api/v3/files/$hash"
+mkdir -p "$work/www" "$work/nginx"
+cp "$sample" "$work/www/file.json"
 port=$(free_port)
 cat > "$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
@@ -43,7 +43,9 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 60;
   default_type application/json;
-  server { listen 127.0.0.1:$port; root $work/www; }
+  # every file id answers with the sample's body: the look-ups below ask for distinct ids (one
+  # client sends identical look-ups in flight once)
+  server { listen 127.0.0.1:$port; root $work/www; location /api/v3/files/ { try_files /file.json =404; } }
 }
 CONF
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &

@@ -2,11 +2,11 @@
  * is the object, the record, the list or the string the call asks for; a v2 body is a report
  * (or, for a batch, a list of them). Anything else is InvalidResponse, never a success.
  *
- * lua-cjson decodes `[]` and `{}` alike (an empty table), so the decoded value cannot tell
- * `"attributes": []` from an object without attributes. A small scanner reads the structure
- * of the raw text around `data` for that (vt_json_view_of): it follows JSON the decoder has
- * accepted already, never decodes a value, keeps no stack (a depth count), and reads keys with
- * their escapes, as the decoder does, taking the last of repeated keys, as it does. */
+ * The decoder makes `[]` and `{}` alike (an empty table), so an empty decoded table cannot
+ * tell `"attributes": []` from an object without attributes. Only then does a small scanner
+ * read the structure of the raw text around `data` (vt_json_view_of): it follows JSON the
+ * decoder has accepted already, never decodes a value, keeps no stack (a depth count), and
+ * reads keys with their escapes, as the decoder does, taking the last of repeated keys. */
 #include "vt.h"
 
 #include <string.h>
@@ -231,6 +231,51 @@ static int check_object(lua_State *L, int idx, const char *what, vt_err *e)
     return 0;
 }
 
+static bool is_empty_table(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return false;
+    lua_pushnil(L);
+    if (lua_next(L, idx) == 0)
+        return true;
+    lua_pop(L, 2);
+    return false;
+}
+
+/* Whether the object's attributes decoded to an empty table: `{}` or `[]`, only the text says. */
+static bool attributes_empty(lua_State *L, int idx)
+{
+    lua_getfield(L, idx, "attributes");
+    bool empty = is_empty_table(L, -1);
+    lua_pop(L, 1);
+    return empty;
+}
+
+/* The view of the decoded data at idx, read from the value itself when no empty table makes
+ * it ambiguous; false when only the raw text can tell (a rare, small answer: a busy answer's
+ * objects have attributes, so the text is not scanned a second time). */
+static bool decoded_view(lua_State *L, int idx, vt_json_view *v)
+{
+    *v = (vt_json_view){VT_JSON_NONE, false};
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return true; /* a string, number, boolean, null or nothing: described as it is */
+    if (is_empty_table(L, idx))
+        return false;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    v->data = n > 0 ? VT_JSON_ARRAY : VT_JSON_OBJECT;
+    if (n == 0)
+        return !attributes_empty(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        bool ambiguous = lua_type(L, -1) == LUA_TTABLE && attributes_empty(L, -1);
+        lua_pop(L, 1);
+        if (ambiguous)
+            return false;
+    }
+    return true;
+}
+
 int vt_check_shape(lua_State *L, int idx, const char *text, size_t len, vt_shape shape, vt_err *e)
 {
     static const char *const wanted[] = {"an object", "an object", "a list", "a string"};
@@ -239,12 +284,13 @@ int vt_check_shape(lua_State *L, int idx, const char *text, size_t len, vt_shape
         vt_err_set(e, "InvalidResponse", "the answer is %s, not an object holding 'data'", described(L, idx));
         return -1;
     }
+    int data = lua_getfield(L, idx, "data");
     vt_json_view view;
-    if (vt_json_view_of(text, len, &view) != 0) {
+    if (!decoded_view(L, -1, &view) && vt_json_view_of(text, len, &view) != 0) {
+        lua_pop(L, 1);
         vt_err_set(e, "InvalidResponse", "the answer's structure cannot be followed");
         return -1;
     }
-    int data = lua_getfield(L, idx, "data");
     int rc = 0;
     bool kind_ok = shape == VT_SHAPE_STRING ? data == LUA_TSTRING
                  : shape == VT_SHAPE_LIST ? data == LUA_TTABLE && view.data == VT_JSON_ARRAY
