@@ -175,7 +175,8 @@ end
 row("c:add_comment, text 42", function(c) return c:add_comment("file", EXE, 42) end, { raises = "string expected" })
 row("c:add_comment, a bad hash", function(c) return c:add_comment("file", "nothash", "x") end)
 row("c:add_comment, a bad domain", function(c) return c:add_comment("domain", "1.2.3.4", "x") end)
-for what, verdict in pairs { ["maybe"] = "maybe", ["upper case"] = "Malicious", ["empty"] = "" } do
+for what, verdict in pairs { ["maybe"] = "maybe", ["upper case"] = "Malicious", ["empty"] = "",
+    ["a NUL after a verdict"] = "harmless\0junk" } do
     row("c:vote, verdict " .. what, function(c) return c:vote("ip", IP, verdict) end)
 end
 row("c:vote, verdict true", function(c) return c:vote("ip", IP, true) end, { raises = "string expected" })

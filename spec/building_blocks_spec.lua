@@ -39,7 +39,10 @@ describe("vt.normalize", function()
             assert.is_nil(v, name)
             assert.matches("known public suffix", err.message, 1, true)
         end
-        -- URLs on such hosts are still URLs: their ids are the service's to judge
+        -- a URL without a scheme may carry "://" in its query: it is still that URL
+    local phish = "evil.example/login?next=https://bank.example/"
+    assert.equal(vt.url_id(phish), vt.normalize("url", phish))
+    -- URLs on such hosts are still URLs: their ids are the service's to judge
         assert.equal(vt.url_id("http://intranet.corp.local/x"), vt.normalize("url", "http://intranet.corp.local/x"))
     end)
 

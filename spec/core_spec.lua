@@ -285,6 +285,8 @@ describe("vt.core.input", function()
         for _, case in ipairs {
             { "hash", "not-a-hash" }, { "ip", "999.1.1.1" }, { "url", "http//bad url" }, { "url", "hxxp:///no-host" },
             { "url", "javascript:alert(1)" }, { "domain", "bad..domain" }, { "domain", "10.1.2.3" },
+            -- vt.normalize takes a URL's id too; an entity must be the URL itself
+            { "url", "notaurlatall" }, { "url", ("a"):rep(64) },
         } do
             local value, err = input[case[1]](case[2])
             assert.is_nil(value, case[2])
@@ -324,6 +326,29 @@ describe("vt.core.backend", function()
     it("speaks the client's protocol", function()
         assert.equal("v2", backend.new(client "v2").api)
         assert.equal("v3", backend.new(client "v3").api)
+    end)
+
+    it("fails, without raising, on objects that come without attributes", function()
+        -- the core takes an object without attributes as well shaped; the layers must not index them
+        local bare = { type = "analysis", id = "x" }
+        local stub = {
+            options = function() return { api = "v3", poll_interval = 1 } end,
+            analysis = function() return bare end,
+            comments = function()
+                local done = false
+                return function()
+                    if not done then
+                        done = true
+                        return { type = "comment", id = "c" }
+                    end
+                end
+            end,
+        }
+        local b = backend.new(stub)
+        local v, err = b:analysis("file", "x")
+        assert.is_nil(v)
+        assert.equal("InvalidResponse", err.code)
+        assert.same({ {} }, b:comments("file", HASH, 1))
     end)
 
     it("gives the same facts of one file over v3 and over v2", function()

@@ -161,6 +161,26 @@ describe("against the fake", function()
             c:close()
         end)
 
+        it("is not overwritten when it is larger than any state, nor when a newer vt wrote it", function()
+            local big = dir .. "/big.state"
+            write(big, "a database's own header\n")
+            assert(os.execute("truncate -s 65M " .. big))
+            local newer = dir .. "/newer.state"
+            write(newer, "vt-quota\2\0\0\0" .. ("x"):rep(40))
+            for state, why in pairs { [big] = "not a vt quota state", [newer] = "state of a newer vt" } do
+                local c = client(state, { requests_per_minute = 4 })
+                local _, err = c:domain(DOMAIN)
+                assert.equal("QuotaStateError", err.code)
+                assert.matches(why, err.message, 1, true)
+                c:close()
+            end
+            assert.equal("a database's own header\n", files.read(big):sub(1, 24))
+            assert.equal(65 * 1024 * 1024, #files.read(big))
+            assert.equal("vt-quota\2\0\0\0", files.read(newer):sub(1, 12))
+            assert.equal(0, #srv:log())
+            os.remove(big)
+        end)
+
         it("rebuilds our own damaged file (bad checksum, truncated) as before", function()
             for _, damage in ipairs {
                 function(data) return data:sub(1, -2) .. string.char((data:byte(-1) + 1) % 256) end,

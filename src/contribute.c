@@ -95,7 +95,8 @@ static int client_vote(lua_State *L)
     size_t len;
     const char *verdict = vt_checkstring(L, 4, &len);
     lua_settop(L, 4);
-    if (strcmp(verdict, "harmless") != 0 && strcmp(verdict, "malicious") != 0) {
+    /* by length too: "harmless\0junk" is no verdict */
+    if (!(len == 8 && memcmp(verdict, "harmless", 8) == 0) && !(len == 9 && memcmp(verdict, "malicious", 9) == 0)) {
         vt_err e;
         vt_malformed(&e, "a verdict (\"harmless\" or \"malicious\")", verdict, len);
         return vt_err_return(L, &e);

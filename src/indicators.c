@@ -21,7 +21,6 @@
 
 #include <arpa/inet.h>
 #include <idn2.h>
-#include <libpsl.h>
 #include <ctype.h>
 #include <string.h>
 
@@ -358,8 +357,10 @@ bool vt_is_url(const char *s, size_t len)
         if ((unsigned char)s[i] <= ' ' || s[i] == 127)
             return false; /* spaces and controls */
     /* the authority: after "scheme://", or from the start when there is no scheme */
+    /* "://" ends a scheme only before the path, query or fragment: a scheme-less
+     * "evil.example/login?next=https://bank.example/" has its "://" in the query */
     const char *auth = s, *end = s + len, *sep = NULL;
-    for (const char *p = s; p + 2 < end && !sep; p++)
+    for (const char *p = s; p + 2 < end && !sep && *p != '/' && *p != '?' && *p != '#'; p++)
         if (p[0] == ':' && p[1] == '/' && p[2] == '/')
             sep = p;
     if (sep) {
@@ -443,24 +444,6 @@ static bool has_non_ascii(const char *s, size_t len)
     return false;
 }
 
-/* Whether the lower-case name ends in a suffix the Public Suffix List has a rule for
- * (not by its implicit "*" rule): the service calls other names "not a valid domain
- * pattern" (xpressco.za: the list has co.za, not za), and so would it corp.local and
- * "1.2.3.4"; refusing them here spends no request on an alert's internal host names. */
-static bool under_known_suffix(const char *name)
-{
-    const psl_ctx_t *psl = psl_builtin();
-    if (!psl)
-        return true; /* a libpsl built without its list: the syntax alone decides */
-    for (const char *suffix = name; suffix;) {
-        if (psl_is_public_suffix2(psl, suffix, PSL_TYPE_ANY | PSL_TYPE_NO_STAR_RULE))
-            return true;
-        const char *dot = strchr(suffix, '.');
-        suffix = dot ? dot + 1 : NULL;
-    }
-    return false;
-}
-
 static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
 {
     vt_push_refanged(L, d, len);
@@ -489,7 +472,9 @@ static int push_domain_id(lua_State *L, const char *d, size_t len, vt_err *e)
         luaL_addchar(&b, (char)tolower((unsigned char)r[i]));
     luaL_pushresult(&b);
     lua_remove(L, -2);
-    if (!under_known_suffix(lua_tostring(L, -1)))
+    /* the service calls a name under no known suffix "not a valid domain pattern" (xpressco.za:
+     * the list has co.za, not za), and so would it corp.local: no request for those */
+    if (!vt_psl_known_suffix(L, lua_tostring(L, -1)))
         return lua_pop(L, 1), vt_malformed(e, "a domain name under a known public suffix", d, len);
     return 0;
 }

@@ -240,6 +240,21 @@ static int not_ours(const char *path, const char *what, vt_err *e)
     return -1;
 }
 
+/* 0 when the file's first bytes allow rebuilding it (ours, damaged), else not_ours: another
+ * program's file, or a state of a newer vt, which this one cannot read and must not undo. */
+static int may_rebuild(const char *path, const unsigned char *head, size_t len, vt_err *e)
+{
+    if (foreign(head, len))
+        return not_ours(path, "the file is not a vt quota state", e);
+    if (len >= 12 && memcmp(head, STATE_MAGIC, 8) == 0) {
+        reader r = {head + 8, head + 12, true};
+        uint32_t version = get_u32(&r);
+        if (version > STATE_VERSION)
+            return not_ours(path, "the file is the state of a newer vt", e);
+    }
+    return 0;
+}
+
 int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
 {
     vt_limiter_state_clear(st);
@@ -261,9 +276,20 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
         close(fd);
         return not_ours(path, "not a regular file", e);
     }
-    if (sb.st_size <= 0 || sb.st_size > (off_t)MAX_STATE_BYTES) {
+    if (sb.st_size <= 0) {
         close(fd);
         return 0;
+    }
+    if (sb.st_size > (off_t)MAX_STATE_BYTES) { /* no state of ours is this large: whose is it? */
+        unsigned char head[HEADER_SIZE];
+        ssize_t got = read_all(fd, head, sizeof head);
+        int saved = errno;
+        close(fd);
+        if (got < 0) {
+            vt_err_set(e, QUOTA_ERR, "quota state %s: cannot read: %s", path, strerror(saved));
+            return -1;
+        }
+        return may_rebuild(path, head, (size_t)got, e);
     }
     size_t size = (size_t)sb.st_size;
     unsigned char *buf = malloc(size);
@@ -281,15 +307,15 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
         return -1;
     }
     decode_result decoded = state_decode(st, buf, (size_t)got);
-    bool theirs = decoded == DECODE_INVALID && foreign(buf, (size_t)got);
+    /* ours but damaged (a bad checksum, cut short) is read as empty and rebuilt; another
+     * program's file is never overwritten */
+    int rc = decoded == DECODE_INVALID ? may_rebuild(path, buf, (size_t)got, e) : 0;
     free(buf);
     if (decoded == DECODE_NO_MEMORY) {
         vt_err_oom(e, "reading the quota state");
         return -1;
     }
-    /* ours but damaged (a bad checksum, cut short) is read as empty and rebuilt; another
-     * program's file is never overwritten */
-    return theirs ? not_ours(path, "the file is not a vt quota state", e) : 0;
+    return rc;
 }
 
 int vt_limiter_state_save(const char *path, const char *tmp_path, const lim_state *st, vt_err *e)

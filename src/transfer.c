@@ -21,7 +21,8 @@
 /* The sinks take a piece of the body: 0, or -1 with j->err filled. */
 static int sink_memory(vt_job *j, const char *data, size_t n)
 {
-    size_t cap = j->max_bytes > 0 ? (size_t)j->max_bytes : DEFAULT_BODY_CAP;
+    /* max_bytes is the answer's cap; a download's error body, kept here, has the default's */
+    size_t cap = j->max_bytes > 0 && j->sink == VT_SINK_MEMORY ? (size_t)j->max_bytes : DEFAULT_BODY_CAP;
     if (j->resp_len + n > cap) {
         vt_err_set(&j->err, "TooLarge", "response body exceeds %zu bytes", cap);
         return -1;

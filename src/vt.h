@@ -165,6 +165,9 @@ int vt_push_object_path(lua_State *L, vt_kind kind, int idx, vt_err *e);
 void vt_indicators_open(lua_State *L);
 /* psl.c: registers vt.registered_domain (libpsl) into the table at the top. */
 void vt_psl_open(lua_State *L);
+/* Whether the lower-case name ends in a suffix the public suffix list has a rule for (not
+ * by its implicit "*" rule), by the list vt.registered_domain reads. */
+bool vt_psl_known_suffix(lua_State *L, const char *name);
 
 /* ----------------------------------------------------------------- objects */
 

@@ -360,8 +360,13 @@ function V3:analysis(kind, id, value)
         return nil, vt.error("InvalidArgument", ("scan %s is a %s scan, not a %s scan; ask for report_type %s")
             :format(id, other, kind, other))
     end
-    if analysis.attributes.status ~= "completed" then
-        return false, analysis.attributes.status
+    -- the core checks an answer's shape, and an object may come without attributes
+    local status = type(analysis.attributes) == "table" and analysis.attributes.status
+    if type(status) ~= "string" then
+        return nil, vt.error("InvalidResponse", ("analysis %s came without a status"):format(id))
+    end
+    if status ~= "completed" then
+        return false, status
     end
     if value then
         return self:find(kind, value)
@@ -375,7 +380,8 @@ function V3:comments(kind, id, n)
         return nil, err
     end
     for i, c in ipairs(list) do
-        list[i] = { date = report.format_date(c.attributes.date), text = c.attributes.text }
+        local attributes = type(c.attributes) == "table" and c.attributes or {}
+        list[i] = { date = report.format_date(attributes.date), text = attributes.text }
     end
     return list
 end

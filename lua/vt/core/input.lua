@@ -142,6 +142,11 @@ function input.url(s)
     if not ok then
         return nil, err
     end
+    -- vt.normalize also takes a URL's id (a word of URL-safe base64, which has none of these);
+    -- an entity must be the URL itself, and every URL has a dot, a colon or a bracket
+    if not url:find("[.:%[]") then
+        return nil, vt.error("InvalidArgument", ("not a URL: '%s'"):format(url:sub(1, 100)))
+    end
     return url
 end
 
