@@ -36,9 +36,7 @@ local client = vt.client {
 local failed = false
 for _, path in ipairs(arg) do
     local host = assert(soar.memory_host(path))
-    -- related_limit = 0: a verdict by policy judges an address by its own analysis, so its
-    -- related samples (pages the cache does not keep) are not read
-    local tools = soar.new { client = client, host = host, related_limit = 0 }
+    local tools = soar.new { client = client, host = host }
     for _, case in ipairs(host:dump().cases) do
         local spent, hits, malicious = 0, 0, 0
         local params = { case_id = case.id, policy = {} } -- judged by vt.verdict's defaults

@@ -168,6 +168,33 @@ describe("the response cache on SQLite", function()
         c:close()
     end)
 
+    it("keeps a relationship's pages as long as their object; never comments or searches", function()
+        local function walk(c, opts)
+            local ids = {}
+            for f in c:related("ip", "1.1.1.1", "communicating_files", opts) do ids[#ids + 1] = f.id end
+            return ids
+        end
+        local c = client { cache_ttl = { ip = 1 } }
+        local first = walk(c, { limit = 5, max = 12 })
+        assert.equal(12, #first)
+        assert.equal(3, requests(srv, 0)) -- three pages, by cursor
+        assert.same(first, walk(c, { limit = 5, max = 12 }))
+        local other = client()
+        assert.same(first, walk(other, { limit = 5, max = 12 })) -- another process, the same file
+        assert.equal(3, requests(srv, 0))
+        walk(c, { limit = 4, max = 4 }) -- pages of another size are other pages
+        assert.equal(4, requests(srv, 0))
+        system.sleep(1.1) -- the address's TTL
+        walk(c, { limit = 5, max = 5 })
+        assert.equal(5, requests(srv, 0))
+        for _ = 1, 2 do
+            for _ in c:comments("ip", "1.1.1.1", { max = 1 }) do end
+        end
+        assert.equal(7, requests(srv, 0))
+        c:close()
+        other:close()
+    end)
+
     it("forgets what it kept of an object once an analysis of it completes", function()
         local c = client()
         local content = "uploaded once " .. tests

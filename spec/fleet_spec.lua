@@ -63,8 +63,7 @@ describe("vt.soar workers sharing the default cache", function()
                 alert_groups = { ["ag-1"] = { entities = case_entities(p) } } } } })
             local params = { case_id = tostring(p) }
             jobs[p] = {
-                soar = { apikey = srv.key, base_url = srv.url, quota_state = false, related_limit = 0,
-                         poll_interval = 0.05 },
+                soar = { apikey = srv.key, base_url = srv.url, quota_state = false, poll_interval = 0.05 },
                 case = case,
                 tools = { { "ping", {} }, { "scan_hash", params }, { "scan_url", params }, { "scan_ip", params },
                           { "get_domain_report", params },
@@ -101,9 +100,10 @@ describe("vt.soar workers sharing the default cache", function()
                 distinct = distinct + 1
             end
             if pass == 1 then
-                -- the ping URL, 3 hashes, 2 URLs, 2 IPs, 3 domains and the URLs' own domains
-                -- (example.com, www.dropbox.com), 3 uploaded files
-                assert.equal(1 + 3 + 2 + 2 + 3 + 2 + 3, distinct)
+                -- the ping URL, 3 hashes, 2 URLs, 2 IPs and the first page of each of their 5
+                -- related lists, 3 domains and the URLs' own domains (example.com,
+                -- www.dropbox.com), 3 uploaded files
+                assert.equal(1 + 3 + 2 + 2 * (1 + 5) + 3 + 2 + 3, distinct)
             else
                 assert.equal(0, distinct)
                 assert.is_true(hits > 0)

@@ -319,6 +319,20 @@ void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double
     set_key(c, j, kind, path, strlen(path), max_age);
 }
 
+void vt_cache_key_page(vt_cache *c, vt_job *j, vt_kind kind, const char *path, long long limit,
+                       const char *cursor)
+{
+    /* the query in one order, whatever order the request's has */
+    size_t len = strlen(path) + (cursor ? strlen(cursor) : 0) + 48;
+    char *key = malloc(len);
+    if (!key)
+        return; /* short of memory: an ordinary request */
+    int n = snprintf(key, len, "%s?limit=%lld&cursor=%s", path, limit, cursor ? cursor : "");
+    set_key(c, j, kind, key, (size_t)n, -1);
+    j->cache.page = true;
+    free(key);
+}
+
 /* The v2 reports a look-up may be: each names its object by one parameter. */
 static const struct {
     const char *endpoint, *param;
@@ -509,7 +523,8 @@ static void answer_keys(lua_State *L, vt_cache *c, vt_job *j, int obj, int list_
 
 /* Whether the answer at the top is what j asked for: the decoded body (v3
  * positive: data.type; v2: response_code 1 or 0), or a v3 NotFoundError.
- * *negative tells which; obj is left pushed: data (v3) or the report (v2). */
+ * *negative tells which; obj is left pushed: data (v3), the body (a collection's
+ * page) or the report (v2). */
 static bool answer_shape(lua_State *L, vt_job *j, int nresults, bool *negative)
 {
     int top = lua_gettop(L);
@@ -536,6 +551,10 @@ static bool answer_shape(lua_State *L, vt_job *j, int nresults, bool *negative)
         return isint && (rc == 0 || rc == 1);
     }
     vt_err e; /* an answer the call refuses (src/shape.c) is no entry either */
+    if (j->cache.page) {
+        lua_pushvalue(L, top);
+        return vt_check_shape(L, top, j->resp, j->resp_len, VT_SHAPE_LIST, &e) == 0;
+    }
     bool shaped = vt_check_shape(L, top, j->resp, j->resp_len, VT_SHAPE_OBJECT, &e) == 0;
     if (lua_getfield(L, top, "data") != LUA_TTABLE)
         return false;
@@ -560,7 +579,7 @@ static void store(lua_State *L, vt_cache *c, vt_job *j, int obj, bool negative)
 {
     lua_newtable(L);
     int list = lua_gettop(L);
-    if (!negative)
+    if (!negative && !j->cache.page)
         answer_keys(L, c, j, obj, list);
     else {
         lua_pushstring(L, j->cache.key);

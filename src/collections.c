@@ -11,6 +11,7 @@
 typedef struct collection {
     lua_Integer limit, max, count, index, page_len;
     bool fetched, done;
+    int of_kind; /* the kind of the object whose relationship this is; -1: pages not kept */
 } collection;
 
 /* Raises e's error value: a call that returns an iterator fails the way iterators do, as a
@@ -21,12 +22,16 @@ static int iterator_fails(lua_State *L, const vt_err *e)
     return lua_error(L);
 }
 
-/* Takes the fetched page (the job on the stack top) into the upvalues. */
-static void collection_take_page(lua_State *L, vt_client *c, collection *it)
+/* Takes the fetched page (the job on the stack top) into the upvalues; false when a corrupt
+ * cache entry made the job ask again (it is on the stack top again). */
+static bool collection_take_page(lua_State *L, vt_client *c, collection *it)
 {
     vt_job *j = lua_touserdata(L, -1);
     vt_err e;
-    if (vt_client_result(L, c, j) == 2) {
+    int n = vt_client_result(L, c, j);
+    if (n < 0)
+        return false;
+    if (n == 2) {
         it->done = true;
         lua_error(L); /* a for loop would drop nil, err: raise the error value */
     }
@@ -50,14 +55,15 @@ static void collection_take_page(lua_State *L, vt_client *c, collection *it)
     if (it->page_len == 0)
         it->done = true;
     lua_settop(L, 0);
+    return true;
 }
 
 static int collection_step(lua_State *L, int status, lua_KContext fetched)
 {
     vt_client *c = vt_client_check(L, lua_upvalueindex(1));
     collection *it = lua_touserdata(L, lua_upvalueindex(2));
-    if (fetched)
-        collection_take_page(L, c, it);
+    if (fetched && !collection_take_page(L, c, it))
+        return vt_client_await(L, c, lua_upvalueindex(1), -1, 1, 1, collection_step);
     if (it->done || it->count >= it->max)
         return 0;
     if (it->index < it->page_len) {
@@ -86,6 +92,9 @@ static int collection_step(lua_State *L, int status, lua_KContext fetched)
     vt_push_query(L, -1);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, lua_upvalueindex(3)), lua_tostring(L, -2));
+    if (it->of_kind >= 0) /* a relationship's pages are kept as long as its object */
+        vt_cache_key_page(c->policy.cache, j, (vt_kind)it->of_kind, lua_tostring(L, lua_upvalueindex(3)),
+                          (long long)it->limit, lua_tostring(L, lua_upvalueindex(6)));
     return vt_client_await(L, c, lua_upvalueindex(1), -1, 1, 1, collection_step);
 }
 
@@ -99,8 +108,9 @@ static int collection_next(lua_State *L)
 
 /* Pushes an iterator over the collection at path (pushed by the caller at
  * path_idx), with opts (limit, max, cursor) at opts_idx and the base query
- * table at query_idx. */
-static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_idx)
+ * table at query_idx; of_kind: the kind of the object whose relationship it is, or -1 for
+ * pages the cache does not keep (comments change as c:add_comment adds one; searches). */
+static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_idx, int of_kind)
 {
     static const char *const keys[] = {"limit", "max", "cursor", NULL};
     vt_check_opts(L, opts_idx, "collection", keys);
@@ -109,6 +119,7 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
     memset(it, 0, sizeof *it);
     it->limit = vt_opt_integer(L, opts_idx, "limit", 10, 1);
     it->max = vt_opt_integer(L, opts_idx, "max", LUA_MAXINTEGER, 0);
+    it->of_kind = of_kind;
     lua_pushvalue(L, path_idx);
     lua_pushvalue(L, query_idx);
     lua_newtable(L); /* page */
@@ -129,7 +140,8 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
 /***
 An iterator over the objects related to one: pages are fetched by cursor as the loop goes. A
 page that fails **raises** the error value (a `for` loop cannot take `nil, err`), and so does a
-malformed argument, at the call (no request).
+malformed argument, at the call (no request). With the client's `cache`, a page is kept as long
+as its object (`cache_ttl` of its kind) and identical pages in flight share one request.
 @function client:related
 @tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
 @tparam string id the object's hash, URL, domain or address
@@ -159,7 +171,7 @@ static int client_related(lua_State *L)
         return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/%s", lua_tostring(L, 6), rel); /* 7 */
     lua_newtable(L);                                     /* 8 */
-    return push_collection(L, 7, 5, 8);
+    return push_collection(L, 7, 5, 8, (int)kind);
 }
 
 /***
@@ -182,7 +194,7 @@ static int client_comments(lua_State *L)
         return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/comments", lua_tostring(L, 5)); /* 6 */
     lua_newtable(L);                                      /* 7 */
-    return push_collection(L, 6, 4, 7);
+    return push_collection(L, 6, 4, 7, -1);
 }
 
 /***
@@ -210,7 +222,7 @@ static int client_search(lua_State *L)
     lua_newtable(L);               /* 5 */
     lua_pushvalue(L, 2);
     lua_setfield(L, 5, "query");
-    return push_collection(L, 4, 3, 5);
+    return push_collection(L, 4, 3, 5, -1);
 }
 
 /***

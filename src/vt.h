@@ -427,6 +427,7 @@ typedef struct vt_job_cache {
     bool failed;          /* the backend failed for this job: nothing to store */
     bool skip_entry;      /* the entry read was corrupt: ask for the marker only */
     bool probe;           /* answered by an entry or another job's request only, never sent (no url) */
+    bool page;            /* a page of an object's relationship: one key, the object's TTL */
     char token[48];       /* owner of the marker */
     double refresh_at;    /* monotonic: when the marker is refreshed next */
     double wait_until;    /* monotonic: end of a wait for another process's answer (0: none) */
@@ -595,6 +596,10 @@ double vt_cache_max_age(lua_State *L, int idx);
 /* Makes j (a prepared GET) a look-up of kind at path ("/files/<id>", ...) that the
  * cache and shared requests may answer; max_age as from vt_cache_max_age. */
 void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double max_age);
+/* Same for a page of a relationship of an object of kind, at path, asked for with limit and
+ * after cursor (NULL: the first page): kept as long as the object itself. */
+void vt_cache_key_page(vt_cache *c, vt_job *j, vt_kind kind, const char *path, long long limit,
+                       const char *cursor);
 /* Same for a v2 report (file/report, url/report, domain/report, ip-address/report)
  * of the parameter table at params; other endpoints, batches and url/report with
  * scan are not look-ups (j stays as it is). */
