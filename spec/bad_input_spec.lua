@@ -121,6 +121,9 @@ row("c:related, a bad hash", iterate(function(c) return c:related("file", "notha
     { raises_code = "InvalidArgument" })
 row("c:comments, a bad domain", iterate(function(c) return c:comments("domain", "localhost") end),
     { raises_code = "InvalidArgument" })
+row("c:related, a cursor holding a NUL", iterate(function(c)
+    return c:related("ip", IP, "communicating_files", { cursor = "ZmFrZXZ0OjU\0junk" })
+end), { raises_code = "InvalidArgument" })
 for what, q in pairs { ["empty"] = "", ["a NUL inside"] = "a\0b", ["10 MB"] = TEN_MB } do
     row("c:search, query " .. what, iterate(function(c) return c:search(q) end), { raises_code = "InvalidArgument" })
 end

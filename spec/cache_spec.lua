@@ -168,7 +168,7 @@ describe("the response cache on SQLite", function()
         c:close()
     end)
 
-    it("keeps a relationship's pages as long as their object; never comments or searches", function()
+    it("keeps a relationship's pages for their object's TTL; never comments, votes or a NotFound", function()
         local function walk(c, opts)
             local ids = {}
             for f in c:related("ip", "1.1.1.1", "communicating_files", opts) do ids[#ids + 1] = f.id end
@@ -189,8 +189,21 @@ describe("the response cache on SQLite", function()
         assert.equal(5, requests(srv, 0))
         for _ = 1, 2 do
             for _ in c:comments("ip", "1.1.1.1", { max = 1 }) do end
+            -- the same pages as a relationship: c:add_comment and c:vote change them
+            for _ in c:related("ip", "1.1.1.1", "comments", { max = 1 }) do end
+            for _ in c:related("ip", "1.1.1.1", "votes", { max = 1 }) do end
         end
-        assert.equal(7, requests(srv, 0))
+        assert.equal(11, requests(srv, 0))
+        -- an unknown object's pages: its own NotFound entry says so, and goes when it is made
+        local unknown = ("6"):rep(64)
+        for _ = 1, 2 do
+            local ok, err = pcall(function()
+                for _ in c:related("file", unknown, "contacted_domains") do end
+            end)
+            assert.is_false(ok)
+            assert.equal("NotFoundError", err.code)
+        end
+        assert.equal(13, requests(srv, 0))
         c:close()
         other:close()
     end)

@@ -165,9 +165,12 @@ describe("against the fake", function()
             local big = dir .. "/big.state"
             write(big, "a database's own header\n")
             assert(os.execute("truncate -s 65M " .. big))
+            local zeros = dir .. "/zeros.img" -- a disk image, a preallocated file
+            assert(os.execute("truncate -s 65M " .. zeros))
             local newer = dir .. "/newer.state"
             write(newer, "vt-quota\2\0\0\0" .. ("x"):rep(40))
-            for state, why in pairs { [big] = "not a vt quota state", [newer] = "state of a newer vt" } do
+            for state, why in pairs { [big] = "not a vt quota state", [zeros] = "not a vt quota state",
+                [newer] = "state of a newer vt" } do
                 local c = client(state, { requests_per_minute = 4 })
                 local _, err = c:domain(DOMAIN)
                 assert.equal("QuotaStateError", err.code)
@@ -176,6 +179,8 @@ describe("against the fake", function()
             end
             assert.equal("a database's own header\n", files.read(big):sub(1, 24))
             assert.equal(65 * 1024 * 1024, #files.read(big))
+            assert.equal(65 * 1024 * 1024, #files.read(zeros))
+            os.remove(zeros)
             assert.equal("vt-quota\2\0\0\0", files.read(newer):sub(1, 12))
             assert.equal(0, #srv:log())
             os.remove(big)

@@ -680,7 +680,10 @@ bool vt_cache_settle(lua_State *L, vt_cache *c, vt_job *j, int nresults, const c
         vt_job_refetch(j);
         return false;
     }
-    bool keep = ok && !j->cache.shared && !j->cache.failed && c->ops && j->resp_len > 0 &&
+    /* a page's "not found" is its object's, which has its own entry, dropped when an upload
+     * or a submission makes the object: the page's would outlive it */
+    bool keep = ok && !(j->cache.page && negative) && !j->cache.shared && !j->cache.failed && c->ops &&
+                j->resp_len > 0 &&
                 !(j->cache.kind == VT_KIND_ANALYSIS && !negative && !analysis_completed(L, obj)) &&
                 !memmem(j->resp, j->resp_len, apikey, apikey_len);
     if (keep) {

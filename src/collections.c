@@ -92,7 +92,7 @@ static int collection_step(lua_State *L, int status, lua_KContext fetched)
     vt_push_query(L, -1);
     vt_job *j = vt_job_push(L);
     vt_client_prepare(L, c, j, "GET", lua_tostring(L, lua_upvalueindex(3)), lua_tostring(L, -2));
-    if (it->of_kind >= 0) /* a relationship's pages are kept as long as its object */
+    if (it->of_kind >= 0) /* a relationship's pages are kept for its object's TTL */
         vt_cache_key_page(c->policy.cache, j, (vt_kind)it->of_kind, lua_tostring(L, lua_upvalueindex(3)),
                           (long long)it->limit, lua_tostring(L, lua_upvalueindex(6)));
     return vt_client_await(L, c, lua_upvalueindex(1), -1, 1, 1, collection_step);
@@ -129,6 +129,13 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
         lua_pushnil(L);
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "option 'cursor' must be a string");
+    size_t cursor_len;
+    const char *cursor = lua_tolstring(L, -1, &cursor_len);
+    if (cursor && memchr(cursor, '\0', cursor_len)) { /* no cursor of the service's holds one */
+        vt_err e;
+        vt_malformed(&e, "a cursor", cursor, cursor_len);
+        return iterator_fails(L, &e);
+    }
     lua_pushcclosure(L, collection_next, 6);
     return 1;
 }
@@ -140,8 +147,9 @@ static int push_collection(lua_State *L, int path_idx, int opts_idx, int query_i
 /***
 An iterator over the objects related to one: pages are fetched by cursor as the loop goes. A
 page that fails **raises** the error value (a `for` loop cannot take `nil, err`), and so does a
-malformed argument, at the call (no request). With the client's `cache`, a page is kept as long
-as its object (`cache_ttl` of its kind) and identical pages in flight share one request.
+malformed argument, at the call (no request). With the client's `cache`, a page is kept for
+its object's `cache_ttl` (not the pages of `"comments"` and `"votes"`, which `client:add_comment`
+and `client:vote` change) and identical pages in flight share one request.
 @function client:related
 @tparam string kind `"file"`, `"url"`, `"domain"` or `"ip"`
 @tparam string id the object's hash, URL, domain or address
@@ -171,7 +179,9 @@ static int client_related(lua_State *L)
         return iterator_fails(L, &e);
     lua_pushfstring(L, "%s/%s", lua_tostring(L, 6), rel); /* 7 */
     lua_newtable(L);                                     /* 8 */
-    return push_collection(L, 7, 5, 8, (int)kind);
+    /* comments and votes are relationships too, which c:add_comment and c:vote change */
+    bool changed_here = strcmp(rel, "comments") == 0 || strcmp(rel, "votes") == 0;
+    return push_collection(L, 7, 5, 8, changed_here ? -1 : (int)kind);
 }
 
 /***

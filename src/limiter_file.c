@@ -289,6 +289,10 @@ int vt_limiter_state_load(const char *path, lim_state *st, vt_err *e)
             vt_err_set(e, QUOTA_ERR, "quota state %s: cannot read: %s", path, strerror(saved));
             return -1;
         }
+        /* zeros are what a torn write of ours may leave in a small file, not in a large one
+         * (a disk image, a preallocated file): here only our magic allows a rebuild */
+        if ((size_t)got < 8 || memcmp(head, STATE_MAGIC, 8) != 0)
+            return not_ours(path, "the file is not a vt quota state", e);
         return may_rebuild(path, head, (size_t)got, e);
     }
     size_t size = (size_t)sb.st_size;
