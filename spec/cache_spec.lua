@@ -535,16 +535,25 @@ describe("the response cache on SQLite", function()
                             lookups = cases[p], batch = p ~= 3, start = system.gettime() + 0.5 }
             end
             local outputs = run_workers(jobs, env)
-            for p = 1, 3 do assert.equal(#cases[p] + 1, #outputs[p]) end
-            local asked = {}
+            -- a cache call that fails (a lock held past the busy timeout, on a loaded host) lets
+            -- its look-up go on uncached: the one way to a second request, and it is counted
+            local cache_errors = 0
+            for p = 1, 3 do
+                assert.equal(#cases[p] + 1, #outputs[p])
+                local stats = vt.decode(outputs[p][#outputs[p]]:match("^stats (.*)$"))
+                cache_errors = cache_errors + stats.errors
+            end
+            local asked, extra = {}, 0
             for i, e in ipairs(srv:log()) do
                 if i > since then asked[e.path] = (asked[e.path] or 0) + 1 end
             end
             local distinct = 0
-            for path, n in pairs(asked) do
-                assert.equal(1, n, path)
+            for _, n in pairs(asked) do
+                extra = extra + n - 1
                 distinct = distinct + 1
             end
+            assert.is_true(extra <= cache_errors, ("%d requests beyond one per indicator, %d cache errors"):format(
+                extra, cache_errors))
             assert.equal(pass == 1 and #pool or 0, distinct)
         end
     end)

@@ -77,9 +77,11 @@ describe("vt.soar workers sharing the default cache", function()
             local start = system.gettime() + 0.5
             for _, job in ipairs(jobs) do job.start = start end
             local outputs = workers.run(jobs, env)
-            local hits = 0
+            local hits, cache_errors = 0, 0
             for p = 1, 3 do
-                assert.equal(6, #outputs[p], table.concat(outputs[p], "\n"))
+                assert.equal(7, #outputs[p], table.concat(outputs[p], "\n"))
+                local stats = vt.decode(table.remove(outputs[p]):match("^stats (.*)$"))
+                cache_errors = cache_errors + stats.errors
                 for _, line in ipairs(outputs[p]) do
                     local name, status, _, cache_hits, statuses = line:match("^tool (%S+) (%S+) (%d+) (%d+) ?(.*)$")
                     assert.equal("Completed", status, line)
@@ -95,10 +97,15 @@ describe("vt.soar workers sharing the default cache", function()
                     assert.equal("GET", e.method, e.path) -- nothing uploaded: the files are known
                 end
             end
-            for path, n in pairs(asked) do
-                assert.equal(1, n, path)
+            -- a second request for one path only where a worker's cache call failed (a lock held
+            -- past the busy timeout on a loaded host): the look-up then goes on uncached, counted
+            local extra = 0
+            for _, n in pairs(asked) do
+                extra = extra + n - 1
                 distinct = distinct + 1
             end
+            assert.is_true(extra <= cache_errors, ("%d requests beyond one per path, %d cache errors"):format(
+                extra, cache_errors))
             if pass == 1 then
                 -- the ping URL, 3 hashes, 2 URLs, 2 IPs and the first page of each of their 5
                 -- related lists, 3 domains and the URLs' own domains (example.com,

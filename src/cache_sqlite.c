@@ -24,7 +24,8 @@
 
 #include <sqlite3.h>
 
-#define BUSY_MS 50          /* a call waits this long at most for another process's lock */
+#define BUSY_MS 200         /* a call waits this long at most for another process's lock: a few
+                               writes of other processes, also on a loaded host */
 #define SETUP_BUSY_MS 1000  /* opening (once, or after a failure) may wait longer */
 #define REOPEN_PAUSE 1.0    /* seconds between two attempts to open after a failure */
 #define TOUCH_EVERY 1.0     /* seconds: how stale `used` may get */

@@ -11,9 +11,10 @@
 -- "stats <c:cache_stats() as JSON>".
 --
 -- Or a playbook worker: {soar = {soar.new options, no client}, case = a case file,
---           tools = {{tool name, parameters}, ...}, start = ...}: vt.soar makes its own client
--- (the cache on by default) and runs the tools on the case in turn; one line per tool,
--- "tool <name> <status> <requests> <cache_hits> <entity statuses, comma-separated>".
+--           tools = {{tool name, parameters}, ...}, start = ...}: the client soar.new makes of
+-- those options (the cache on by default) runs the tools on the case in turn; one line per tool,
+-- "tool <name> <status> <requests> <cache_hits> <entity statuses, comma-separated>", then
+-- "stats <the client's c:cache_stats() as JSON>".
 --
 -- The spec passes its package.path and package.cpath through LUA_PATH_5_4 and
 -- LUA_CPATH_5_4, so this loads the same build of the module.
@@ -34,8 +35,14 @@ end
 
 if job.soar then
     local soar = require "vt.soar"
+    local input = require "vt.core.input"
     local opts = job.soar
     opts.host = assert(soar.memory_host(job.case))
+    -- the client soar.new would make of these options (the cache on by default), kept here
+    -- for its counters
+    local client = input.client("soar.new", opts)
+    for key in pairs(input.CLIENT_OPTIONS) do opts[key] = nil end
+    opts.client = client
     local tools = soar.new(opts)
     if job.start and job.start > now() then system.sleep(job.start - now()) end
     for _, t in ipairs(job.tools) do
@@ -45,6 +52,7 @@ if job.soar then
         io.write(("tool %s %s %d %d %s\n"):format(t[1], res.status, res.requests, res.cache_hits,
             table.concat(statuses, ",")))
     end
+    io.write("stats ", vt.encode(client:cache_stats()), "\n")
     return
 end
 
