@@ -540,18 +540,9 @@ describe("the response cache on SQLite", function()
             local cache_errors = 0
             for p = 1, 3 do
                 assert.equal(#cases[p] + 1, #outputs[p])
-                local stats = vt.decode(outputs[p][#outputs[p]]:match("^stats (.*)$"))
-                cache_errors = cache_errors + stats.errors
+                cache_errors = cache_errors + workers.stats(outputs[p]).errors
             end
-            local asked, extra = {}, 0
-            for i, e in ipairs(srv:log()) do
-                if i > since then asked[e.path] = (asked[e.path] or 0) + 1 end
-            end
-            local distinct = 0
-            for _, n in pairs(asked) do
-                extra = extra + n - 1
-                distinct = distinct + 1
-            end
+            local distinct, extra = workers.paths_asked(srv, since)
             assert.is_true(extra <= cache_errors, ("%d requests beyond one per indicator, %d cache errors"):format(
                 extra, cache_errors))
             assert.equal(pass == 1 and #pool or 0, distinct)

@@ -80,8 +80,7 @@ describe("vt.soar workers sharing the default cache", function()
             local hits, cache_errors = 0, 0
             for p = 1, 3 do
                 assert.equal(7, #outputs[p], table.concat(outputs[p], "\n"))
-                local stats = vt.decode(table.remove(outputs[p]):match("^stats (.*)$"))
-                cache_errors = cache_errors + stats.errors
+                cache_errors = cache_errors + workers.stats(outputs[p]).errors
                 for _, line in ipairs(outputs[p]) do
                     local name, status, _, cache_hits, statuses = line:match("^tool (%S+) (%S+) (%d+) (%d+) ?(.*)$")
                     assert.equal("Completed", status, line)
@@ -90,20 +89,11 @@ describe("vt.soar workers sharing the default cache", function()
                     assert.truthy(name)
                 end
             end
-            local asked, distinct = {}, 0
-            for i, e in ipairs(srv:log()) do
-                if i > since then
-                    asked[e.path] = (asked[e.path] or 0) + 1
-                    assert.equal("GET", e.method, e.path) -- nothing uploaded: the files are known
-                end
-            end
+            local distinct, extra = workers.paths_asked(srv, since, function(e)
+                assert.equal("GET", e.method, e.path) -- nothing uploaded: the files are known
+            end)
             -- a second request for one path only where a worker's cache call failed (a lock held
             -- past the busy timeout on a loaded host): the look-up then goes on uncached, counted
-            local extra = 0
-            for _, n in pairs(asked) do
-                extra = extra + n - 1
-                distinct = distinct + 1
-            end
             assert.is_true(extra <= cache_errors, ("%d requests beyond one per path, %d cache errors"):format(
                 extra, cache_errors))
             if pass == 1 then

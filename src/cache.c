@@ -300,18 +300,26 @@ void vt_cache_push_stats(lua_State *L, vt_cache *c, uint64_t requests)
 
 /* ------------------------------------------------------------------- keys */
 
-static void set_key(vt_cache *c, vt_job *j, int kind, const char *path, size_t path_len, double max_age)
+/* Makes key (owned from now on; NULL when short of memory: an ordinary request) j's. */
+static bool install_key(vt_job *j, char *key, int kind, double max_age)
 {
-    size_t len = sizeof c->scope + path_len + 1;
-    char *key = malloc(len);
     if (!key)
-        return; /* short of memory: an ordinary request */
-    snprintf(key, len, "%s:%.*s", c->scope, (int)path_len, path);
+        return false;
     free(j->cache.key);
     j->cache.key = key;
     j->cache.kind = kind;
     j->cache.max_age = max_age;
     j->cache.read = max_age != 0;
+    return true;
+}
+
+static void set_key(vt_cache *c, vt_job *j, int kind, const char *path, size_t path_len, double max_age)
+{
+    size_t len = sizeof c->scope + path_len + 1;
+    char *key = malloc(len);
+    if (key)
+        snprintf(key, len, "%s:%.*s", c->scope, (int)path_len, path);
+    install_key(j, key, kind, max_age);
 }
 
 void vt_cache_key(vt_cache *c, vt_job *j, vt_kind kind, const char *path, double max_age)
@@ -323,14 +331,11 @@ void vt_cache_key_page(vt_cache *c, vt_job *j, vt_kind kind, const char *path, l
                        const char *cursor)
 {
     /* the query in one order, whatever order the request's has */
-    size_t len = strlen(path) + (cursor ? strlen(cursor) : 0) + 48;
+    size_t len = sizeof c->scope + strlen(path) + (cursor ? strlen(cursor) : 0) + 48;
     char *key = malloc(len);
-    if (!key)
-        return; /* short of memory: an ordinary request */
-    int n = snprintf(key, len, "%s?limit=%lld&cursor=%s", path, limit, cursor ? cursor : "");
-    set_key(c, j, kind, key, (size_t)n, -1);
-    j->cache.page = true;
-    free(key);
+    if (key)
+        snprintf(key, len, "%s:%s?limit=%lld&cursor=%s", c->scope, path, limit, cursor ? cursor : "");
+    j->cache.page = install_key(j, key, kind, -1);
 }
 
 /* The v2 reports a look-up may be: each names its object by one parameter. */

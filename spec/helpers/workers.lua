@@ -6,6 +6,7 @@
 --    local outputs = workers.run({job1, job2}, {XDG_CACHE_HOME = dir})  -- at once; lines each printed
 --    local pid = workers.spawn(job, out_path)                          -- in the background
 --    workers.requests(srv, since, "/files/")                           -- log entries after `since`
+--    workers.paths_asked(srv, since)                                   -- distinct paths, repeats
 local vt = require "vt"
 local files = require "helpers.files"
 
@@ -54,6 +55,27 @@ function workers.requests(srv, since, part)
         if i > since and (not part or e.path:find(part, 1, true)) then n = n + 1 end
     end
     return n
+end
+
+--- The counters a worker printed last ("stats <JSON>"), taken off its lines.
+function workers.stats(lines)
+    return vt.decode(table.remove(lines):match("^stats (.*)$"))
+end
+
+--- The paths the fake logged after entry `since`: how many distinct ones, and how many
+-- requests beyond one per path; each(entry), when given, sees every entry counted.
+function workers.paths_asked(srv, since, each)
+    local asked, distinct, extra = {}, 0, 0
+    for i, e in ipairs(srv:log()) do
+        if i > since then
+            if each then each(e) end
+            asked[e.path] = (asked[e.path] or 0) + 1
+        end
+    end
+    for _, n in pairs(asked) do
+        distinct, extra = distinct + 1, extra + n - 1
+    end
+    return distinct, extra
 end
 
 return workers
